@@ -1,0 +1,16 @@
+"""Run every benchmark in bench/ in turn; each prints one JSON object."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+here = Path(__file__).resolve().parent
+failed = []
+for script in sorted(here.glob("*.py")):
+    if script.name == Path(__file__).name:
+        continue
+    print(f"== {script.name}", flush=True)
+    if subprocess.run([sys.executable, str(script)]).returncode != 0:
+        failed.append(script.name)
+if failed:
+    sys.exit(f"benchmarks failed: {', '.join(failed)}")

@@ -1,0 +1,191 @@
+"""Text front end: Whisper's multilingual BPE as a `transformers` tokenizer, and text normalizers.
+
+Loading order for the tokenizer: a Hugging Face ``openai/whisper-small`` tokenizer already in the
+local cache, or from the hub when it answers within a second; otherwise the same vocabulary
+rebuilt from the BPE file that the ``openai-whisper`` package ships, converted with
+`transformers`' tiktoken converter and cached on disk. Nothing here imports torch or jax; the
+``whisper`` package is only located on disk, never imported (its ``__init__`` imports torch).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import re
+import socket
+import unicodedata
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+HF_REPO = "openai/whisper-small"
+# Whisper's pre-tokenizer pattern (GPT-2's), from whisper/tokenizer.py.
+WHISPER_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+NUM_LANGUAGES = 99  # the multilingual vocabulary of Whisper v1/v2 (51865 ids); v3 adds one.
+NORMALIZERS = ("whisper_english", "whisper_basic", "nfkc")
+
+
+class TextError(Exception):
+    """The text front end cannot be built or the input cannot be tokenized."""
+
+
+def _whisper_dir() -> Path:
+    spec = importlib.util.find_spec("whisper")
+    if spec is None or not spec.submodule_search_locations:
+        raise TextError("the openai-whisper package is not installed (pip install openai-whisper)")
+    return Path(spec.submodule_search_locations[0])
+
+
+def _whisper_languages() -> list[str]:
+    """Language codes in Whisper's order, read from its tokenizer.py without importing it."""
+    src = (_whisper_dir() / "tokenizer.py").read_text(encoding="utf-8")
+    block = src[src.index("LANGUAGES = {") : src.index("}", src.index("LANGUAGES = {"))]
+    return re.findall(r'^\s*"([a-z]{2,3}|haw|yue)":', block, flags=re.M)
+
+
+def whisper_special_tokens(num_languages: int = NUM_LANGUAGES) -> list[str]:
+    """Whisper's special tokens in id order (they follow the 50257 BPE ranks)."""
+    langs = _whisper_languages()[:num_languages]
+    return [
+        "<|endoftext|>",
+        "<|startoftranscript|>",
+        *[f"<|{lang}|>" for lang in langs],
+        "<|translate|>",
+        "<|transcribe|>",
+        "<|startoflm|>",
+        "<|startofprev|>",
+        "<|nospeech|>",
+        "<|notimestamps|>",
+        *[f"<|{i * 0.02:.2f}|>" for i in range(1501)],
+    ]
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("JTTS_CACHE") or Path(
+        os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"), "jtts"
+    )
+    return Path(base)
+
+
+@dataclass(frozen=True)
+class TextTokenizer:
+    """Text ↔ Whisper token ids. ``encode`` returns text tokens only (no special tokens)."""
+
+    name: str
+    source: str  # 'hf-cache', 'hf-hub' or 'whisper-bpe'
+    hf: object  # transformers.PreTrainedTokenizerFast
+    vocab_size: int
+    eot: int  # <|endoftext|>
+    sot: int  # <|startoftranscript|>
+
+    def encode(self, text: str) -> list[int]:
+        # Special-token strings inside user text are plain text, as in tiktoken's
+        # encode(..., disallowed_special=()).
+        return self.hf.backend_tokenizer.encode(text, add_special_tokens=False).ids
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        return [
+            e.ids
+            for e in self.hf.backend_tokenizer.encode_batch(list(texts), add_special_tokens=False)
+        ]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.hf.decode(
+            list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False
+        )
+
+
+def _wrap(hf, source: str) -> TextTokenizer:
+    hf.backend_tokenizer.encode_special_tokens = True
+    eot = hf.convert_tokens_to_ids("<|endoftext|>")
+    sot = hf.convert_tokens_to_ids("<|startoftranscript|>")
+    return TextTokenizer("whisper", source, hf, len(hf), eot, sot)
+
+
+def _hub_reachable(timeout: float = 1.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0") or os.environ.get(
+        "TRANSFORMERS_OFFLINE", "0"
+    ) not in ("", "0"):
+        return False
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _from_hf(hf_cache_dir: str | None, local_only: bool):
+    from transformers import PreTrainedTokenizerFast
+
+    try:
+        return PreTrainedTokenizerFast.from_pretrained(
+            HF_REPO, cache_dir=hf_cache_dir, local_files_only=local_only
+        )
+    except (OSError, ValueError):
+        return None
+
+
+def build_from_whisper_bpe(out_dir: Path | None = None):
+    """Convert the ``openai-whisper`` BPE file to a fast tokenizer; cached in ``out_dir``."""
+    from transformers import PreTrainedTokenizerFast
+    from transformers.convert_slow_tokenizer import TikTokenConverter
+
+    bpe = _whisper_dir() / "assets" / "multilingual.tiktoken"
+    if not bpe.exists():
+        raise TextError(f"{bpe}: Whisper BPE file is missing from the openai-whisper package")
+    digest = hashlib.sha256(bpe.read_bytes()).hexdigest()[:16]
+    out = (out_dir or cache_dir() / "tokenizers") / f"whisper-multilingual-{digest}"
+    tok_file = out / "tokenizer.json"
+    if tok_file.exists():
+        return PreTrainedTokenizerFast(tokenizer_file=str(tok_file))
+    specials = whisper_special_tokens()
+    backend = TikTokenConverter(
+        vocab_file=str(bpe), pattern=WHISPER_PATTERN, extra_special_tokens=specials
+    ).converted()
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / f".tokenizer.{os.getpid()}.json"
+    backend.save(str(tmp))
+    os.replace(tmp, tok_file)
+    (out / "source.json").write_text(json.dumps({"bpe": str(bpe), "sha256_16": digest}))
+    return PreTrainedTokenizerFast(tokenizer_file=str(tok_file))
+
+
+@cache
+def get_tokenizer(name: str = "whisper", *, hf_cache_dir: str | None = None) -> TextTokenizer:
+    """The tokenizer the model uses, loaded without ever waiting on a missing network."""
+    if name != "whisper":
+        raise TextError(f"unknown tokenizer {name!r} (known: 'whisper')")
+    hf = _from_hf(hf_cache_dir, local_only=True)
+    if hf is not None:
+        return _wrap(hf, "hf-cache")
+    if _hub_reachable():
+        hf = _from_hf(hf_cache_dir, local_only=False)
+        if hf is not None:
+            return _wrap(hf, "hf-hub")
+    return _wrap(build_from_whisper_bpe(), "whisper-bpe")
+
+
+def _nfkc(text: str) -> str:
+    return " ".join(unicodedata.normalize("NFKC", text).split())
+
+
+@cache
+def get_normalizer(name: str) -> Callable[[str], str]:
+    """A text normalizer by name; the name is recorded in the run config so sampling matches."""
+    if name == "nfkc":
+        return _nfkc
+    from transformers.models.whisper import english_normalizer as en
+
+    if name == "whisper_basic":
+        return en.BasicTextNormalizer()
+    if name == "whisper_english":
+        spelling = json.loads((_whisper_dir() / "normalizers" / "english.json").read_text())
+        return en.EnglishTextNormalizer(spelling)
+    raise TextError(f"unknown text normalizer {name!r} (known: {', '.join(NORMALIZERS)})")
+
+
+def normalize(text: str, name: str) -> str:
+    return get_normalizer(name)(text)
