@@ -1,0 +1,49 @@
+"""The demo corpus: a deterministic grammar spoken by eSpeak NG in LJ Speech layout."""
+
+import csv
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from jtts import demo_corpus
+
+
+def test_sentences_are_distinct_and_deterministic():
+    a = demo_corpus.sentences(300, seed=0)
+    assert len(set(a)) == 300
+    assert a == demo_corpus.sentences(300, seed=0)
+    assert a != demo_corpus.sentences(300, seed=1)
+    assert all(s[0].isupper() and s.endswith(".") for s in a)
+
+
+def test_held_out_sentences_are_unseen():
+    held = demo_corpus.held_out(3, seed=0, corpus_size=300)
+    assert len(held) == 3
+    assert not set(held) & set(demo_corpus.sentences(300, seed=0))
+
+
+def test_espeak_speaks():
+    pytest.importorskip("espeakng_loader")
+    engine = demo_corpus.Espeak()
+    short, long = engine.synth("Hi."), engine.synth("The tired farmer carried the heavy basket.")
+    assert engine.sample_rate == 22050
+    assert 0.2 < len(short) / engine.sample_rate < len(long) / engine.sample_rate < 6
+    rms = np.sqrt(np.mean(long**2))
+    assert 0.01 < rms < 0.9 and np.abs(long).max() <= 1.0
+    # eSpeak NG adds random noise to unvoiced sounds, so a repeat is alike, not identical.
+    again = engine.synth("The tired farmer carried the heavy basket.")
+    assert abs(len(again) - len(long)) < 0.05 * len(long)
+
+
+def test_build_corpus_in_ljspeech_layout(tmp_path):
+    out = demo_corpus.build_corpus(tmp_path / "c", n=4)
+    rows = list(csv.reader(open(out / "metadata.csv"), delimiter="|"))
+    assert [r[0] for r in rows] == [f"DEMO-{i:04d}" for i in range(4)]
+    assert [r[1] for r in rows] == demo_corpus.sentences(4)
+    for r in rows:
+        audio, sr = sf.read(out / "wavs" / f"{r[0]}.wav")
+        assert sr == 22050 and audio.ndim == 1 and len(audio) > sr // 2
+    mtime = (out / "metadata.csv").stat().st_mtime_ns
+    demo_corpus.build_corpus(out, n=4)
+    assert (out / "metadata.csv").stat().st_mtime_ns == mtime
