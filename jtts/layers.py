@@ -1,0 +1,302 @@
+"""Transformer building blocks: RMSNorm, rotary attention, MLP, encoder/decoder layers, stacks.
+
+Parameters are stored in `param_dtype` and cast to the compute `dtype` at use; norms, rotary
+and softmax statistics run in float32. Layers hold no mutable state (dropout takes explicit
+keys), so they can be split, merged, scanned and rematerialised freely.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import jax
+from flax import nnx
+from jax import numpy as jnp
+
+from jtts.config import ModelConfig
+
+
+def dropout(x: jax.Array, rate: float, rng: jax.Array | None) -> jax.Array:
+    """Inverted dropout; identity when `rng` is None (evaluation) or `rate` is 0."""
+    if rng is None or rate == 0.0:
+        return x
+    keep = jax.random.bernoulli(rng, 1.0 - rate, x.shape)
+    return jnp.where(keep, x / (1.0 - rate), 0).astype(x.dtype)
+
+
+def _fold(rng: jax.Array | None, i: int) -> jax.Array | None:
+    return None if rng is None else jax.random.fold_in(rng, i)
+
+
+def apply_rope(x_BxTxHxD: jax.Array, positions_T: jax.Array, theta: float) -> jax.Array:
+    """Rotary position embedding (split-half convention), computed in float32."""
+    half = x_BxTxHxD.shape[-1] // 2
+    freq_F = theta ** (-jnp.arange(half, dtype=jnp.float32) / half)
+    angle_TxF = positions_T.astype(jnp.float32)[:, None] * freq_F[None, :]
+    sin, cos = jnp.sin(angle_TxF)[None, :, None, :], jnp.cos(angle_TxF)[None, :, None, :]
+    x1, x2 = jnp.split(x_BxTxHxD.astype(jnp.float32), 2, axis=-1)
+    out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+    return out.astype(x_BxTxHxD.dtype)
+
+
+class RMSNorm(nnx.Module):
+    def __init__(self, cfg: ModelConfig):
+        self.scale = nnx.Param(jnp.ones((cfg.d_model,), jnp.dtype(cfg.param_dtype)))
+        self.eps = cfg.norm_eps
+        self.dtype = jnp.dtype(cfg.dtype)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x32 = x.astype(jnp.float32)
+        y = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+        return (y * self.scale[...].astype(jnp.float32)).astype(self.dtype)
+
+
+def _linear(cfg: ModelConfig, d_in: int, d_out: int, std: float, rngs: nnx.Rngs) -> nnx.Linear:
+    return nnx.Linear(
+        d_in,
+        d_out,
+        use_bias=False,
+        dtype=jnp.dtype(cfg.dtype),
+        param_dtype=jnp.dtype(cfg.param_dtype),
+        kernel_init=nnx.initializers.normal(std),
+        rngs=rngs,
+    )
+
+
+def _out_std(cfg: ModelConfig) -> float:
+    """GPT-2 style: residual-branch output projections shrink with depth."""
+    return cfg.init_std / (2 * (cfg.enc_layers + cfg.dec_layers)) ** 0.5
+
+
+class Attention(nnx.Module):
+    """Multi-head attention split into projections and `attend`, so callers can cache K/V."""
+
+    def __init__(self, cfg: ModelConfig, *, rope: bool, rngs: nnx.Rngs):
+        inner = cfg.n_heads * cfg.resolved_head_dim
+        self.q = _linear(cfg, cfg.d_model, inner, cfg.init_std, rngs)
+        self.k = _linear(cfg, cfg.d_model, inner, cfg.init_std, rngs)
+        self.v = _linear(cfg, cfg.d_model, inner, cfg.init_std, rngs)
+        self.o = _linear(cfg, inner, cfg.d_model, _out_std(cfg), rngs)
+        self.n_heads = cfg.n_heads
+        self.head_dim = cfg.resolved_head_dim
+        self.rope_theta = cfg.rope_theta if rope else None
+
+    def _heads(self, x_BxTxI: jax.Array) -> jax.Array:
+        return x_BxTxI.reshape(*x_BxTxI.shape[:2], self.n_heads, self.head_dim)
+
+    def _rope(self, x_BxTxHxD: jax.Array, positions_T: jax.Array | None) -> jax.Array:
+        if self.rope_theta is None:
+            return x_BxTxHxD
+        return apply_rope(x_BxTxHxD, positions_T, self.rope_theta)
+
+    def query(self, x_BxTxD: jax.Array, positions_T: jax.Array | None = None) -> jax.Array:
+        return self._rope(self._heads(self.q(x_BxTxD)), positions_T)
+
+    def key_value(
+        self, x_BxSxD: jax.Array, positions_S: jax.Array | None = None
+    ) -> tuple[jax.Array, jax.Array]:
+        k = self._rope(self._heads(self.k(x_BxSxD)), positions_S)
+        return k, self._heads(self.v(x_BxSxD))
+
+    def attend(
+        self,
+        q_BxTxHxD: jax.Array,
+        k_BxSxHxD: jax.Array,
+        v_BxSxHxD: jax.Array,
+        mask_Bx1xTxS: jax.Array | None = None,
+        *,
+        is_causal: bool = False,
+    ) -> jax.Array:
+        dtype = q_BxTxHxD.dtype
+        out_BxTxHxD = jax.nn.dot_product_attention(
+            q_BxTxHxD,
+            k_BxSxHxD.astype(dtype),
+            v_BxSxHxD.astype(dtype),
+            mask=mask_Bx1xTxS,
+            is_causal=is_causal,
+            implementation=None,
+        )
+        return self.o(out_BxTxHxD.reshape(*out_BxTxHxD.shape[:2], -1))
+
+
+class Mlp(nnx.Module):
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+        self.kind = cfg.mlp
+        self.up = _linear(cfg, cfg.d_model, cfg.mlp_dim, cfg.init_std, rngs)
+        if cfg.mlp == "swiglu":
+            self.gate = _linear(cfg, cfg.d_model, cfg.mlp_dim, cfg.init_std, rngs)
+        self.down = _linear(cfg, cfg.mlp_dim, cfg.d_model, _out_std(cfg), rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        if self.kind == "swiglu":
+            h = jax.nn.silu(self.gate(x)) * self.up(x)
+        else:
+            h = jax.nn.gelu(self.up(x))
+        return self.down(h)
+
+
+class EncoderLayer(nnx.Module):
+    """Pre-norm bidirectional self-attention + MLP over text tokens."""
+
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+        self.attn_norm = RMSNorm(cfg)
+        self.attn = Attention(cfg, rope=True, rngs=rngs)
+        self.mlp_norm = RMSNorm(cfg)
+        self.mlp = Mlp(cfg, rngs=rngs)
+        self.dropout = cfg.dropout
+
+    def __call__(
+        self,
+        x_BxSxD: jax.Array,
+        positions_S: jax.Array,
+        mask_Bx1x1xS: jax.Array,
+        rng: jax.Array | None,
+    ) -> jax.Array:
+        h = self.attn_norm(x_BxSxD)
+        q = self.attn.query(h, positions_S)
+        k, v = self.attn.key_value(h, positions_S)
+        x = x_BxSxD + dropout(self.attn.attend(q, k, v, mask_Bx1x1xS), self.dropout, _fold(rng, 0))
+        return x + dropout(self.mlp(self.mlp_norm(x)), self.dropout, _fold(rng, 1))
+
+
+class DecoderLayer(nnx.Module):
+    """Pre-norm causal self-attention, cross-attention to the text, MLP."""
+
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+        self.self_norm = RMSNorm(cfg)
+        self.self_attn = Attention(cfg, rope=True, rngs=rngs)
+        self.cross_norm = RMSNorm(cfg)
+        self.cross_attn = Attention(cfg, rope=False, rngs=rngs)
+        self.mlp_norm = RMSNorm(cfg)
+        self.mlp = Mlp(cfg, rngs=rngs)
+        self.dropout = cfg.dropout
+
+    def cross_kv(self, enc_BxSxD: jax.Array) -> tuple[jax.Array, jax.Array]:
+        return self.cross_attn.key_value(enc_BxSxD)
+
+    def _cross_and_mlp(
+        self,
+        x: jax.Array,
+        cross_k: jax.Array,
+        cross_v: jax.Array,
+        enc_mask_BxS: jax.Array,
+        rng: jax.Array | None,
+    ) -> jax.Array:
+        q = self.cross_attn.query(self.cross_norm(x))
+        mask = enc_mask_BxS[:, None, None, :]
+        x = x + dropout(self.cross_attn.attend(q, cross_k, cross_v, mask), self.dropout, rng)
+        return x + dropout(self.mlp(self.mlp_norm(x)), self.dropout, _fold(rng, 1))
+
+    def __call__(
+        self,
+        x_BxTxD: jax.Array,
+        positions_T: jax.Array,
+        enc_BxSxD: jax.Array,
+        enc_mask_BxS: jax.Array,
+        rng: jax.Array | None,
+    ) -> jax.Array:
+        """Teacher-forced forward over all T steps."""
+        h = self.self_norm(x_BxTxD)
+        q = self.self_attn.query(h, positions_T)
+        k, v = self.self_attn.key_value(h, positions_T)
+        attn = self.self_attn.attend(q, k, v, is_causal=True)
+        x = x_BxTxD + dropout(attn, self.dropout, _fold(rng, 0))
+        cross_k, cross_v = self.cross_kv(enc_BxSxD)
+        return self._cross_and_mlp(x, cross_k, cross_v, enc_mask_BxS, _fold(rng, 2))
+
+    def step(
+        self,
+        x_Bx1xD: jax.Array,
+        step: jax.Array,
+        cache_k_LxBxTxHxD: jax.Array,
+        cache_v_LxBxTxHxD: jax.Array,
+        layer: jax.Array,
+        cross_k_BxSxHxD: jax.Array,
+        cross_v_BxSxHxD: jax.Array,
+        enc_mask_BxS: jax.Array,
+    ) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """One decoding step: writes this layer's K/V at `step` in the stacked cache.
+
+        Taking the whole stacked cache (and `layer` as an index) lets XLA update it in place.
+        """
+        positions_1 = step[None]
+        h = self.self_norm(x_Bx1xD)
+        q = self.self_attn.query(h, positions_1)
+        k, v = self.self_attn.key_value(h, positions_1)
+        zero = jnp.zeros((), jnp.int32)
+        start = (layer, zero, step, zero, zero)
+        cache_k = jax.lax.dynamic_update_slice(
+            cache_k_LxBxTxHxD, k[None].astype(cache_k_LxBxTxHxD.dtype), start
+        )
+        cache_v = jax.lax.dynamic_update_slice(
+            cache_v_LxBxTxHxD, v[None].astype(cache_v_LxBxTxHxD.dtype), start
+        )
+        keys = jax.lax.dynamic_index_in_dim(cache_k, layer, axis=0, keepdims=False)
+        values = jax.lax.dynamic_index_in_dim(cache_v, layer, axis=0, keepdims=False)
+        visible_1x1x1xT = (jnp.arange(cache_k.shape[2]) <= step)[None, None, None, :]
+        x = x_Bx1xD + self.self_attn.attend(q, keys, values, visible_1x1x1xT)
+        x = self._cross_and_mlp(x, cross_k_BxSxHxD, cross_v_BxSxHxD, enc_mask_BxS, None)
+        return x, cache_k, cache_v
+
+
+class LayerStack(nnx.Module):
+    """N identical layers, either as a list or as one module with stacked (N, ...) params.
+
+    `run` threads a carry through the layers with one body function for both layouts, so
+    `scan_layers` changes compile time and parameter layout, never the math.
+    """
+
+    def __init__(
+        self,
+        make_layer: Callable[[nnx.Rngs], nnx.Module],
+        n: int,
+        *,
+        scan: bool,
+        rngs: nnx.Rngs,
+    ):
+        self.scan = scan
+        if scan:
+
+            @nnx.split_rngs(splits=n)
+            @nnx.vmap(in_axes=(0,), out_axes=0)
+            def make_stacked(rngs: nnx.Rngs) -> nnx.Module:
+                return make_layer(rngs)
+
+            self.layers = make_stacked(rngs)
+        else:
+            self.layers = nnx.List([make_layer(rngs) for _ in range(n)])
+
+    def run(
+        self,
+        fn: Callable[[Any, Any, Any], tuple[Any, Any]],
+        carry: Any,
+        xs: Any = None,
+        *,
+        remat: bool = False,
+    ) -> tuple[Any, Any]:
+        """carry, y_i = fn(layer_i, carry, xs_i) for each layer; returns (carry, stacked ys).
+
+        `xs` is a pytree with leading axis n (or None); `remat` rematerialises each layer.
+        """
+
+        def body(graphdef: nnx.GraphDef, carry: Any, state_and_x: Any) -> tuple[Any, Any]:
+            state, x = state_and_x
+            return fn(nnx.merge(graphdef, state), carry, x)
+
+        if self.scan:
+            graphdef, state = nnx.split(self.layers)
+            step = functools.partial(body, graphdef)
+            if remat:
+                step = jax.checkpoint(step)
+            return jax.lax.scan(step, carry, (state, xs))
+        ys = []
+        for i, layer in enumerate(self.layers):
+            graphdef, state = nnx.split(layer)
+            step = functools.partial(body, graphdef)
+            if remat:
+                step = jax.checkpoint(step)
+            carry, y = step(carry, (state, jax.tree.map(lambda a, i=i: a[i], xs)))
+            ys.append(y)
+        return carry, jax.tree.map(lambda *a: jnp.stack(a), *ys)

@@ -1,0 +1,155 @@
+"""Config loading, `--set` overrides, type errors that name the key, JSON round trip."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from jtts.config import (
+    MODEL_RUNTIME_FIELDS,
+    Config,
+    ConfigError,
+    apply_overrides,
+    config_diff,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    save_config,
+)
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+NAMES = ["tiny", "small", "base", "large"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_yaml_loads_and_sets_every_key(name):
+    """Each YAML spells out every section and key, so defaults never silently decide a run."""
+    path = CONFIGS / f"{name}.yaml"
+    cfg = load_config(path)
+    assert cfg.name == name
+    raw = yaml.safe_load(path.read_text())
+    full = config_to_dict(cfg)
+    assert set(raw) == set(full)
+    for section, values in full.items():
+        if isinstance(values, dict):
+            assert set(raw[section]) == set(values), section
+
+
+def test_stable_keys_exist():
+    cfg = apply_overrides(
+        Config(),
+        [
+            "train.steps=7",
+            "train.seed=3",
+            "optim.lr=1e-3",  # YAML 1.1 reads this as a string; float fields accept it
+            "data.batch_frames=4096",
+            "data.val_fraction=0",
+            "checkpoint.every=2",
+            "eval.every=2",
+            "log.every=1",
+        ],
+    )
+    assert (cfg.train.steps, cfg.train.seed, cfg.optim.lr) == (7, 3, 1e-3)
+    assert (cfg.data.batch_frames, cfg.data.val_fraction) == (4096, 0.0)
+    assert isinstance(cfg.data.val_fraction, float)
+    assert (cfg.checkpoint.every, cfg.eval.every, cfg.log.every) == (2, 2, 1)
+
+
+def test_nested_tuple_and_optional_overrides():
+    cfg = load_config(
+        CONFIGS / "tiny.yaml",
+        [
+            "train.mesh.fsdp=2",
+            "optim.codebook_weights=[2, 1, 1, 1, 1, 1, 1, 0.5]",
+            "model.head_dim=32",
+            "data.bucket_sizes=[100, 200, 400]",
+            "log.tensorboard=true",
+        ],
+    )
+    assert cfg.train.mesh.fsdp == 2 and cfg.train.mesh.data == -1
+    assert cfg.optim.codebook_weights == (2.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.5)
+    assert cfg.model.resolved_head_dim == 32
+    assert cfg.data.bucket_sizes == (100, 200, 400)
+    assert apply_overrides(cfg, ["model.head_dim=null"]).model.head_dim is None
+
+
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        ("train.steps=1.5", "train.steps: expected int, got 1.5"),
+        ("train.steps=true", "train.steps: expected int"),
+        ("log.tensorboard=3", "log.tensorboard: expected bool"),
+        ("optim.lr=fast", "optim.lr: expected float, got 'fast'"),
+        ("optim.codebook_weights=[1, x]", "optim.codebook_weights"),
+        ("model.mlp=relu", "expected one of ['swiglu', 'gelu']"),
+        ("train.nonfinite=ignore", "expected one of ['stop', 'skip']"),
+    ],
+)
+def test_wrong_type_names_key(override, fragment):
+    with pytest.raises(ConfigError) as err:
+        apply_overrides(Config(), [override])
+    assert fragment in str(err.value) and "\n" not in str(err.value)
+
+
+def test_wrong_type_lists_valid_keys():
+    with pytest.raises(ConfigError, match="valid keys of train: steps, seed, nonfinite, mesh"):
+        apply_overrides(Config(), ["train.steps=many"])
+
+
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        ("optim.lrr=1", "unknown key 'optim.lrr'; valid keys of optim: lr, warmup_steps"),
+        ("optimizer.lr=1", "unknown key 'optimizer'; valid keys of the config: name, model"),
+        ("train.mesh.model=2", "unknown key 'train.mesh.model'; valid keys of train.mesh: data"),
+        ("train.steps.x=1", "'train.steps' is a value, not a section"),
+        ("train.steps", "not of the form section.key=value"),
+    ],
+)
+def test_unknown_key_lists_valid_keys(override, fragment):
+    with pytest.raises(ConfigError) as err:
+        apply_overrides(Config(), [override])
+    assert fragment in str(err.value)
+
+
+def test_unknown_key_in_yaml(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("model:\n  d_modle: 64\n")
+    with pytest.raises(ConfigError, match="unknown key 'model.d_modle'; valid keys of model"):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        ("data.max_frames=5000", "exceeds model.max_frames"),
+        ("optim.codebook_weights=[1, 1]", "model.n_codebooks=8"),
+        ("model.n_heads=3", "not divisible"),
+        ("data.val_fraction=1", "data.val_fraction must be in [0, 1)"),
+        ("train.mesh.fsdp=-1", "at most one"),
+    ],
+)
+def test_invalid_values(override, fragment):
+    with pytest.raises(ConfigError) as err:
+        load_config(CONFIGS / "tiny.yaml", [override])
+    assert fragment in str(err.value)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_round_trip_dict_and_json(name, tmp_path):
+    cfg = load_config(CONFIGS / f"{name}.yaml", ["optim.codebook_weights=[1,1,1,1,1,1,1,1]"])
+    assert config_from_dict(config_to_dict(cfg)) == cfg
+    path = tmp_path / "config.json"
+    save_config(cfg, path)
+    assert json.loads(path.read_text()) == config_to_dict(cfg)
+    assert load_config(path) == cfg
+
+
+def test_config_diff():
+    a = load_config(CONFIGS / "tiny.yaml")
+    b = apply_overrides(a, ["model.d_model=128", "model.dtype=bfloat16", "train.mesh.data=2"])
+    assert config_diff(a.model, b.model) == ["d_model", "dtype"]
+    assert config_diff(a.model, b.model, ignore=MODEL_RUNTIME_FIELDS) == ["d_model"]
+    assert config_diff(a, b) == ["model.d_model", "model.dtype", "train.mesh.data"]
+    assert config_diff(a, a) == []
