@@ -1,0 +1,180 @@
+"""Sampling speed: the compiled `while_loop` decoder against its two baselines.
+
+For `tiny` and `small` (random weights) at batch 1 and 16, each row decodes 10 s of audio
+(750 frames, 758 delay-pattern steps; EOS is disabled with min_frames so every run does the
+same work), greedy, no guidance:
+- compiled: `jtts.decode.generate`, the whole loop in one XLA program;
+- python_loop: `generate_stepwise`, the same fused step jitted alone and called per token;
+- no_cache: the full teacher-forced forward (`model.__call__`) re-run per step over the
+  prefix (rounded up to a power of two), timed once per prefix length and summed over the
+  758 steps (extrapolated: a full run would take minutes to hours).
+Also: the compiled loop with the configs' default sampling (top-k 50, guidance 3), and the
+memory-bandwidth bound at batch 1 (parameter bytes read per step x steps / the bandwidth of
+a large numpy copy measured here). Prints one JSON object.
+"""
+
+import json
+import os
+import platform
+import time
+
+import jax
+import numpy as np
+from flax import nnx
+
+from jtts import decode, decode_step
+from jtts.config import load_config
+from jtts.model import build_model, count_params
+
+FRAMES = 750
+FRAME_RATE = 75.0
+TEXT = list(range(1000, 1024))  # 24 text tokens
+REPEATS = 5  # batch 1; batch 16: 3
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+
+
+def copy_bandwidth() -> float:
+    """GB/s of a 256 MiB numpy copy, counting the bytes read and written."""
+    src = np.ones(64 * 2**20, np.float32)
+    dst = np.empty_like(src)
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        np.copyto(dst, src)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * src.nbytes / best / 1e9
+
+
+def step_bytes(model) -> int:
+    """Parameter bytes one decoder step reads: fused decoder weights, heads and K embeddings."""
+    w = decode_step.weights(model)
+    k, _, d = w.embed_KxNxD.shape
+    own = jax.tree.leaves((w.layers, w.norm_D, w.heads_DxKV))
+    return sum(x.nbytes for x in own) + k * d * w.embed_KxNxD.dtype.itemsize
+
+
+def rates(seconds: float, batch: int) -> dict:
+    audio = batch * FRAMES / FRAME_RATE
+    return {
+        "s": round(seconds, 3),
+        "rtf": round(seconds / audio, 4),
+        "frames_per_s": round(batch * FRAMES / seconds, 1),
+        "audio_s_per_s": round(audio / seconds, 2),
+    }
+
+
+def timed(fns, model, texts, sampling, runs: int) -> tuple[list[float], list[decode.Generation]]:
+    """Best decode time of each function over `runs` interleaved calls (so that load from
+    other processes hits all alike), after a first (compiling) call of each."""
+    firsts = [fn(model, texts, sampling, FRAMES) for fn in fns]
+    best = [float("inf")] * len(fns)
+    for _ in range(runs):
+        for i, fn in enumerate(fns):
+            best[i] = min(best[i], fn(model, texts, sampling, FRAMES).decode_s)
+    return best, firsts
+
+
+def no_cache_seconds(model, batch: int, cache_steps: int, steps: int) -> float:
+    """Sum over steps of the timed full forward at that step's prefix length."""
+    graphdef, state = nnx.split(model)
+    k = model.cfg.n_codebooks
+    text = np.tile(np.asarray(TEXT, np.int32), (batch, 1))
+    mask = np.ones_like(text, bool)
+    seq = np.random.default_rng(0).integers(0, model.cfg.codebook_size, (batch, k, cache_steps))
+    seq = seq.astype(np.int32)
+    counts: dict[int, int] = {}
+    for s in range(steps):
+        p = decode.prefix_bucket(s + 1, cache_steps)
+        counts[p] = counts.get(p, 0) + 1
+    total = 0.0
+    for prefix, count in counts.items():
+        args = (graphdef, prefix, False, state, text, mask, seq, np.int32(prefix - 1))
+        decode.forward_logits(*args).block_until_ready()
+        best = float("inf")
+        for _ in range(2):
+            t0 = time.perf_counter()
+            decode.forward_logits(*args).block_until_ready()
+            best = min(best, time.perf_counter() - t0)
+        total += count * best
+    return total
+
+
+def bench_config(name: str, bandwidth: float) -> dict:
+    cfg = load_config(os.path.join(ROOT, "configs", f"{name}.yaml")).model
+    model = build_model(cfg, nnx.Rngs(0))
+    greedy = decode.Sampling(greedy=True, min_frames=FRAMES)
+    default = decode.Sampling(top_k=50, cfg_scale=3.0, min_frames=FRAMES)
+    nbytes = step_bytes(model)
+    out = {"params": count_params(model), "param_bytes_per_step": nbytes}
+    for batch in (1, 16):
+        texts = [TEXT] * batch
+        runs = REPEATS if batch == 1 else REPEATS // 2 + 1
+        fns = [decode.generate, decode.generate_stepwise]
+        (compiled_s, loop_s), (first, _) = timed(fns, model, texts, greedy, runs)
+        steps = first.steps
+        assert steps == FRAMES + cfg.n_codebooks and not first.finished.any()
+        naive_s = no_cache_seconds(model, batch, decode.step_bucket(steps), steps)
+        (sampled_s,), (sampled,) = timed([decode.generate], model, texts, default, runs)
+        row = {
+            "compiled": {**rates(compiled_s, batch), "compile_s": round(first.compile_s, 2)},
+            "python_loop": rates(loop_s, batch),
+            "no_cache": {**rates(naive_s, batch), "extrapolated": True},
+            "compiled_top_k50_cfg3": {
+                **rates(sampled_s, batch),
+                "compile_s": round(sampled.compile_s, 2),
+            },
+            "speedup_vs_python_loop": round(loop_s / compiled_s, 2),
+            "speedup_vs_no_cache": round(naive_s / compiled_s, 1),
+            "ms_per_step": round(compiled_s / steps * 1e3, 3),
+        }
+        if batch == 1:
+            bound = nbytes * steps / (bandwidth * 1e9)
+            row["bandwidth_bound_s"] = round(bound, 3)
+            row["compiled_over_bound"] = round(compiled_s / bound, 2)
+        out[f"batch{batch}"] = row
+    b1, b16 = out["batch1"]["compiled"], out["batch16"]["compiled"]
+    out["batch16_over_batch1_audio_per_s"] = round(b16["audio_s_per_s"] / b1["audio_s_per_s"], 2)
+    return out
+
+
+def main() -> None:
+    load_start = os.getloadavg()
+    bandwidth = copy_bandwidth()
+    result = {
+        "benchmark": "sample",
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+            "backend": jax.default_backend(),
+            "jax": jax.__version__,
+            "copy_bandwidth_GBps": round(bandwidth, 1),
+        },
+        "setup": {
+            "frames_per_row": FRAMES,
+            "audio_s_per_row": FRAMES / FRAME_RATE,
+            "sampling": "greedy, no guidance, EOS disabled (min_frames=750)",
+            "timing": f"best of {REPEATS} (batch 16: {REPEATS // 2 + 1}) runs after a compiling "
+            "run, compiled and python_loop interleaved; rtf = decode seconds / seconds of "
+            "audio produced (all rows)",
+            "no_cache": "forward per prefix bucket timed (best of 2), x steps in that bucket",
+            "bandwidth_bound": "param bytes per step x steps / copy bandwidth (read+write)",
+        },
+    }
+    for name in ("tiny", "small"):
+        result[name] = bench_config(name, bandwidth)
+    small = result["small"]
+    result["targets"] = {
+        "small_b1_vs_no_cache_ge_10x": small["batch1"]["speedup_vs_no_cache"],
+        "tiny_b1_vs_python_loop_ge_1.3x": result["tiny"]["batch1"]["speedup_vs_python_loop"],
+        "small_b1_vs_python_loop_ge_1.3x": small["batch1"]["speedup_vs_python_loop"],
+        "tiny_b16_over_b1_audio_ge_5x": result["tiny"]["batch16_over_batch1_audio_per_s"],
+        "small_b16_over_b1_audio_ge_5x": small["batch16_over_batch1_audio_per_s"],
+        "small_b1_rtf_le_0.5": small["batch1"]["compiled"]["rtf"],
+        "small_b1_over_bound_le_2": small["batch1"]["compiled_over_bound"],
+    }
+    result["machine"]["loadavg_start_end"] = [round(load_start[0], 2), round(os.getloadavg()[0], 2)]
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

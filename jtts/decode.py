@@ -1,0 +1,413 @@
+"""Autoregressive sampling of codec tokens: one compiled `while_loop`, plus two baselines.
+
+`generate` runs the whole decode (text encoding, cross-attention K/V, KV-cached decoder steps
+from `jtts.decode_step`, sampling and the pattern's EOS/PAD bookkeeping) as one XLA program,
+so the host waits once per batch instead of once per token. Executables are cached per shape
+bucket (batch, text length, decoder steps) and static setting, and `enable_compilation_cache`
+lets later processes load them from disk. `generate_stepwise` (the same step jitted alone and
+driven from Python) and `generate_naive` (the full teacher-forced forward re-run at every
+step, no cache) share the sampling code; they are the references of the tests and the
+baselines of bench/sample.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+from flax import nnx
+from jax import numpy as jnp
+
+from jtts import decode_step
+from jtts.config import ModelConfig
+from jtts.patterns import Pattern, get_pattern
+
+
+@dataclasses.dataclass(frozen=True)
+class Sampling:
+    """How each token is picked. Greedy (or temperature 0) takes the argmax; cfg_scale 1 is
+    plain conditional sampling, any other value mixes null + s * (cond - null) logits."""
+
+    temperature: float = 1.0
+    top_k: int = 0  # 0: off
+    top_p: float = 1.0  # 1: off
+    cfg_scale: float = 1.0
+    greedy: bool = False
+    seed: int = 0
+    min_frames: int = 1  # codebook 0 may not emit EOS before this many frames
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if self.top_k < 0:
+            raise ValueError(f"top-k must be >= 0, got {self.top_k}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"top-p must be in (0, 1], got {self.top_p}")
+        if self.min_frames < 1:
+            raise ValueError(f"min_frames must be >= 1, got {self.min_frames}")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Spec:
+    """The settings that change the program (static); `_Knobs` holds the ones that do not."""
+
+    pattern: Pattern
+    greedy: bool
+    top_k: int
+    top_p: bool
+    cfg: bool
+
+
+class _Knobs(NamedTuple):
+    temperature: Any
+    top_p: Any
+    cfg_scale: Any
+    seed: Any
+    min_frames: Any
+
+
+def _pattern(cfg: ModelConfig) -> Pattern:
+    return get_pattern(cfg.pattern, cfg.n_codebooks, cfg.codebook_size)
+
+
+def _spec(cfg: ModelConfig, s: Sampling) -> _Spec:
+    greedy = s.greedy or s.temperature == 0
+    return _Spec(
+        pattern=_pattern(cfg),
+        greedy=greedy,
+        top_k=0 if greedy else s.top_k,
+        top_p=not greedy and s.top_p < 1.0,
+        cfg=s.cfg_scale != 1.0,
+    )
+
+
+def _knobs(s: Sampling) -> _Knobs:
+    return _Knobs(
+        np.float32(s.temperature if s.temperature > 0 else 1.0),
+        np.float32(s.top_p),
+        np.float32(s.cfg_scale),
+        np.uint32(s.seed % 2**32),
+        np.int32(s.min_frames),
+    )
+
+
+class _Loop(NamedTuple):
+    step: jax.Array  # int32: the step decoded next
+    tokens_BxK: jax.Array  # decoder input of `step`: the tokens emitted at step - 1 (BOS at 0)
+    seq_BxKxS: jax.Array  # emitted tokens, PAD where not decoded yet
+    lengths_B: jax.Array  # frames, set when codebook 0 emits EOS; -1 while open
+    eos_BxK: jax.Array  # EOS has been placed on codebook k
+    done_B: jax.Array  # EOS is on every codebook, or the row is batch padding
+
+
+def _init_loop(pattern: Pattern, valid_B: jax.Array, steps: int) -> _Loop:
+    b, k = valid_B.shape[0], pattern.n_codebooks
+    return _Loop(
+        step=jnp.zeros((), jnp.int32),
+        tokens_BxK=jnp.full((b, k), pattern.bos, jnp.int32),
+        seq_BxKxS=jnp.full((b, k, steps), pattern.pad, jnp.int32),
+        lengths_B=jnp.full((b,), -1, jnp.int32),
+        eos_BxK=jnp.zeros((b, k), bool),
+        done_B=~valid_B.astype(bool),
+    )
+
+
+def _rows(cfg: bool, x: jax.Array) -> jax.Array:
+    """Guidance runs conditional rows then null rows in one batch of 2B."""
+    return jnp.concatenate([x, x], axis=0) if cfg else x
+
+
+def _drop(cfg: bool, b: int) -> jax.Array | None:
+    return jnp.arange(2 * b) >= b if cfg else None
+
+
+def _encode(model: nnx.Module, cfg: bool, text_BxS: jax.Array, mask_BxS: jax.Array):
+    b = text_BxS.shape[0]
+    return model.encode(_rows(cfg, text_BxS), _rows(cfg, mask_BxS), _drop(cfg, b))
+
+
+def _argmax(x_BxKxV: jax.Array) -> jax.Array:
+    """First index of the maximum: two plain reductions, which XLA:CPU vectorizes (its
+    argmax is a slow variadic reduce)."""
+    v = x_BxKxV.shape[-1]
+    top = x_BxKxV.max(axis=-1, keepdims=True)
+    first = jnp.where(x_BxKxV == top, jnp.arange(v, dtype=jnp.int32), v).min(axis=-1)
+    return jnp.minimum(first, v - 1)
+
+
+def _sample(spec: _Spec, knobs: _Knobs, key: jax.Array, logits_BxKxV: jax.Array) -> jax.Array:
+    if spec.greedy:
+        return _argmax(logits_BxKxV)
+    logits = logits_BxKxV / knobs.temperature
+    if spec.top_k or spec.top_p:
+        # Sorted candidates: top-k keeps the first k, top-p the smallest prefix with mass >= p.
+        vals, idx = jax.lax.top_k(logits, spec.top_k or logits.shape[-1])
+        if spec.top_p:
+            probs = jax.nn.softmax(vals, axis=-1)
+            vals = jnp.where(jnp.cumsum(probs, axis=-1) - probs < knobs.top_p, vals, -jnp.inf)
+        pick = jax.random.categorical(key, vals, axis=-1)
+        return jnp.take_along_axis(idx, pick[..., None], axis=-1)[..., 0].astype(jnp.int32)
+    return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
+
+
+def _force(pattern: Pattern, step: jax.Array, lengths_B: jax.Array, tok_BxK: jax.Array):
+    forced_BxK = pattern.forced_tokens(step, lengths_B)
+    return jnp.where(forced_BxK >= 0, forced_BxK, tok_BxK)
+
+
+def _choose(spec: _Spec, knobs: _Knobs, logits: jax.Array, loop: _Loop) -> _Loop:
+    """Picks the tokens of `loop.step` from its logits and advances the EOS bookkeeping."""
+    pattern, step, b = spec.pattern, loop.step, loop.tokens_BxK.shape[0]
+    if spec.cfg:
+        cond, null = logits[:b], logits[b:]
+        logits = null + knobs.cfg_scale * (cond - null)
+    # EOS is sampled on codebook 0 only (the pattern places it on the others) and not before
+    # min_frames frames exist; masking after guidance keeps -inf out of the mix.
+    eos_ok = (jnp.arange(pattern.n_codebooks) == 0) & (
+        pattern.length_at_eos(step) >= knobs.min_frames
+    )
+    logits = logits.at[:, :, pattern.eos].set(
+        jnp.where(eos_ok[None, :], logits[:, :, pattern.eos], -jnp.inf)
+    )
+    key = jax.random.fold_in(jax.random.key(knobs.seed), step)
+    tok = _force(pattern, step, loop.lengths_B, _sample(spec, knobs, key, logits))
+    ended = (loop.lengths_B < 0) & (tok[:, 0] == pattern.eos)
+    lengths = jnp.where(ended, pattern.length_at_eos(step), loop.lengths_B).astype(jnp.int32)
+    tok = _force(pattern, step, lengths, tok)
+    eos = loop.eos_BxK | (tok == pattern.eos)
+    return _Loop(
+        step=step + 1,
+        tokens_BxK=tok,
+        seq_BxKxS=jax.lax.dynamic_update_slice(loop.seq_BxKxS, tok[:, :, None], (0, 0, step)),
+        lengths_B=lengths,
+        eos_BxK=eos,
+        done_B=loop.done_B | eos.all(axis=1),
+    )
+
+
+def _prepare(model, spec, cache_steps, text_BxS, mask_BxS, valid_B):
+    """Everything computed once per batch: fused weights, cross K/V, empty cache and state."""
+    enc, enc_mask = _encode(model, spec.cfg, text_BxS, mask_BxS)
+    cross, cache = decode_step.init(model, enc, enc_mask, cache_steps)
+    return decode_step.weights(model), cross, cache, _init_loop(spec.pattern, valid_B, cache_steps)
+
+
+def _advance(cfg, spec, knobs, w, cross, loop, cache):
+    logits, cache = decode_step.decode(
+        cfg, w, _rows(spec.cfg, loop.tokens_BxK), loop.step, cache, cross
+    )
+    return _choose(spec, knobs, logits, loop), cache
+
+
+def _program(graphdef, spec, cache_steps, state, text_BxS, mask_BxS, valid_B, max_steps, knobs):
+    """The compiled decode: returns (seq_BxKxS, steps run, done_B)."""
+    model = nnx.merge(graphdef, state)
+    w, cross, cache, loop = _prepare(model, spec, cache_steps, text_BxS, mask_BxS, valid_B)
+
+    def body(carry):
+        return _advance(model.cfg, spec, knobs, w, cross, *carry)
+
+    def cond(carry):
+        loop = carry[0]
+        return (loop.step < max_steps) & ~loop.done_B.all()
+
+    loop, _ = jax.lax.while_loop(cond, body, (loop, cache))
+    return loop.seq_BxKxS, loop.step, loop.done_B
+
+
+_program_jit = jax.jit(_program, static_argnums=(0, 1, 2))
+_EXECUTABLES: dict[tuple, Any] = {}
+
+
+def _executable(graphdef, spec: _Spec, cache_steps: int, args: tuple) -> tuple[Any, float]:
+    """The compiled program for these static settings and shapes, and seconds spent compiling."""
+    leaves, treedef = jax.tree.flatten(args)
+    key = (graphdef, spec, cache_steps, treedef, tuple((x.shape, x.dtype) for x in leaves))
+    if key in _EXECUTABLES:
+        return _EXECUTABLES[key], 0.0
+    t0 = time.perf_counter()
+    exe = _program_jit.lower(graphdef, spec, cache_steps, *args).compile()
+    _EXECUTABLES[key] = exe
+    return exe, time.perf_counter() - t0
+
+
+def enable_compilation_cache(path: str | Path) -> None:
+    """Persist compiled programs under `path` (unless a cache is already configured), so a
+    second process loads them instead of compiling."""
+    if jax.config.jax_compilation_cache_dir is None:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
+
+
+def _pow2(n: int, lo: int) -> int:
+    return max(lo, 1 << max(0, n - 1).bit_length())
+
+
+def batch_bucket(n: int) -> int:
+    """1, 2, 4, 8, 16, ... rows."""
+    return _pow2(n, 1)
+
+
+def text_bucket(n: int, max_text_len: int) -> int:
+    """Powers of two from 16 tokens, capped at the model's text length."""
+    return min(_pow2(n, 16), max_text_len)
+
+
+def step_bucket(n: int) -> int:
+    """Cache lengths 64, 96, 128, 192, 256, 384, ...: at most 1.5x the steps needed."""
+    p = _pow2(n, 64)
+    return p * 3 // 4 if p > 64 and n <= p * 3 // 4 else p
+
+
+def prefix_bucket(n: int, cache_steps: int) -> int:
+    """Decoder length of the naive decode's full forward at step n - 1."""
+    return min(_pow2(n, 16), cache_steps)
+
+
+@dataclasses.dataclass(frozen=True)
+class Generation:
+    """Decoded codes of each input row, with what it cost."""
+
+    codes: list[np.ndarray]  # codes_KxT per row, T = that row's frames (delay pattern reverted)
+    seq_BxKxS: np.ndarray  # the emitted steps (pattern layout), S = steps run
+    finished: np.ndarray  # bool per row: it emitted EOS before the step limit
+    steps: int  # decoder steps run (the longest row's, or the limit)
+    compile_s: float
+    decode_s: float
+
+
+class _Batch(NamedTuple):
+    text_BxS: np.ndarray
+    mask_BxS: np.ndarray
+    valid_B: np.ndarray
+
+
+def _batch(text_ids: Sequence[Sequence[int]], max_text_len: int) -> _Batch:
+    if not text_ids:
+        raise ValueError("no texts to decode")
+    lengths = [len(ids) for ids in text_ids]
+    if min(lengths) < 1 or max(lengths) > max_text_len:
+        raise ValueError(f"text lengths must be in [1, {max_text_len}] tokens, got {lengths}")
+    b, s = batch_bucket(len(text_ids)), text_bucket(max(lengths), max_text_len)
+    text = np.zeros((b, s), np.int32)
+    mask = np.zeros((b, s), bool)
+    mask[len(text_ids) :, 0] = True  # padding rows attend to one token, never to nothing
+    for i, ids in enumerate(text_ids):
+        text[i, : len(ids)] = ids
+        mask[i, : len(ids)] = True
+    return _Batch(text, mask, np.arange(b) < len(text_ids))
+
+
+def _steps(spec: _Spec, max_frames: int) -> tuple[int, int]:
+    if max_frames < 1:
+        raise ValueError(f"max_frames must be >= 1, got {max_frames}")
+    max_steps = int(spec.pattern.num_steps(max_frames))
+    return max_steps, step_bucket(max_steps)
+
+
+def _generation(spec, seq_BxKxS, steps, done_B, n, compile_s, decode_s) -> Generation:
+    seq_BxKxS = np.asarray(seq_BxKxS)[:n, :, : int(steps)]
+    codes_BxKxT, lengths_B = spec.pattern.revert(seq_BxKxS)
+    return Generation(
+        codes=[codes_BxKxT[i, :, : lengths_B[i]] for i in range(n)],
+        seq_BxKxS=seq_BxKxS,
+        finished=np.asarray(done_B)[:n].copy(),
+        steps=int(steps),
+        compile_s=compile_s,
+        decode_s=decode_s,
+    )
+
+
+def generate(
+    model: nnx.Module, text_ids: Sequence[Sequence[int]], sampling: Sampling, max_frames: int
+) -> Generation:
+    """Decodes every row (at most `max_frames` frames each) in one compiled program."""
+    spec = _spec(model.cfg, sampling)
+    batch = _batch(text_ids, model.cfg.max_text_len)
+    max_steps, cache_steps = _steps(spec, max_frames)
+    graphdef, state = nnx.split(model)
+    args = (state, *batch, np.int32(max_steps), _knobs(sampling))
+    exe, compile_s = _executable(graphdef, spec, cache_steps, args)
+    t0 = time.perf_counter()
+    seq, steps, done = jax.device_get(exe(*args))
+    decode_s = time.perf_counter() - t0
+    return _generation(spec, seq, steps, done, len(text_ids), compile_s, decode_s)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _prepare_jit(graphdef, spec, cache_steps, state, text_BxS, mask_BxS, valid_B):
+    return _prepare(nnx.merge(graphdef, state), spec, cache_steps, text_BxS, mask_BxS, valid_B)
+
+
+_advance_jit = jax.jit(_advance, static_argnums=(0, 1), donate_argnums=(5, 6))
+
+
+def generate_stepwise(
+    model: nnx.Module, text_ids: Sequence[Sequence[int]], sampling: Sampling, max_frames: int
+) -> Generation:
+    """Baseline: the same KV-cached step, jitted alone and driven by a Python loop."""
+    spec = _spec(model.cfg, sampling)
+    batch = _batch(text_ids, model.cfg.max_text_len)
+    max_steps, cache_steps = _steps(spec, max_frames)
+    graphdef, state = nnx.split(model)
+    knobs = _knobs(sampling)
+    t0 = time.perf_counter()
+    w, cross, cache, loop = _prepare_jit(graphdef, spec, cache_steps, state, *batch)
+    for _ in range(max_steps):
+        loop, cache = _advance_jit(model.cfg, spec, knobs, w, cross, loop, cache)
+        if bool(loop.done_B.all()):
+            break
+    seq, steps, done = jax.device_get((loop.seq_BxKxS, loop.step, loop.done_B))
+    decode_s = time.perf_counter() - t0
+    return _generation(spec, seq, steps, done, len(text_ids), 0.0, decode_s)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def forward_logits(graphdef, prefix, cfg, state, text_BxS, mask_BxS, seq_BxKxS, step):
+    """One naive step: logits_BxKxV of `step` from the teacher-forced forward over the first
+    `prefix` decoder steps (recomputing the text encoder and every earlier step)."""
+    model = nnx.merge(graphdef, state)
+    b, k = seq_BxKxS.shape[:2]
+    bos_BxKx1 = jnp.full((b, k, 1), _pattern(model.cfg).bos, jnp.int32)
+    inputs_BxKxT = jnp.concatenate([bos_BxKx1, seq_BxKxS[:, :, : prefix - 1]], axis=2)
+    logits_BxTxKxV = model(
+        _rows(cfg, text_BxS),
+        _rows(cfg, mask_BxS),
+        _rows(cfg, inputs_BxKxT),
+        drop_cond_B=_drop(cfg, b),
+    )
+    return jax.lax.dynamic_index_in_dim(logits_BxTxKxV, step, axis=1, keepdims=False)
+
+
+_choose_jit = jax.jit(_choose, static_argnums=(0,))
+
+
+def generate_naive(
+    model: nnx.Module, text_ids: Sequence[Sequence[int]], sampling: Sampling, max_frames: int
+) -> Generation:
+    """Reference: no cache; every step re-runs `model.__call__` over the whole prefix."""
+    spec = _spec(model.cfg, sampling)
+    batch = _batch(text_ids, model.cfg.max_text_len)
+    max_steps, cache_steps = _steps(spec, max_frames)
+    graphdef, state = nnx.split(model)
+    knobs = _knobs(sampling)
+    t0 = time.perf_counter()
+    loop = _init_loop(spec.pattern, jnp.asarray(batch.valid_B), cache_steps)
+    for step in range(max_steps):
+        prefix = prefix_bucket(step + 1, cache_steps)
+        logits = forward_logits(
+            graphdef, prefix, spec.cfg, state, batch.text_BxS, batch.mask_BxS, loop.seq_BxKxS, step
+        )
+        loop = _choose_jit(spec, knobs, logits, loop)
+        if bool(loop.done_B.all()):
+            break
+    seq, steps, done = jax.device_get((loop.seq_BxKxS, loop.step, loop.done_B))
+    decode_s = time.perf_counter() - t0
+    return _generation(spec, seq, steps, done, len(text_ids), 0.0, decode_s)

@@ -1,0 +1,46 @@
+"""`python -m jtts.sample --workdir RUN (--text T | --text-file F) (--out X.wav | --out-dir D)`.
+
+Synthesizes speech with a trained run's best (or latest, or --step) checkpoint. Sampling
+options default to the run's `sample` config. Exit code 2 for bad arguments or input, 1 when
+the codec cannot decode.
+"""
+
+import argparse
+import sys
+
+from jtts import sampler
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m jtts.sample", description=__doc__.split("\n")[0])
+    p.add_argument("--workdir", required=True, help="training run directory")
+    p.add_argument("--step", type=int, help="checkpoint step (default: best, else latest)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--text", help="one text to speak")
+    src.add_argument("--text-file", help="one text per line; output NNNN.wav per line number")
+    p.add_argument("--out", help="wav file (with --text)")
+    p.add_argument("--out-dir", help="wav directory (with --text-file)")
+    p.add_argument(
+        "--codes-out",
+        help="also (or, without --out/--out-dir, only) write codes: CODES.npy with --text, "
+        "a directory with --text-file",
+    )
+    p.add_argument("--temperature", type=float)
+    p.add_argument("--top-k", type=int, help="0 disables")
+    p.add_argument("--top-p", type=float, help="1 disables")
+    p.add_argument("--cfg-scale", type=float, help="classifier-free guidance; 1 disables")
+    p.add_argument("--greedy", action="store_true", help="argmax instead of sampling")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-seconds", type=float, help="audio cap per text (or sentence)")
+    p.add_argument("--batch-size", type=int, default=16, help="texts decoded together")
+    p.add_argument(
+        "--split-sentences",
+        action="store_true",
+        help="speak each sentence separately and join the codes (for texts longer than the "
+        "model reads)",
+    )
+    return sampler.cli(**vars(p.parse_args(argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,322 @@
+"""Text to codec codes to wav files for a trained run: the library behind `python -m jtts.sample`.
+
+Texts are encoded with the training front end (`jtts.data.encode_text` and the run's
+normalizer), decoded in length-sorted batches by `jtts.decode.generate`, reverted to
+codes_KxT and written with `codec_bridge.format.save_codes`; waveforms come from
+`python -m codec_bridge decode` in a subprocess, so this package never imports torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from flax import nnx
+
+from codec_bridge.format import save_codes
+from jtts import decode
+from jtts.checkpoint import CheckpointError, load_model
+from jtts.config import Config
+from jtts.data import encode_text
+from jtts.text import cache_dir
+
+STORE_FILE = "store.json"  # RUN_DIR/store.json: the training store's meta plus store_dir
+
+
+class UsageError(Exception):
+    """Bad arguments or input; the CLI prints the one-line message and exits 2."""
+
+
+class CodecError(Exception):
+    """The codec subprocess failed; the CLI prints its one-line error and exits 1."""
+
+
+class MaxLengthWarning(UserWarning):
+    """Some texts reached the length cap without EOS; their audio is cut there."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """A trained model ready to sample, with the code store it was trained on."""
+
+    run_dir: Path
+    cfg: Config
+    model: nnx.Module
+    step: int
+    store_meta: dict[str, Any]  # codec meta of the training store, with store_dir
+
+    @property
+    def frame_rate(self) -> float:
+        return float(self.store_meta["frame_rate"])
+
+
+def _store_meta(run_dir: Path) -> dict[str, Any]:
+    """The training store's meta: RUN_DIR/store.json, else the sidecar of a training sample."""
+    path = run_dir / STORE_FILE
+    if not path.exists():
+        samples = sorted(run_dir.glob("samples/step_*/*.json"), key=lambda p: p.stat().st_mtime)
+        if not samples:
+            raise UsageError(
+                f"{run_dir} does not say which code store it was trained on (no {STORE_FILE} "
+                'and no samples/); write the store\'s meta.json plus "store_dir" to '
+                f"{path}"
+            )
+        path = samples[-1]
+    meta = json.loads(path.read_text(encoding="utf-8"))
+    return {k: v for k, v in meta.items() if k not in ("id", "text", "step", "shards")}
+
+
+def load_run(run_dir: str | Path, step: int | None = None) -> Run:
+    """Restores the best (or latest, or `step`) checkpoint's parameters and saved config."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UsageError(f"--workdir {run_dir}: no such directory (pass a training run dir)")
+    if not any((run_dir / "checkpoints").glob("[0-9]*")):
+        raise UsageError(
+            f"{run_dir} has no checkpoints; train first (python -m jtts.train ... "
+            f"--workdir {run_dir}) or pass another --workdir"
+        )
+    store_meta = _store_meta(run_dir)
+    try:
+        cfg, model, step = load_model(run_dir, step)
+    except CheckpointError as e:
+        raise UsageError(f"{e}; pass --step with one of the saved steps") from None
+    return Run(run_dir, cfg, model, step, store_meta)
+
+
+_ABBREVIATION = re.compile(
+    r"(?:\b(?:mrs?|ms|dr|st|prof|jr|sr|vs|etc|no|e\.g|i\.e)|\b[a-z])\.$", re.I
+)
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of `text`: split after . ! ? and at line breaks, not after "Dr." or "J."."""
+    sentences: list[str] = []
+    for line in text.splitlines():
+        merged: list[str] = []
+        for piece in re.split(r"(?<=[.!?…])\s+", line.strip()):
+            if merged and _ABBREVIATION.search(merged[-1]):
+                merged[-1] = f"{merged[-1]} {piece}"
+            else:
+                merged.append(piece)
+        sentences += [m for m in merged if m]
+    return sentences
+
+
+def encode(run: Run, text: str, where: str, *, split: bool = False) -> list[np.ndarray]:
+    """Token ids of `text` as training encoded it: one array, or one per sentence."""
+    normalizer, limit = run.cfg.data.text_normalizer, run.cfg.model.max_text_len
+    chunks = []
+    for piece in split_sentences(text) if split else [text]:
+        ids = encode_text(piece, normalizer)
+        if len(ids) > limit:
+            fix = "split that sentence" if split else "shorten it or pass --split-sentences"
+            raise UsageError(
+                f"{where}: {len(ids)} text tokens after normalization, the model reads at "
+                f"most {limit}; {fix}"
+            )
+        if len(ids) > 1:  # more than the end-of-text token
+            chunks.append(ids)
+    if not chunks:
+        raise UsageError(f"{where}: the text is empty after normalization ({normalizer})")
+    return chunks
+
+
+@dataclasses.dataclass(frozen=True)
+class Synthesis:
+    """Codes of each text, and the compile and decode seconds they took."""
+
+    codes: list[np.ndarray]  # codes_KxT per text
+    compile_s: float
+    decode_s: float
+
+
+def synthesize(
+    run: Run,
+    texts: Sequence[list[np.ndarray]],
+    sampling: decode.Sampling,
+    max_frames: int,
+    batch_size: int,
+    names: Sequence[str],
+) -> Synthesis:
+    """Codes for each text (its chunks decoded separately, then concatenated in time).
+
+    Chunks are sorted by length so a batch wastes little padding; batch i uses seed + i.
+    Warns (MaxLengthWarning) naming the texts whose chunks hit `max_frames` without EOS.
+    """
+    chunks = [(i, j, ids) for i, text in enumerate(texts) for j, ids in enumerate(text)]
+    chunks.sort(key=lambda c: len(c[2]))
+    out: dict[tuple[int, int], np.ndarray] = {}
+    cut: set[str] = set()
+    compile_s = decode_s = 0.0
+    for b, start in enumerate(range(0, len(chunks), batch_size)):
+        batch = chunks[start : start + batch_size]
+        g = decode.generate(
+            run.model,
+            [ids for _, _, ids in batch],
+            dataclasses.replace(sampling, seed=sampling.seed + b),
+            max_frames,
+        )
+        compile_s, decode_s = compile_s + g.compile_s, decode_s + g.decode_s
+        for (i, j, _), codes, finished in zip(batch, g.codes, g.finished, strict=True):
+            out[i, j] = codes
+            if not finished:
+                cut.add(names[i])
+    if cut:
+        warnings.warn(
+            f"{', '.join(sorted(cut))}: no EOS within {max_frames / run.frame_rate:.1f} s, "
+            "audio cut there (raise --max-seconds, or the checkpoint is undertrained)",
+            MaxLengthWarning,
+            stacklevel=2,
+        )
+    codes = [
+        np.concatenate([out[i, j] for j in range(len(text))], axis=1)
+        for i, text in enumerate(texts)
+    ]
+    return Synthesis(codes, compile_s, decode_s)
+
+
+def write_codes(run: Run, path: Path, codes_KxT: np.ndarray, text: str) -> None:
+    """codes .npy + .json sidecar (store meta, store_dir, text, step) for codec_bridge."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_codes(path, codes_KxT, {**run.store_meta, "text": text, "step": run.step})
+
+
+def run_codec(args: list[str], codes: str | None) -> None:
+    """`python -m codec_bridge decode ARGS`; a failure becomes a CodecError with its last line."""
+    cmd = [sys.executable, "-m", "codec_bridge", "decode", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        lines = [ln.strip() for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
+        detail = lines[-1] if lines else f"exit code {proc.returncode}"
+        kept = f"the codes are in {codes}" if codes else "pass --codes-out to keep the codes"
+        raise CodecError(f"codec decode failed: {detail} ({kept}; fix the codec and rerun)")
+
+
+def _sampling(run: Run, o: dict[str, Any]) -> decode.Sampling:
+    """The run's `sample` settings, overridden by the options that were given."""
+
+    def pick(name: str) -> Any:
+        return getattr(run.cfg.sample, name) if o[name] is None else o[name]
+
+    try:
+        return decode.Sampling(
+            temperature=pick("temperature"),
+            top_k=pick("top_k"),
+            top_p=pick("top_p"),
+            cfg_scale=pick("cfg_scale"),
+            greedy=o["greedy"],
+            seed=o["seed"],
+        )
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def _read_lines(path: str) -> list[tuple[int, str]]:
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as e:
+        raise UsageError(f"--text-file {path}: {e.strerror}") from None
+    numbered = [(n, line) for n, line in enumerate(lines, 1) if line.strip()]
+    if not numbered:
+        raise UsageError(f"--text-file {path}: no text in the file")
+    return numbered
+
+
+def _check_options(o: dict[str, Any]) -> None:
+    if o["text"] is not None:
+        if not o["text"].strip():
+            raise UsageError("--text is empty; pass the sentence to speak")
+        if o["out_dir"] or not (o["out"] or o["codes_out"]):
+            raise UsageError("--text writes --out OUT.wav and/or --codes-out CODES.npy")
+        if o["codes_out"] and not o["codes_out"].endswith(".npy"):
+            raise UsageError(f"--codes-out {o['codes_out']}: with --text, name a .npy file")
+    elif o["out"] or not (o["out_dir"] or o["codes_out"]):
+        raise UsageError("--text-file writes --out-dir DIR (wavs) and/or --codes-out DIR (codes)")
+    if o["batch_size"] < 1:
+        raise UsageError(f"--batch-size must be >= 1, got {o['batch_size']}")
+    if o["max_seconds"] is not None and o["max_seconds"] <= 0:
+        raise UsageError(f"--max-seconds must be > 0, got {o['max_seconds']}")
+
+
+def _max_frames(run: Run, max_seconds: float | None) -> int:
+    seconds = run.cfg.sample.max_seconds if max_seconds is None else max_seconds
+    limit = run.cfg.model.max_frames
+    if seconds * run.frame_rate > limit:
+        print(f"note: audio capped at the model's {limit / run.frame_rate:.1f} s", file=sys.stderr)
+    return max(1, min(round(seconds * run.frame_rate), limit))
+
+
+def _main(o: dict[str, Any]) -> None:
+    t_start = time.perf_counter()
+    _check_options(o)
+    decode.enable_compilation_cache(cache_dir() / "xla")
+    run = load_run(o["workdir"], o["step"])
+    sampling = _sampling(run, o)
+    max_frames = _max_frames(run, o["max_seconds"])
+    if o["text"] is not None:
+        stems, raw, names = ["codes"], [o["text"]], ["--text"]
+    else:
+        lines = _read_lines(o["text_file"])
+        width = max(4, len(str(lines[-1][0])))
+        stems = [f"{n:0{width}d}" for n, _ in lines]
+        raw = [text for _, text in lines]
+        names = [f"line {n}" for n, _ in lines]
+    texts = [
+        encode(run, text, where, split=o["split_sentences"])
+        for text, where in zip(raw, names, strict=True)
+    ]
+    t_ready = time.perf_counter()
+    syn = synthesize(run, texts, sampling, max_frames, o["batch_size"], names)
+    with tempfile.TemporaryDirectory(prefix="jtts-codes-") as tmp:
+        if o["text"] is not None:
+            path = Path(o["codes_out"] or Path(tmp) / "codes.npy")
+            write_codes(run, path, syn.codes[0], raw[0])
+            codec_args = [str(path), "--out", o["out"]]
+        else:
+            folder = Path(o["codes_out"] or tmp)
+            for stem, text, codes in zip(stems, raw, syn.codes, strict=True):
+                write_codes(run, folder / f"{stem}.npy", codes, text)
+            codec_args = ["--in-dir", str(folder), "--out-dir", str(o["out_dir"])]
+        t_codec = time.perf_counter()
+        if o["out"] or o["out_dir"]:
+            run_codec(codec_args, o["codes_out"])
+    t_end = time.perf_counter()
+    audio_s = sum(c.shape[1] for c in syn.codes) / run.frame_rate
+    wall_s = t_end - t_ready
+    print(
+        f"jtts.sample: {len(texts)} text(s), checkpoint step {run.step}: "
+        f"audio {audio_s:.2f} s | wall {wall_s:.2f} s | RTF {wall_s / audio_s:.3f} | "
+        f"compile {syn.compile_s:.2f} s | decode {syn.decode_s:.2f} s "
+        f"(RTF {syn.decode_s / audio_s:.3f}) | codec {t_end - t_codec:.2f} s | "
+        f"load {t_ready - t_start:.2f} s"
+    )
+
+
+def cli(**options: Any) -> int:
+    """Runs `python -m jtts.sample` with its parsed options; returns the exit code."""
+
+    def show(message, *_args, **_kwargs) -> None:
+        print(f"warning: {message}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        try:
+            _main(options)
+        except UsageError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        except CodecError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+    return 0

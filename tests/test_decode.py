@@ -1,0 +1,215 @@
+"""The compiled sampler against its references, sampling settings, and EOS bookkeeping."""
+
+import dataclasses
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+from jax import numpy as jnp
+
+from jtts import decode, decode_step
+from jtts.config import load_config
+from jtts.model import build_model
+from jtts.patterns import get_pattern
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+TEXTS = [[5, 17, 3, 99, 42, 7, 250, 11, 30], [300, 2], [8, 9, 10, 11, 12]]
+GREEDY = decode.Sampling(greedy=True)
+
+
+def small_cfg(**over):
+    """tiny.yaml with fewer layers, codes and text ids: quick to compile."""
+    tiny = load_config(CONFIGS / "tiny.yaml").model
+    shape = dict(enc_layers=1, dec_layers=2, text_vocab_size=512, codebook_size=64)
+    return dataclasses.replace(tiny, n_codebooks=4, max_text_len=16, max_frames=64, **shape, **over)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return build_model(small_cfg(), nnx.Rngs(0))
+
+
+def fixed(frames: int, **kw) -> decode.Sampling:
+    """Sampling that may not stop before `frames`: runs exactly that many frames."""
+    return decode.Sampling(min_frames=frames, **kw)
+
+
+def assert_same_codes(a: decode.Generation, b: decode.Generation) -> None:
+    assert len(a.codes) == len(b.codes)
+    for x, y in zip(a.codes, b.codes, strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("cfg_scale", [1.0, 3.0])
+def test_compiled_loop_matches_python_loop_and_no_cache_reference(model, cfg_scale):
+    sampling = dataclasses.replace(GREEDY, cfg_scale=cfg_scale)
+    compiled = decode.generate(model, TEXTS, sampling, max_frames=12)
+    assert_same_codes(compiled, decode.generate_stepwise(model, TEXTS, sampling, max_frames=12))
+    assert_same_codes(compiled, decode.generate_naive(model, TEXTS, sampling, max_frames=12))
+    assert all(c.shape[0] == 4 and 1 <= c.shape[1] <= 12 for c in compiled.codes)
+
+
+@pytest.mark.parametrize("over", [{}, {"scan_layers": True}, {"mlp": "gelu"}])
+def test_fused_step_matches_model_decode_step(over):
+    m = build_model(small_cfg(**over), nnx.Rngs(1))
+    rng = np.random.default_rng(0)
+    text = jnp.asarray(rng.integers(0, 512, (2, 6)), jnp.int32)
+    mask = jnp.asarray(np.arange(6)[None, :] < np.array([[6], [3]]))
+    tokens = jnp.asarray(rng.integers(0, m.cfg.in_vocab_size, (2, 4, 2)), jnp.int32)
+
+    @jax.jit
+    def both(state):
+        m2 = nnx.merge(graphdef, state)
+        enc, enc_mask = m2.encode(text, mask)
+        cross_kv, cache = m2.precompute_cross(enc), m2.init_cache(2, 8)
+        w = decode_step.weights(m2)
+        cross, fast_cache = decode_step.init(m2, enc, enc_mask, 8)
+        out = []
+        for t in range(tokens.shape[2]):
+            step = jnp.int32(t)
+            a, cache = m2.decode_step(tokens[:, :, t], step, cache, cross_kv, enc_mask)
+            b, fast_cache = decode_step.decode(m2.cfg, w, tokens[:, :, t], step, fast_cache, cross)
+            out.append((a, b))
+        return out
+
+    graphdef, state = nnx.split(m)
+    for a, b in both(state):
+        np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_top_k_1_and_tiny_top_p_equal_greedy(model):
+    greedy = decode.generate(model, TEXTS, fixed(12, greedy=True), max_frames=12)
+    top_k = decode.generate(model, TEXTS, fixed(12, top_k=1, seed=3), max_frames=12)
+    top_p = decode.generate(model, TEXTS, fixed(12, top_p=1e-6, seed=4), max_frames=12)
+    assert_same_codes(greedy, top_k)
+    assert_same_codes(greedy, top_p)
+
+
+def test_seed_fixes_the_sample(model):
+    def sample(seed):
+        return decode.generate(model, TEXTS, fixed(12, top_k=50, seed=seed), max_frames=12)
+
+    a, b, c = sample(0), sample(0), sample(1)
+    assert_same_codes(a, b)
+    assert not all(np.array_equal(x, y) for x, y in zip(a.codes, c.codes, strict=True))
+
+
+def test_batch_rows_equal_rows_alone(model):
+    batch = decode.generate(model, TEXTS, GREEDY, max_frames=16)
+    for ids, codes in zip(TEXTS, batch.codes, strict=True):
+        np.testing.assert_array_equal(decode.generate(model, [ids], GREEDY, 16).codes[0], codes)
+
+
+def test_compiled_programs_are_reused(model):
+    decode.generate(model, TEXTS, GREEDY, max_frames=16)
+    again = decode.generate(model, [[1, 2], [3], [4, 5, 6]], GREEDY, max_frames=15)
+    assert again.compile_s == 0.0  # same batch, text and step buckets
+
+
+def test_buckets():
+    assert [decode.batch_bucket(n) for n in (1, 2, 3, 5, 16, 17)] == [1, 2, 4, 8, 16, 32]
+    assert [decode.text_bucket(n, 256) for n in (1, 16, 17, 200)] == [16, 16, 32, 256]
+    assert decode.text_bucket(70, 100) == 100
+    assert [decode.step_bucket(n) for n in (10, 64, 65, 97, 758, 1508)] == [
+        64,
+        64,
+        96,
+        128,
+        768,
+        1536,
+    ]
+
+
+# A hand-built model whose greedy output is known: codebook 0 counts up by one per frame from
+# a start code chosen by the text token, and code C-1 is followed by EOS, so text [t] gives
+# exactly C - start[t] frames. Codebook 1 is 3 * codebook 0 (mod C). Every residual branch is
+# zeroed except cross-attention, which (with zero queries) adds the text's one-hot embedding.
+C, K = 16, 2
+TEXT_DIM = K * (C + 3)  # first embedding dim of text features, after the code one-hots
+
+
+def counter_model(starts: dict[int, int], *, eos: bool = True):
+    cfg = dataclasses.replace(
+        small_cfg(),
+        n_codebooks=K,
+        codebook_size=C,
+        text_vocab_size=64 - TEXT_DIM,
+        mlp_dim=64,
+    )
+    m = build_model(cfg, nnx.Rngs(0))
+    d, vocab = cfg.d_model, cfg.text_vocab_size
+    m.text_embed[...] = jnp.eye(vocab, d, TEXT_DIM)
+    embed = np.zeros((K, C + 3, d), np.float32)
+    for k in range(K):
+        embed[k, :, k * (C + 3) : (k + 1) * (C + 3)] = np.eye(C + 3)
+    m.code_embed[...] = jnp.asarray(embed)
+    for layer in m.encoder.layers:
+        layer.attn.o.kernel[...] = jnp.zeros_like(layer.attn.o.kernel[...])
+        layer.mlp.down.kernel[...] = jnp.zeros_like(layer.mlp.down.kernel[...])
+    for layer in m.decoder.layers:
+        for p in (layer.self_attn.o.kernel, layer.mlp.down.kernel, layer.cross_attn.q.kernel):
+            p[...] = jnp.zeros_like(p[...])
+        layer.cross_attn.v.kernel[...] = jnp.eye(d)
+        layer.cross_attn.o.kernel[...] = jnp.eye(d)
+    heads = np.zeros((K, d, C + 1), np.float32)
+    for c in range(C - 1):
+        heads[0, c, c + 1] = 100.0
+    heads[0, C - 1, C if eos else 0] = 100.0
+    for t, start in starts.items():
+        heads[0, TEXT_DIM + t, start] = 1.0  # wins only at step 0, where the input is BOS
+    for c in range(C):
+        heads[1, c, (3 * c) % C] = 100.0
+    m.heads[...] = jnp.asarray(heads)
+    return m
+
+
+def counter_codes(start: int) -> np.ndarray:
+    first = np.arange(start, C)
+    return np.stack([first, (3 * first) % C])
+
+
+def test_rows_stop_independently():
+    m = counter_model({1: 12, 2: 4})
+    g = decode.generate(m, [[1], [2]], GREEDY, max_frames=40)
+    assert g.finished.tolist() == [True, True]
+    assert [c.shape[1] for c in g.codes] == [4, 12]
+    for codes, start in zip(g.codes, (12, 4), strict=True):
+        np.testing.assert_array_equal(codes, counter_codes(start))
+    assert g.steps == 12 + K  # ends with the long row's EOS on the last codebook
+    pattern = get_pattern("delay", K, C)
+    padded = np.zeros((2, K, 12), np.int32)
+    padded[0, :, :4], padded[1] = counter_codes(12), counter_codes(4)
+    expected = pattern.apply(padded, np.array([4, 12]))  # BOS, codes, EOS, then PAD
+    np.testing.assert_array_equal(g.seq_BxKxS, expected)
+
+
+def test_no_eos_at_step_zero_and_min_frames():
+    m = counter_model({1: C})  # the text asks for EOS first: masked, so the count starts at 0
+    g = decode.generate(m, [[1]], GREEDY, max_frames=40)
+    np.testing.assert_array_equal(g.codes[0], counter_codes(0))
+    m = counter_model({1: C - 1})  # EOS due after one frame; min_frames defers it
+    assert decode.generate(m, [[1]], GREEDY, max_frames=40).codes[0].shape[1] == 1
+    held = decode.generate(m, [[1]], dataclasses.replace(GREEDY, min_frames=3), 40)
+    assert held.codes[0].shape[1] == 3
+
+
+def test_max_frames_caps_a_model_without_eos():
+    m = counter_model({1: 3, 2: 5}, eos=False)
+    g = decode.generate(m, [[1], [2]], GREEDY, max_frames=20)
+    assert g.finished.tolist() == [False, False]
+    assert g.steps == 20 + K
+    for codes, start in zip(g.codes, (3, 5), strict=True):
+        assert codes.shape == (K, 20)
+        np.testing.assert_array_equal(codes[0], (start + np.arange(20)) % C)
+
+
+def test_bad_input():
+    m = counter_model({})
+    with pytest.raises(ValueError, match="text lengths"):
+        decode.generate(m, [[1], []], GREEDY, max_frames=5)
+    with pytest.raises(ValueError, match="max_frames"):
+        decode.generate(m, [[1]], GREEDY, max_frames=0)
+    with pytest.raises(ValueError, match="top-p"):
+        decode.Sampling(top_p=0.0)

@@ -1,0 +1,188 @@
+"""`python -m jtts.sample` end to end on an overfit tiny run, and its error messages."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+from synthetic import make_store, subprocess_env
+
+from codec_bridge.format import CodeStore, load_codes
+from jtts import sample, sampler
+from jtts.checkpoint import Checkpointer
+from jtts.config import load_config, save_config
+from jtts.data import encode_text
+from jtts.model import build_model
+from jtts.patterns import get_pattern
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+GREEDY = ["--greedy", "--cfg-scale", "1"]
+
+
+def overfit(cfg, texts, codes, max_steps=400):
+    """Trains `cfg.model` with the teacher-forced loss until it predicts every target."""
+    k, c = cfg.model.n_codebooks, cfg.model.codebook_size
+    text = np.zeros((len(texts), max(map(len, texts))), np.int32)
+    for i, ids in enumerate(texts):
+        text[i, : len(ids)] = ids
+    lengths = np.array([x.shape[1] for x in codes])
+    padded = np.zeros((len(codes), k, lengths.max()), np.int32)
+    for i, x in enumerate(codes):
+        padded[i, :, : x.shape[1]] = x
+    pattern = get_pattern(cfg.model.pattern, k, c)
+    inputs, targets, mask = pattern.decoder_io(pattern.apply(padded, lengths))
+    graphdef, params = nnx.split(build_model(cfg.model, nnx.Rngs(0)), nnx.Param)
+    tx = optax.adam(3e-3)
+
+    @jax.jit
+    def step(params, opt):
+        def loss_fn(p):
+            logits = nnx.merge(graphdef, p)(text, text > 0, inputs).transpose(0, 2, 1, 3)
+            ce = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+            exact = ((logits.argmax(-1) == targets) | ~mask).all()
+            return (ce * mask).sum() / mask.sum(), exact
+
+        (loss, exact), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        updates, opt = tx.update(grads, opt, params)
+        return optax.apply_updates(params, updates), opt, loss, exact
+
+    opt = tx.init(params)
+    for i in range(max_steps):
+        params, opt, loss, exact = step(params, opt)
+        if exact and loss < 0.05:
+            return params, i + 1
+    raise AssertionError(f"tiny model did not fit {len(texts)} utterances: loss {loss}")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A run dir (checkpoint, config.json, store.json) of tiny overfit to 3 utterances."""
+    root = tmp_path_factory.mktemp("sampler")
+    store = CodeStore.open(make_store(root / "store", 3, frames=(10, 16), structured=True))
+    cfg = load_config(CONFIGS / "tiny.yaml")
+    utts = [store[i] for i in range(len(store))]
+    texts = [encode_text(u.text, cfg.data.text_normalizer) for u in utts]
+    params, steps = overfit(cfg, texts, [u.codes.astype(np.int32) for u in utts])
+    run_dir = root / "run"
+    ckpt = Checkpointer(run_dir, cfg)
+    ckpt.save(steps, {"params": nnx.to_pure_dict(params), "step": np.int32(steps)}, {"epoch": 0})
+    ckpt.wait()
+    ckpt.close()
+    save_config(cfg, run_dir / "config.json")
+    meta = {k: v for k, v in store.meta.items() if k != "shards"}
+    (run_dir / "store.json").write_text(json.dumps({**meta, "store_dir": str(store.root)}))
+    return run_dir, utts
+
+
+def cli(capsys, *args):
+    code = sample.main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_reproduces_training_codes(run, tmp_path):
+    """A fresh process: text file -> normalized tokens -> checkpoint -> greedy codes, exactly."""
+    run_dir, utts = run
+    lines = tmp_path / "lines.txt"
+    lines.write_text(f"{utts[0].text}\n\n{utts[1].text}\n{utts[2].text}\n")
+    out = tmp_path / "codes"
+    cmd = [sys.executable, "-m", "jtts.sample", "--workdir", run_dir, "--text-file", lines]
+    proc = subprocess.run(
+        [str(a) for a in [*cmd, "--codes-out", out, *GREEDY]],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in out.glob("*.npy")) == ["0001.npy", "0003.npy", "0004.npy"]
+    for name, utt in zip(["0001", "0003", "0004"], utts, strict=True):
+        codes, meta = load_codes(out / f"{name}.npy")
+        np.testing.assert_array_equal(codes, utt.codes)  # every code and the length
+        assert meta["store_dir"] == str(Path(run_dir).parent / "store")
+        assert meta["codec"] == "synthetic" and meta["text"] == utt.text
+    total = sum(u.codes.shape[1] for u in utts) / 75.0
+    for word in (f"audio {total:.2f} s", "wall", "RTF", "compile"):
+        assert word in proc.stdout
+
+
+def test_split_sentences_concatenates_codes(run, tmp_path, capsys):
+    run_dir, utts = run
+    text = ". ".join(u.text.rstrip(".") for u in utts) + "."
+    out = tmp_path / "joined.npy"
+    code, _, err = cli(capsys, "--workdir", run_dir, "--text", text, "--codes-out", out, *GREEDY)
+    if code == 2:  # the joined text is longer than max_text_len
+        assert "--split-sentences" in err
+    args = ["--workdir", run_dir, "--text", text, "--codes-out", out, "--split-sentences"]
+    assert cli(capsys, *args, *GREEDY)[0] == 0
+    expected = np.concatenate([u.codes for u in utts], axis=1)
+    np.testing.assert_array_equal(load_codes(out)[0], expected)
+
+
+def test_max_seconds_cap_warns(run, tmp_path, capsys):
+    run_dir, utts = run
+    args = ["--workdir", run_dir, "--text", utts[0].text, "--codes-out", tmp_path / "c.npy"]
+    code, _, err = cli(capsys, *args, "--max-seconds", 0.1, *GREEDY)
+    assert code == 0
+    assert "warning: --text: no EOS within 0.1 s" in err
+    assert load_codes(tmp_path / "c.npy")[0].shape == (8, 8)  # round(0.1 s * 75)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--text", "  "], "--text is empty"),
+        (["--text", "?!", "--codes-out", "x.npy"], "empty after normalization"),
+        (["--text", "word " * 80, "--codes-out", "x.npy"], "pass --split-sentences"),
+        (["--text", "hi", "--out-dir", "d"], "--text writes --out"),
+        (["--text", "hi", "--codes-out", "x.npy", "--step", "999"], "no checkpoint for step"),
+        (["--text", "hi", "--codes-out", "x.npy", "--top-p", "0"], "top-p"),
+    ],
+)
+def test_usage_errors(run, tmp_path, capsys, args, message):
+    code, _, err = cli(capsys, "--workdir", run[0], *args)
+    assert code == 2
+    assert message in err and err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_run_dir_errors(run, tmp_path, capsys):
+    code, _, err = cli(capsys, "--workdir", tmp_path / "nope", "--text", "hi", "--out", "x.wav")
+    assert code == 2 and "no such directory" in err
+    code, _, err = cli(capsys, "--workdir", tmp_path, "--text", "hi", "--out", "x.wav")
+    assert code == 2 and "has no checkpoints; train first" in err
+
+
+def test_store_meta_from_training_samples(run, tmp_path):
+    """Runs without store.json: the codec meta comes from the trainer's sample sidecars."""
+    run_dir, _ = run
+    other = tmp_path / "run"
+    (other / "samples" / "step_4").mkdir(parents=True)
+    (other / "checkpoints").symlink_to(run_dir / "checkpoints")
+    sidecar = json.loads((run_dir / "store.json").read_text())
+    sidecar.update(id="LJ001-0001", text="x", step=4)
+    (other / "samples" / "step_4" / "LJ001-0001.json").write_text(json.dumps(sidecar))
+    meta = sampler.load_run(other).store_meta
+    assert meta["store_dir"] == sidecar["store_dir"] and "text" not in meta
+
+
+def test_codec_failure_is_one_line(run, tmp_path, capsys):
+    """The synthetic store's codec cannot be loaded, so the decode subprocess fails."""
+    run_dir, utts = run
+    args = ["--workdir", run_dir, "--text", utts[1].text, "--out", tmp_path / "x.wav"]
+    code, _, err = cli(capsys, *args, *GREEDY)
+    assert code == 1
+    assert err.startswith("error: codec decode failed: ") and err.count("\n") == 1
+
+
+def test_split_sentences_keeps_abbreviations():
+    text = "Dr. Smith met J. R. R. Tolkien. Why?  Yes!\nA new line"
+    assert sampler.split_sentences(text) == [
+        "Dr. Smith met J. R. R. Tolkien.",
+        "Why?",
+        "Yes!",
+        "A new line",
+    ]
