@@ -4,7 +4,7 @@ For `tiny` and `small` (random weights) at batch 1 and 16, each row decodes 10 s
 (750 frames, 758 delay-pattern steps; EOS is disabled with min_frames so every run does the
 same work), greedy, no guidance:
 - compiled: `jtts.decode.generate`, the whole loop in one XLA program;
-- python_loop: `generate_stepwise`, the same fused step jitted alone and called per token;
+- python_loop: `generate_stepwise`, the same step jitted alone and called per token;
 - no_cache: the full teacher-forced forward (`model.__call__`) re-run per step over the
   prefix (rounded up to a power of two), timed once per prefix length and summed over the
   758 steps (extrapolated: a full run would take minutes to hours).
@@ -21,8 +21,9 @@ import time
 import jax
 import numpy as np
 from flax import nnx
+from jax import numpy as jnp
 
-from jtts import decode, decode_step
+from jtts import decode
 from jtts.config import load_config
 from jtts.model import build_model, count_params
 
@@ -47,10 +48,11 @@ def copy_bandwidth() -> float:
 
 def step_bytes(model) -> int:
     """Parameter bytes one decoder step reads: fused decoder weights, heads and K embeddings."""
-    w = decode_step.weights(model)
-    k, _, d = w.embed_KxNxD.shape
-    own = jax.tree.leaves((w.layers, w.norm_D, w.heads_DxKV))
-    return sum(x.nbytes for x in own) + k * d * w.embed_KxNxD.dtype.itemsize
+    enc_1x1xD = jnp.zeros((1, 1, model.cfg.d_model), model.dtype)
+    ctx = model.decode_context(enc_1x1xD, jnp.ones((1, 1), bool))
+    k, _, d = ctx.embed_KxNxD.shape
+    own = jax.tree.leaves((ctx.layers, ctx.norm_D, ctx.heads_DxKV))
+    return sum(x.nbytes for x in own) + k * d * ctx.embed_KxNxD.dtype.itemsize
 
 
 def rates(seconds: float, batch: int) -> dict:

@@ -1,7 +1,7 @@
 """Autoregressive sampling of codec tokens: one compiled `while_loop`, plus two baselines.
 
 `generate` runs the whole decode (text encoding, cross-attention K/V, KV-cached decoder steps
-from `jtts.decode_step`, sampling and the pattern's EOS/PAD bookkeeping) as one XLA program,
+(`TTSModel.decode_step`), sampling and the pattern's EOS/PAD bookkeeping) as one XLA program,
 so the host waits once per batch instead of once per token. Executables are cached per shape
 bucket (batch, text length, decoder steps) and static setting, and `enable_compilation_cache`
 lets later processes load them from disk. `generate_stepwise` (the same step jitted alone and
@@ -24,7 +24,6 @@ import numpy as np
 from flax import nnx
 from jax import numpy as jnp
 
-from jtts import decode_step
 from jtts.config import ModelConfig
 from jtts.patterns import Pattern, get_pattern
 
@@ -192,26 +191,24 @@ def _choose(spec: _Spec, knobs: _Knobs, logits: jax.Array, loop: _Loop) -> _Loop
 
 
 def _prepare(model, spec, cache_steps, text_BxS, mask_BxS, valid_B):
-    """Everything computed once per batch: fused weights, cross K/V, empty cache and state."""
+    """Everything computed once per batch: decode context, empty cache and loop state."""
     enc, enc_mask = _encode(model, spec.cfg, text_BxS, mask_BxS)
-    cross, cache = decode_step.init(model, enc, enc_mask, cache_steps)
-    return decode_step.weights(model), cross, cache, _init_loop(spec.pattern, valid_B, cache_steps)
+    ctx, cache = model.decode_context(enc, enc_mask), model.init_cache(enc.shape[0], cache_steps)
+    return ctx, cache, _init_loop(spec.pattern, valid_B, cache_steps)
 
 
-def _advance(cfg, spec, knobs, w, cross, loop, cache):
-    logits, cache = decode_step.decode(
-        cfg, w, _rows(spec.cfg, loop.tokens_BxK), loop.step, cache, cross
-    )
+def _advance(model, spec, knobs, ctx, loop, cache):
+    logits, cache = model.decode_step(_rows(spec.cfg, loop.tokens_BxK), loop.step, cache, ctx)
     return _choose(spec, knobs, logits, loop), cache
 
 
 def _program(graphdef, spec, cache_steps, state, text_BxS, mask_BxS, valid_B, max_steps, knobs):
     """The compiled decode: returns (seq_BxKxS, steps run, done_B)."""
     model = nnx.merge(graphdef, state)
-    w, cross, cache, loop = _prepare(model, spec, cache_steps, text_BxS, mask_BxS, valid_B)
+    ctx, cache, loop = _prepare(model, spec, cache_steps, text_BxS, mask_BxS, valid_B)
 
     def body(carry):
-        return _advance(model.cfg, spec, knobs, w, cross, *carry)
+        return _advance(model, spec, knobs, ctx, *carry)
 
     def cond(carry):
         loop = carry[0]
@@ -346,7 +343,9 @@ def _prepare_jit(graphdef, spec, cache_steps, state, text_BxS, mask_BxS, valid_B
     return _prepare(nnx.merge(graphdef, state), spec, cache_steps, text_BxS, mask_BxS, valid_B)
 
 
-_advance_jit = jax.jit(_advance, static_argnums=(0, 1), donate_argnums=(5, 6))
+@functools.partial(jax.jit, static_argnums=(0, 1), donate_argnums=(5, 6))
+def _advance_jit(graphdef, spec, knobs, state, ctx, loop, cache):
+    return _advance(nnx.merge(graphdef, state), spec, knobs, ctx, loop, cache)
 
 
 def generate_stepwise(
@@ -359,9 +358,9 @@ def generate_stepwise(
     graphdef, state = nnx.split(model)
     knobs = _knobs(sampling)
     t0 = time.perf_counter()
-    w, cross, cache, loop = _prepare_jit(graphdef, spec, cache_steps, state, *batch)
+    ctx, cache, loop = _prepare_jit(graphdef, spec, cache_steps, state, *batch)
     for _ in range(max_steps):
-        loop, cache = _advance_jit(model.cfg, spec, knobs, w, cross, loop, cache)
+        loop, cache = _advance_jit(graphdef, spec, knobs, state, ctx, loop, cache)
         if bool(loop.done_B.all()):
             break
     seq, steps, done = jax.device_get((loop.seq_BxKxS, loop.step, loop.done_B))

@@ -1,5 +1,8 @@
 """Transformer building blocks: RMSNorm, rotary attention, MLP, encoder/decoder layers, stacks.
 
+`decode_layer_step` is a decoder layer for one token, on fused weights and a K/V cache laid
+out for inference (`TTSModel.decode_step` runs it).
+
 Parameters are stored in `param_dtype` and cast to the compute `dtype` at use; norms, rotary
 and softmax statistics run in float32. Layers hold no mutable state (dropout takes explicit
 keys), so they can be split, merged, scanned and rematerialised freely.
@@ -9,7 +12,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 from flax import nnx
@@ -41,6 +44,12 @@ def apply_rope(x_BxTxHxD: jax.Array, positions_T: jax.Array, theta: float) -> ja
     return out.astype(x_BxTxHxD.dtype)
 
 
+def rms_norm(x: jax.Array, scale_D: jax.Array, eps: float, dtype: jnp.dtype) -> jax.Array:
+    x32 = x.astype(jnp.float32)
+    y = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + eps)
+    return (y * scale_D.astype(jnp.float32)).astype(dtype)
+
+
 class RMSNorm(nnx.Module):
     def __init__(self, cfg: ModelConfig):
         self.scale = nnx.Param(jnp.ones((cfg.d_model,), jnp.dtype(cfg.param_dtype)))
@@ -48,9 +57,7 @@ class RMSNorm(nnx.Module):
         self.dtype = jnp.dtype(cfg.dtype)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        x32 = x.astype(jnp.float32)
-        y = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
-        return (y * self.scale[...].astype(jnp.float32)).astype(self.dtype)
+        return rms_norm(x, self.scale[...], self.eps, self.dtype)
 
 
 def _linear(cfg: ModelConfig, d_in: int, d_out: int, std: float, rngs: nnx.Rngs) -> nnx.Linear:
@@ -161,6 +168,30 @@ class EncoderLayer(nnx.Module):
         return x + dropout(self.mlp(self.mlp_norm(x)), self.dropout, _fold(rng, 1))
 
 
+class StepWeights(NamedTuple):
+    """A decoder layer's weights for one-token steps, in the compute dtype. A step is a few
+    matrix-vector products, so Q/K/V and the MLP's gate/up are each fused into one matmul."""
+
+    self_norm: jax.Array  # D
+    qkv: jax.Array  # D x 3I
+    o: jax.Array  # I x D
+    cross_norm: jax.Array
+    cross_q: jax.Array  # D x I
+    cross_o: jax.Array  # I x D
+    mlp_norm: jax.Array
+    mlp_in: jax.Array  # D x 2F (swiglu: gate then up) or D x F (gelu)
+    mlp_out: jax.Array  # F x D
+
+
+def _heads_first(x_BxSxHxD: jax.Array, *, keys: bool) -> jax.Array:
+    """(B*H, D, S) for keys, (B*H, S, D) for values: both attention matmuls of a step then read
+    contiguous rows of the stored cache (XLA would otherwise copy a transposed one per step)."""
+    b, s, h, d = x_BxSxHxD.shape
+    if keys:
+        return x_BxSxHxD.transpose(0, 2, 3, 1).reshape(b * h, d, s)
+    return x_BxSxHxD.transpose(0, 2, 1, 3).reshape(b * h, s, d)
+
+
 class DecoderLayer(nnx.Module):
     """Pre-norm causal self-attention, cross-attention to the text, MLP."""
 
@@ -206,39 +237,77 @@ class DecoderLayer(nnx.Module):
         cross_k, cross_v = self.cross_kv(enc_BxSxD)
         return self._cross_and_mlp(x, cross_k, cross_v, enc_mask_BxS, _fold(rng, 2))
 
-    def step(
-        self,
-        x_Bx1xD: jax.Array,
-        step: jax.Array,
-        cache_k_LxBxTxHxD: jax.Array,
-        cache_v_LxBxTxHxD: jax.Array,
-        layer: jax.Array,
-        cross_k_BxSxHxD: jax.Array,
-        cross_v_BxSxHxD: jax.Array,
-        enc_mask_BxS: jax.Array,
-    ) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """One decoding step: writes this layer's K/V at `step` in the stacked cache.
+    def step_weights(self) -> StepWeights:
+        """This layer's weights for `decode_layer_step`, gathered once per decoded batch."""
+        a, m = self.self_attn, self.mlp
+        mlp_in = [m.gate.kernel, m.up.kernel] if m.kind == "swiglu" else [m.up.kernel]
 
-        Taking the whole stacked cache (and `layer` as an index) lets XLA update it in place.
-        """
-        positions_1 = step[None]
-        h = self.self_norm(x_Bx1xD)
-        q = self.self_attn.query(h, positions_1)
-        k, v = self.self_attn.key_value(h, positions_1)
-        zero = jnp.zeros((), jnp.int32)
-        start = (layer, zero, step, zero, zero)
-        cache_k = jax.lax.dynamic_update_slice(
-            cache_k_LxBxTxHxD, k[None].astype(cache_k_LxBxTxHxD.dtype), start
+        def cat(*kernels: nnx.Param) -> jax.Array:
+            return jnp.concatenate([p[...].astype(a.q.dtype) for p in kernels], axis=1)
+
+        return StepWeights(
+            self_norm=self.self_norm.scale[...],
+            qkv=cat(a.q.kernel, a.k.kernel, a.v.kernel),
+            o=cat(a.o.kernel),
+            cross_norm=self.cross_norm.scale[...],
+            cross_q=cat(self.cross_attn.q.kernel),
+            cross_o=cat(self.cross_attn.o.kernel),
+            mlp_norm=self.mlp_norm.scale[...],
+            mlp_in=cat(*mlp_in),
+            mlp_out=cat(m.down.kernel),
         )
-        cache_v = jax.lax.dynamic_update_slice(
-            cache_v_LxBxTxHxD, v[None].astype(cache_v_LxBxTxHxD.dtype), start
-        )
-        keys = jax.lax.dynamic_index_in_dim(cache_k, layer, axis=0, keepdims=False)
-        values = jax.lax.dynamic_index_in_dim(cache_v, layer, axis=0, keepdims=False)
-        visible_1x1x1xT = (jnp.arange(cache_k.shape[2]) <= step)[None, None, None, :]
-        x = x_Bx1xD + self.self_attn.attend(q, keys, values, visible_1x1x1xT)
-        x = self._cross_and_mlp(x, cross_k_BxSxHxD, cross_v_BxSxHxD, enc_mask_BxS, None)
-        return x, cache_k, cache_v
+
+    def step_cross(self, enc_BxSxD: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Cross-attention (keys_NxDxS, values_NxSxD), N = B*H: the step's cache layout."""
+        k, v = self.cross_kv(enc_BxSxD)
+        return _heads_first(k, keys=True), _heads_first(v, keys=False)
+
+
+def _attend_one(q_NxD: jax.Array, k_NxDxT: jax.Array, v_NxTxD: jax.Array, mask) -> jax.Array:
+    scale = q_NxD.shape[-1] ** -0.5
+    s_NxT = jnp.einsum("nd,ndt->nt", q_NxD, k_NxDxT, preferred_element_type=jnp.float32)
+    s_NxT = jnp.where(mask, s_NxT * scale, jnp.finfo(jnp.float32).min)
+    p_NxT = jax.nn.softmax(s_NxT, axis=-1).astype(v_NxTxD.dtype)
+    return jnp.einsum("nt,ntd->nd", p_NxT, v_NxTxD)
+
+
+def decode_layer_step(
+    cfg: ModelConfig,
+    w: StepWeights,
+    x_BxD: jax.Array,
+    step: jax.Array,
+    k_NxDxT: jax.Array,
+    v_NxTxD: jax.Array,
+    cross_k_NxDxS: jax.Array,
+    cross_v_NxSxD: jax.Array,
+    cross_mask_NxS: jax.Array,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """`DecoderLayer.__call__` for the one token of `step`: returns (x_BxD, keys, values) with
+    this token's K/V written in place at `step`."""
+    b = x_BxD.shape[0]
+    h, d, dt = cfg.n_heads, cfg.resolved_head_dim, jnp.dtype(cfg.dtype)
+    positions_1 = step[None]
+    qkv = (rms_norm(x_BxD, w.self_norm, cfg.norm_eps, dt) @ w.qkv).reshape(b, 1, 3, h, d)
+    q = apply_rope(qkv[:, :, 0], positions_1, cfg.rope_theta).reshape(b * h, d)
+    k_new = apply_rope(qkv[:, :, 1], positions_1, cfg.rope_theta).reshape(b * h, d, 1)
+    zero = jnp.zeros((), jnp.int32)
+    k_NxDxT = jax.lax.dynamic_update_slice(k_NxDxT, k_new, (zero, zero, step))
+    v_new = qkv[:, :, 2].reshape(b * h, 1, d)
+    v_NxTxD = jax.lax.dynamic_update_slice(v_NxTxD, v_new, (zero, step, zero))
+    # Keeps XLA from duplicating the updated cache for its readers.
+    k_NxDxT, v_NxTxD = jax.lax.optimization_barrier((k_NxDxT, v_NxTxD))
+    visible_1xT = (jnp.arange(v_NxTxD.shape[1]) <= step)[None, :]
+    x = x_BxD + _attend_one(q, k_NxDxT, v_NxTxD, visible_1xT).reshape(b, h * d) @ w.o
+    q = (rms_norm(x, w.cross_norm, cfg.norm_eps, dt) @ w.cross_q).reshape(b * h, d)
+    attn = _attend_one(q, cross_k_NxDxS, cross_v_NxSxD, cross_mask_NxS)
+    x = x + attn.reshape(b, h * d) @ w.cross_o
+    hid = rms_norm(x, w.mlp_norm, cfg.norm_eps, dt) @ w.mlp_in
+    if cfg.mlp == "swiglu":
+        gate, up = jnp.split(hid, 2, axis=-1)
+        hid = jax.nn.silu(gate) * up
+    else:
+        hid = jax.nn.gelu(hid)
+    return x + hid @ w.mlp_out, k_NxDxT, v_NxTxD
 
 
 class LayerStack(nnx.Module):
@@ -267,6 +336,14 @@ class LayerStack(nnx.Module):
             self.layers = make_stacked(rngs)
         else:
             self.layers = nnx.List([make_layer(rngs) for _ in range(n)])
+
+    def unstacked(self) -> list[nnx.Module]:
+        """The layers one by one, whether stored as a list or scanned (stacked params)."""
+        if not self.scan:
+            return list(self.layers)
+        graphdef, state = nnx.split(self.layers)
+        n = jax.tree.leaves(state)[0].shape[0]
+        return [nnx.merge(graphdef, jax.tree.map(lambda a, i=i: a[i], state)) for i in range(n)]
 
     def run(
         self,

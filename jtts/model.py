@@ -9,16 +9,44 @@ text for rows where `drop_cond_B` is true.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import jax
 from flax import nnx
 from jax import numpy as jnp
 
 from jtts.config import ModelConfig
-from jtts.layers import DecoderLayer, EncoderLayer, LayerStack, RMSNorm
+from jtts.layers import (
+    DecoderLayer,
+    EncoderLayer,
+    LayerStack,
+    RMSNorm,
+    StepWeights,
+    decode_layer_step,
+    rms_norm,
+)
 
-Cache = dict[str, jax.Array]  # {"k", "v"}: self-attention K/V, LxBxTmaxxHxD
-CrossKV = dict[str, jax.Array]  # {"k", "v"}: cross-attention K/V, LxBxSxHxD
+
+class Cache(NamedTuple):
+    """Self-attention keys (B*H, D, Tmax) and values (B*H, Tmax, D), one array per decoder
+    layer: the layout both attention matmuls of a step read without copying the cache."""
+
+    k: tuple[jax.Array, ...]
+    v: tuple[jax.Array, ...]
+
+
+class DecodeContext(NamedTuple):
+    """What stays fixed while a batch decodes, computed once by `TTSModel.decode_context`:
+    the decoder's weights gathered (and fused) in the compute dtype, and the text's
+    cross-attention K/V per layer in the `Cache` layout with its mask repeated per head."""
+
+    embed_KxNxD: jax.Array  # code embeddings (param dtype), N = in_vocab_size
+    layers: tuple[StepWeights, ...]
+    norm_D: jax.Array
+    heads_DxKV: jax.Array
+    cross_k: tuple[jax.Array, ...]  # (B*H, D, S) per layer
+    cross_v: tuple[jax.Array, ...]  # (B*H, S, D) per layer
+    cross_mask_NxS: jax.Array
 
 
 def _split(rng: jax.Array | None, n: int) -> jax.Array | None:
@@ -118,49 +146,56 @@ class TTSModel(nnx.Module):
         )
         return self._logits(x)
 
-    def init_cache(self, batch: int, max_steps: int, dtype: jnp.dtype | None = None) -> Cache:
-        """Zeroed self-attention K/V cache for `max_steps` decoder steps (a plain pytree)."""
+    def init_cache(self, batch: int, max_steps: int) -> Cache:
+        """Zeroed self-attention K/V cache for `max_steps` decoder steps."""
         cfg = self.cfg
-        shape = (cfg.dec_layers, batch, max_steps, cfg.n_heads, cfg.resolved_head_dim)
-        dtype = self.dtype if dtype is None else dtype
-        return {"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)}
+        n, d, layers = batch * cfg.n_heads, cfg.resolved_head_dim, range(cfg.dec_layers)
+        return Cache(
+            k=tuple(jnp.zeros((n, d, max_steps), self.dtype) for _ in layers),
+            v=tuple(jnp.zeros((n, max_steps, d), self.dtype) for _ in layers),
+        )
 
-    def precompute_cross(self, enc_BxSxD: jax.Array) -> CrossKV:
-        """Cross-attention K/V of every decoder layer; computed once per utterance batch."""
+    def decode_context(self, enc_BxSxD: jax.Array, enc_mask_BxS: jax.Array) -> DecodeContext:
+        """Weights and cross-attention K/V for `decode_step`; computed once per batch.
 
-        def layer_fn(layer, carry, _):
-            return carry, layer.cross_kv(enc_BxSxD)
-
-        _, (k, v) = self.decoder.run(layer_fn, None)
-        return {"k": k, "v": v}
+        Layers are unrolled even when scanned: a step is a few matrix-vector products, and
+        per-layer caches let XLA update each in place.
+        """
+        layers = self.decoder.unstacked()
+        cross = [layer.step_cross(enc_BxSxD) for layer in layers]
+        k, d, v = self.heads[...].shape
+        return DecodeContext(
+            embed_KxNxD=self.code_embed[...],
+            layers=tuple(layer.step_weights() for layer in layers),
+            norm_D=self.dec_norm.scale[...],
+            heads_DxKV=self.heads[...].astype(self.dtype).transpose(1, 0, 2).reshape(d, k * v),
+            cross_k=tuple(kv[0] for kv in cross),
+            cross_v=tuple(kv[1] for kv in cross),
+            cross_mask_NxS=jnp.repeat(enc_mask_BxS.astype(bool), self.cfg.n_heads, axis=0),
+        )
 
     def decode_step(
-        self,
-        tokens_BxK: jax.Array,
-        step: jax.Array,
-        cache: Cache,
-        cross_kv: CrossKV,
-        enc_mask_BxS: jax.Array,
+        self, tokens_BxK: jax.Array, step: jax.Array, cache: Cache, ctx: DecodeContext
     ) -> tuple[jax.Array, Cache]:
-        """Feeds the decoder inputs of `step`; returns (logits_BxKxV for step, new cache).
+        """Feeds the decoder inputs of `step`; returns (float32 logits_BxKxV of step, new cache).
 
-        Pure: the cache is returned, not mutated, so this can be a `jax.lax.while_loop` body.
+        Pure and reads no parameters (only `ctx`), so it can be a `jax.lax.while_loop` body.
         """
+        cfg = self.cfg
         step = jnp.asarray(step, jnp.int32)
-        enc_mask_BxS = enc_mask_BxS.astype(bool)
-
-        def layer_fn(layer, carry, xs):
-            x, cache_k, cache_v = carry
-            index, cross_k, cross_v = xs
-            carry = layer.step(x, step, cache_k, cache_v, index, cross_k, cross_v, enc_mask_BxS)
-            return carry, None
-
-        (x, cache_k, cache_v), _ = self.decoder.run(
-            layer_fn,
-            (self._embed_codes(tokens_BxK[:, :, None]), cache["k"], cache["v"]),
-            (jnp.arange(self.cfg.dec_layers, dtype=jnp.int32), cross_kv["k"], cross_kv["v"]),
-        )
-        return self._logits(x)[:, 0], {"k": cache_k, "v": cache_v}
+        b, k = tokens_BxK.shape
+        x = ctx.embed_KxNxD[jnp.arange(k)[None, :], tokens_BxK].sum(axis=1).astype(self.dtype)
+        new_k, new_v = [], []
+        layers = zip(ctx.layers, cache.k, cache.v, ctx.cross_k, ctx.cross_v, strict=True)
+        for w, keys, values, cross_k, cross_v in layers:
+            x, keys, values = decode_layer_step(
+                cfg, w, x, step, keys, values, cross_k, cross_v, ctx.cross_mask_NxS
+            )
+            new_k.append(keys)
+            new_v.append(values)
+        x = rms_norm(x, ctx.norm_D, cfg.norm_eps, self.dtype)
+        logits = jnp.dot(x, ctx.heads_DxKV, preferred_element_type=jnp.float32)
+        return logits.reshape(b, k, -1), Cache(k=tuple(new_k), v=tuple(new_v))
 
 
 def build_model(cfg: ModelConfig, rngs: nnx.Rngs) -> TTSModel:

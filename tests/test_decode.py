@@ -3,13 +3,12 @@
 import dataclasses
 from pathlib import Path
 
-import jax
 import numpy as np
 import pytest
 from flax import nnx
 from jax import numpy as jnp
 
-from jtts import decode, decode_step
+from jtts import decode
 from jtts.config import load_config
 from jtts.model import build_model
 from jtts.patterns import get_pattern
@@ -49,34 +48,6 @@ def test_compiled_loop_matches_python_loop_and_no_cache_reference(model, cfg_sca
     assert_same_codes(compiled, decode.generate_stepwise(model, TEXTS, sampling, max_frames=12))
     assert_same_codes(compiled, decode.generate_naive(model, TEXTS, sampling, max_frames=12))
     assert all(c.shape[0] == 4 and 1 <= c.shape[1] <= 12 for c in compiled.codes)
-
-
-@pytest.mark.parametrize("over", [{}, {"scan_layers": True}, {"mlp": "gelu"}])
-def test_fused_step_matches_model_decode_step(over):
-    m = build_model(small_cfg(**over), nnx.Rngs(1))
-    rng = np.random.default_rng(0)
-    text = jnp.asarray(rng.integers(0, 512, (2, 6)), jnp.int32)
-    mask = jnp.asarray(np.arange(6)[None, :] < np.array([[6], [3]]))
-    tokens = jnp.asarray(rng.integers(0, m.cfg.in_vocab_size, (2, 4, 2)), jnp.int32)
-
-    @jax.jit
-    def both(state):
-        m2 = nnx.merge(graphdef, state)
-        enc, enc_mask = m2.encode(text, mask)
-        cross_kv, cache = m2.precompute_cross(enc), m2.init_cache(2, 8)
-        w = decode_step.weights(m2)
-        cross, fast_cache = decode_step.init(m2, enc, enc_mask, 8)
-        out = []
-        for t in range(tokens.shape[2]):
-            step = jnp.int32(t)
-            a, cache = m2.decode_step(tokens[:, :, t], step, cache, cross_kv, enc_mask)
-            b, fast_cache = decode_step.decode(m2.cfg, w, tokens[:, :, t], step, fast_cache, cross)
-            out.append((a, b))
-        return out
-
-    graphdef, state = nnx.split(m)
-    for a, b in both(state):
-        np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
 
 
 def test_top_k_1_and_tiny_top_p_equal_greedy(model):

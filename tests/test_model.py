@@ -48,15 +48,13 @@ def incremental(model, text, mask, tokens):
     def run(state, text, mask, tokens):
         m = nnx.merge(graphdef, state)
         enc, enc_mask = m.encode(text, mask)
-        cross = m.precompute_cross(enc)
+        ctx = m.decode_context(enc, enc_mask)
         out = jnp.zeros((T, B, cfg.n_codebooks, cfg.out_vocab_size), jnp.float32)
 
         def body(carry):
             step, cache, out = carry
             tokens_BxK = jax.lax.dynamic_index_in_dim(tokens, step, axis=2, keepdims=False)
-            logits, cache = nnx.merge(graphdef, state).decode_step(
-                tokens_BxK, step, cache, cross, enc_mask
-            )
+            logits, cache = m.decode_step(tokens_BxK, step, cache, ctx)
             return step + 1, cache, out.at[step].set(logits)
 
         carry = (jnp.int32(0), m.init_cache(B, T), out)
@@ -74,7 +72,9 @@ def test_shapes(cfg, model):
     enc, enc_mask = nnx.jit(lambda m: m.encode(text, mask))(model)
     assert enc.shape == (B, S, cfg.d_model) and enc_mask.shape == (B, S)
     cache = model.init_cache(B, T)
-    assert cache["k"].shape == (cfg.dec_layers, B, T, cfg.n_heads, cfg.resolved_head_dim)
+    n, d = B * cfg.n_heads, cfg.resolved_head_dim
+    assert [k.shape for k in cache.k] == [(n, d, T)] * cfg.dec_layers
+    assert [v.shape for v in cache.v] == [(n, T, d)] * cfg.dec_layers
 
 
 def test_causal(cfg, model):
@@ -96,9 +96,9 @@ def test_text_padding_invariant(cfg, model):
     np.testing.assert_allclose(a, b, atol=1e-5)
 
 
-@pytest.mark.parametrize("scan", [False, True])
-def test_decode_step_matches_forward(cfg, scan):
-    model = build_model(dataclasses.replace(cfg, scan_layers=scan), nnx.Rngs(1))
+@pytest.mark.parametrize("scan, mlp", [(False, "swiglu"), (True, "swiglu"), (False, "gelu")])
+def test_decode_step_matches_forward(cfg, scan, mlp):
+    model = build_model(dataclasses.replace(cfg, scan_layers=scan, mlp=mlp), nnx.Rngs(1))
     text, mask, tokens = make_batch(cfg, seed=1)
     np.testing.assert_allclose(
         incremental(model, text, mask, tokens), forward(model, text, mask, tokens), atol=1e-5
