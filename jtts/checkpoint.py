@@ -1,0 +1,214 @@
+"""Checkpoints with orbax: RUN_DIR/checkpoints/STEP/{params,opt,data,meta}.
+
+Parameters and optimizer state are separate items so inference (`restore_params`) reads
+only the parameters. `data` is the data iterator state and `meta` the resolved config and
+step, both JSON. Orbax writes each step under a temporary name and renames it on commit, so a
+run killed mid-save resumes from the last complete checkpoint. Retention: the last
+`checkpoint.keep` steps, plus the one with the lowest validation loss when `keep_best`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+from flax import nnx
+from orbax.checkpoint._src.checkpoint_managers import preservation_policy as policy
+
+from jtts.config import MODEL_RUNTIME_FIELDS, Config, config_diff, config_from_dict, config_to_dict
+from jtts.model import build_model
+
+BEST_METRIC = "eval/loss"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be used with this config, or there is none to restore."""
+
+
+class _QuietOrbax(logging.Filter):
+    """Drops orbax warnings that are expected here (saves without eval metrics, read-only)."""
+
+    EXPECTED = ("tracked_metric", "read only", "read_only")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(s in record.getMessage() for s in self.EXPECTED)
+
+
+logging.getLogger("absl").addFilter(_QuietOrbax())
+
+
+def _handlers() -> dict[str, ocp.CheckpointHandler]:
+    return {
+        "params": ocp.StandardCheckpointHandler(),
+        "opt": ocp.StandardCheckpointHandler(),
+        "data": ocp.JsonCheckpointHandler(),
+        "meta": ocp.JsonCheckpointHandler(),
+    }
+
+
+def _best_metric(metrics: dict[str, float]) -> float:
+    return metrics[BEST_METRIC]
+
+
+def _manager(directory: Path, cfg: Config | None, read_only: bool) -> ocp.CheckpointManager:
+    if read_only:
+        options = ocp.CheckpointManagerOptions(read_only=True)
+    else:
+        keep = [policy.LatestN(n=cfg.checkpoint.keep)]
+        if cfg.checkpoint.keep_best:
+            keep.append(
+                policy.BestN(
+                    get_metric_fn=_best_metric,
+                    reverse=True,  # lower loss is better; BestN keeps the end of the order
+                    n=1,
+                    keep_checkpoints_without_metrics=False,
+                )
+            )
+        options = ocp.CheckpointManagerOptions(
+            preservation_policy=policy.AnyPreservationPolicy(keep),
+            best_fn=_best_metric if cfg.checkpoint.keep_best else None,
+            best_mode="min",
+            enable_async_checkpointing=cfg.checkpoint.async_save,
+            cleanup_tmp_directories=True,
+        )
+    return ocp.CheckpointManager(directory, options=options, item_handlers=_handlers())
+
+
+def check_compatible(saved: Config, cfg: Config, where: str) -> None:
+    """Raises a one-line CheckpointError naming model fields that change the parameters."""
+    diff = config_diff(saved.model, cfg.model, ignore=MODEL_RUNTIME_FIELDS)
+    if diff:
+        fields = ", ".join(
+            f"model.{f}={getattr(saved.model, f)!r} (checkpoint) vs {getattr(cfg.model, f)!r}"
+            for f in diff
+        )
+        raise CheckpointError(
+            f"{where} was trained with an incompatible model config: {fields}; use another "
+            "--workdir or the checkpoint's settings"
+        )
+
+
+class Checkpointer:
+    """Saves and restores the train state, data iterator state and config of one run."""
+
+    def __init__(self, run_dir: str | Path, cfg: Config):
+        self.cfg = cfg
+        self.directory = Path(run_dir).absolute() / "checkpoints"
+        self.manager = _manager(self.directory, cfg, read_only=False)
+
+    def latest_step(self) -> int | None:
+        return self.manager.latest_step()
+
+    def saved_config(self, step: int) -> Config:
+        meta = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+        return config_from_dict(meta["meta"]["config"])
+
+    def save(
+        self,
+        step: int,
+        state: dict[str, Any],
+        data_state: dict[str, int],
+        metrics: dict[str, float] | None = None,
+    ) -> None:
+        """Starts a save (async when configured); `metrics` with eval/loss rank it for best."""
+        opt = {k: v for k, v in state.items() if k != "params"}
+        self.manager.save(
+            step,
+            args=ocp.args.Composite(
+                params=ocp.args.StandardSave(state["params"]),
+                opt=ocp.args.StandardSave(opt),
+                data=ocp.args.JsonSave(data_state),
+                meta=ocp.args.JsonSave({"step": step, "config": config_to_dict(self.cfg)}),
+            ),
+            metrics=metrics if metrics and BEST_METRIC in metrics else None,
+            force=True,
+        )
+
+    def restore(self, step: int, target: dict[str, Any]) -> tuple[dict[str, Any], dict[str, int]]:
+        """(train state, data iterator state) of `step`, laid out like `target`.
+
+        `target` holds jax.ShapeDtypeStruct leaves with shardings, so every array is read
+        straight into its sharded layout. Fails with a one-line message on a config clash.
+        """
+        check_compatible(
+            self.saved_config(step), self.cfg, f"checkpoint {self.directory / str(step)}"
+        )
+        opt_target = {k: v for k, v in target.items() if k != "params"}
+        out = self.manager.restore(
+            step,
+            args=ocp.args.Composite(
+                params=ocp.args.StandardRestore(target["params"]),
+                opt=ocp.args.StandardRestore(opt_target),
+                data=ocp.args.JsonRestore(),
+            ),
+        )
+        return {"params": out["params"], **out["opt"]}, dict(out["data"])
+
+    def wait(self) -> None:
+        self.manager.wait_until_finished()
+
+    def close(self) -> None:
+        self.manager.close()
+
+
+def _resolve_step(manager: ocp.CheckpointManager, step: int | str | None) -> int:
+    steps = manager.all_steps()
+    if not steps:
+        raise CheckpointError(f"no checkpoint in {manager.directory}")
+    if step in (None, "best"):
+        with_metrics = [s for s in steps if manager.metrics(s)]
+        if with_metrics:
+            return min(with_metrics, key=lambda s: _best_metric(manager.metrics(s)))
+        if step == "best":
+            raise CheckpointError(f"no checkpoint in {manager.directory} has {BEST_METRIC}")
+        return max(steps)
+    if step == "latest":
+        return max(steps)
+    if int(step) not in steps:
+        raise CheckpointError(f"no checkpoint for step {step} in {manager.directory}; have {steps}")
+    return int(step)
+
+
+def restore_params(
+    run_dir: str | Path,
+    step: int | str | None = None,
+    *,
+    sharding: jax.sharding.Sharding | None = None,
+) -> tuple[Config, dict[str, Any], int]:
+    """(config, params, step) for inference; never reads the optimizer state.
+
+    `step`: an int, 'latest', 'best' (lowest eval/loss), or None (best if any checkpoint was
+    evaluated, else latest). `params` is the pure dict of `nnx.split(model, nnx.Param)`, i.e.
+    `nnx.merge(graphdef, params)` rebuilds the model (see `load_model`). Arrays land on
+    `sharding` (default: the first local device).
+    """
+    directory = Path(run_dir).absolute() / "checkpoints"
+    manager = _manager(directory, None, read_only=True)
+    try:
+        step = _resolve_step(manager, step)
+        meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+        cfg = config_from_dict(meta["meta"]["config"])
+        abstract = nnx.eval_shape(lambda: build_model(cfg.model, nnx.Rngs(0)))
+        params = nnx.to_pure_dict(nnx.state(abstract, nnx.Param))
+        sharding = sharding or jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        target = jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), params
+        )
+        out = manager.restore(
+            step, args=ocp.args.Composite(params=ocp.args.StandardRestore(target))
+        )
+    finally:
+        manager.close()
+    return cfg, out["params"], step
+
+
+def load_model(
+    run_dir: str | Path, step: int | str | None = None
+) -> tuple[Config, nnx.Module, int]:
+    """(config, model with restored parameters, step): the sampler's entry point."""
+    cfg, params, step = restore_params(run_dir, step)
+    graphdef, _ = nnx.split(nnx.eval_shape(lambda: build_model(cfg.model, nnx.Rngs(0))), nnx.Param)
+    return cfg, nnx.merge(graphdef, params), step

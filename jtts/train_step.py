@@ -1,0 +1,310 @@
+"""The jitted training and evaluation steps, the optimizer and the loss.
+
+The model is split once (`nnx.split`) into a static graphdef and a pure dict of parameters;
+the step merges them inside `jax.jit`, so each batch shape is traced and compiled once and the
+train state (params, optimizer state, step, rng) is a plain pytree that is donated, sharded
+and checkpointed as is. Randomness comes from `fold_in(key(seed), step)`: a resumed run draws
+exactly the keys an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import optax
+from flax import nnx
+from jax import numpy as jnp
+
+from jtts.config import Config, OptimConfig
+from jtts.mesh import batch_sharding, replicated
+from jtts.model import build_model
+from jtts.patterns import Pattern, get_pattern
+
+TrainState = dict[str, Any]  # {"params", "opt_state", "step", "rng", "skipped"}
+NO_DECAY = ("text_embed", "code_embed", "null_cond", "scale")  # embeddings and norm scales
+
+
+def lr_schedule(cfg: OptimConfig, total_steps: int) -> optax.Schedule:
+    """Linear warmup to `lr`, then cosine decay to `lr * min_lr_ratio` (or constant)."""
+    warmup = min(cfg.warmup_steps, max(total_steps - 1, 0))
+    if cfg.decay == "constant":
+        return optax.linear_schedule(0.0, cfg.lr, max(warmup, 1)) if warmup else lambda _: cfg.lr
+    return optax.warmup_cosine_decay_schedule(
+        init_value=0.0,
+        peak_value=cfg.lr,
+        warmup_steps=warmup,
+        decay_steps=max(total_steps, warmup + 1),
+        end_value=cfg.lr * cfg.min_lr_ratio,
+    )
+
+
+def decay_mask(params: Any) -> Any:
+    """True where weight decay applies: matrices that are not embeddings or norm scales."""
+
+    def decays(path: tuple, _: Any) -> bool:
+        names = {getattr(k, "key", None) for k in path}
+        return not names & set(NO_DECAY)
+
+    return jax.tree_util.tree_map_with_path(decays, params)
+
+
+def make_optimizer(cfg: OptimConfig) -> optax.GradientTransformation:
+    """Clipping + AdamW at unit learning rate; the step scales updates by `lr_schedule(step)`.
+
+    Taking the rate from the global step (not optax's update count) keeps the schedule on
+    time when non-finite steps are skipped.
+    """
+    adamw = optax.adamw(
+        learning_rate=1.0,
+        b1=cfg.b1,
+        b2=cfg.b2,
+        eps=cfg.eps,
+        weight_decay=cfg.weight_decay,
+        mask=decay_mask,
+    )
+    return optax.chain(optax.clip_by_global_norm(cfg.clip_norm), adamw) if cfg.clip_norm else adamw
+
+
+def abstract_model(cfg: Config) -> tuple[nnx.GraphDef, Any]:
+    """(graphdef, params as a pure dict of ShapeDtypeStruct) without allocating anything."""
+    model = nnx.eval_shape(lambda: build_model(cfg.model, nnx.Rngs(cfg.train.seed)))
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    if jax.tree.leaves(rest):
+        raise TypeError(f"model has non-parameter state the trainer does not handle: {rest}")
+    return graphdef, nnx.to_pure_dict(params)
+
+
+def init_state(cfg: Config, tx: optax.GradientTransformation, shardings: Any) -> TrainState:
+    """Fresh train state, created directly in its sharded layout (no full host copy)."""
+
+    def init() -> TrainState:
+        model = build_model(cfg.model, nnx.Rngs(cfg.train.seed))
+        params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+        return {
+            "params": params,
+            "opt_state": tx.init(params),
+            "step": jnp.zeros((), jnp.int32),
+            "rng": jax.random.key_data(jax.random.key(cfg.train.seed)),
+            "skipped": jnp.zeros((), jnp.int32),
+        }
+
+    return jax.jit(init, out_shardings=shardings)()
+
+
+def abstract_state(cfg: Config, tx: optax.GradientTransformation) -> TrainState:
+    """Shapes and dtypes of the train state (for shardings and checkpoint restore)."""
+    _, params = abstract_model(cfg)
+    return {
+        "params": params,
+        "opt_state": jax.eval_shape(tx.init, params),
+        "step": jax.ShapeDtypeStruct((), jnp.int32),
+        "rng": jax.eval_shape(lambda: jax.random.key_data(jax.random.key(0))),
+        "skipped": jax.ShapeDtypeStruct((), jnp.int32),
+    }
+
+
+def decoder_io(
+    batch: dict[str, jax.Array], pattern: Pattern
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(inputs_BxKxS, targets_BxKxS, mask_BxKxS) of a batch.
+
+    The mask drops filler rows and the EOS target of cropped utterances (their audio goes on
+    past the crop, so predicting an end there would teach the model to stop early).
+    """
+    seq_BxKxS = pattern.apply(batch["codes"], batch["lengths"])
+    inputs_BxKxS, targets_BxKxS, mask_BxKxS = pattern.decoder_io(seq_BxKxS)
+    no_eos_Bx1x1 = ~batch["has_eos"][:, None, None]
+    mask_BxKxS &= batch["valid"][:, None, None] & ~((targets_BxKxS == pattern.eos) & no_eos_Bx1x1)
+    return inputs_BxKxS, targets_BxKxS, mask_BxKxS
+
+
+def loss_sums(
+    model: nnx.Module,
+    batch: dict[str, jax.Array],
+    pattern: Pattern,
+    *,
+    drop_cond_B: jax.Array | None = None,
+    dropout_rng: jax.Array | None = None,
+) -> dict[str, jax.Array]:
+    """Per-codebook sums over a batch: ce_K, correct_K, count_K (targets), zsq_K.
+
+    Sums (not means) let micro-batches and eval batches add up.
+    """
+    inputs_BxKxS, targets_BxKxS, mask_BxKxS = decoder_io(batch, pattern)
+    logits_BxSxKxV = model(
+        batch["text"],
+        batch["text_mask"],
+        inputs_BxKxS,
+        drop_cond_B=drop_cond_B,
+        dropout_rng=dropout_rng,
+    ).astype(jnp.float32)
+    targets_BxSxK = targets_BxKxS.transpose(0, 2, 1)
+    mask_BxSxK = mask_BxKxS.transpose(0, 2, 1).astype(jnp.float32)
+    max_BxSxK = jnp.max(logits_BxSxKxV, axis=-1)
+    lse_BxSxK = max_BxSxK + jnp.log(
+        jnp.sum(jnp.exp(logits_BxSxKxV - max_BxSxK[..., None]), axis=-1)
+    )
+    target_logit = jnp.take_along_axis(logits_BxSxKxV, targets_BxSxK[..., None], axis=-1)[..., 0]
+    # Top-1 by comparison with the max (shared with logsumexp): XLA:CPU's argmax, a
+    # value+index reduction, costs as much as the whole loss.
+    correct = (target_logit >= max_BxSxK).astype(jnp.float32)
+    return {
+        "ce": jnp.sum((lse_BxSxK - target_logit) * mask_BxSxK, axis=(0, 1)),
+        "correct": jnp.sum(correct * mask_BxSxK, axis=(0, 1)),
+        "count": jnp.sum(mask_BxSxK, axis=(0, 1)),
+        "zsq": jnp.sum(lse_BxSxK**2 * mask_BxSxK, axis=(0, 1)),
+    }
+
+
+def _micro_batches(batch: dict[str, jax.Array], n: int) -> dict[str, jax.Array]:
+    """[B, ...] -> [n, B/n, ...] taking every n-th row, so each device keeps its own rows."""
+    return {k: v.reshape(v.shape[0] // n, n, *v.shape[1:]).swapaxes(0, 1) for k, v in batch.items()}
+
+
+class TrainStep:
+    """`state, metrics = step(state, batch)`; compiled once per batch shape.
+
+    `traces` counts Python traces of the step, so tests can assert there is no retracing.
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        graphdef: nnx.GraphDef,
+        tx: optax.GradientTransformation,
+        mesh: jax.sharding.Mesh,
+        shardings: Any,
+    ):
+        self.cfg, self.graphdef, self.tx = cfg, graphdef, tx
+        self.pattern = get_pattern(
+            cfg.model.pattern, cfg.model.n_codebooks, cfg.model.codebook_size
+        )
+        self.schedule = lr_schedule(cfg.optim, cfg.train.steps)
+        k = cfg.model.n_codebooks
+        self.weights_K = jnp.asarray(cfg.optim.codebook_weights or (1.0,) * k, jnp.float32)
+        self.traces = 0
+        self._jitted = jax.jit(
+            self._step,
+            in_shardings=(shardings, batch_sharding(mesh)),
+            out_shardings=(shardings, replicated(mesh)),
+            donate_argnums=0,
+        )
+
+    def __call__(self, state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, Any]:
+        return self._jitted(state, batch)
+
+    def _grads(
+        self, params: Any, batch: dict[str, jax.Array], key: jax.Array, norm: dict[str, jax.Array]
+    ) -> tuple[Any, dict[str, jax.Array]]:
+        """Gradient of the batch's share of the loss (sums / `norm`) and its loss sums."""
+        dropout_rng = key if self.cfg.model.dropout > 0 else None
+
+        def loss_fn(params: Any) -> tuple[jax.Array, dict[str, jax.Array]]:
+            model = nnx.merge(self.graphdef, params)
+            sums = loss_sums(
+                model, batch, self.pattern, drop_cond_B=batch["drop_cond"], dropout_rng=dropout_rng
+            )
+            loss = jnp.sum(self.weights_K * sums["ce"]) / norm["ce"]
+            loss += self.cfg.optim.z_loss * jnp.sum(sums["zsq"]) / norm["count"]
+            return loss, sums
+
+        return jax.grad(loss_fn, has_aux=True)(params)
+
+    def _step(self, state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, Any]:
+        self.traces += 1
+        params, step = state["params"], state["step"]
+        key = jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), step)
+        drop_key, key = jax.random.split(key)
+        # Drawn for the whole batch, so accumulation sees the same mask as one big batch.
+        rows = batch["codes"].shape[0]
+        drop = jax.random.bernoulli(drop_key, self.cfg.model.cond_drop_prob, (rows,))
+        batch = {**batch, "drop_cond": drop}
+        # The loss normaliser depends only on the masks, so it is known before any forward
+        # pass and gradient accumulation sums to exactly the full-batch gradient.
+        mask_sums = jnp.sum(decoder_io(batch, self.pattern)[2], axis=(0, 2)).astype(jnp.float32)
+        norm = {
+            "ce": jnp.maximum(jnp.sum(self.weights_K * mask_sums), 1.0),
+            "count": jnp.maximum(jnp.sum(mask_sums), 1.0),
+        }
+        n_micro = self.cfg.optim.grad_accum
+        if n_micro == 1:
+            grads, sums = self._grads(params, batch, key, norm)
+        else:
+
+            def body(carry: Any, xs: Any) -> tuple[Any, None]:
+                i, micro = xs
+                g, s = self._grads(params, micro, jax.random.fold_in(key, i), norm)
+                return jax.tree.map(jnp.add, carry, (g, s)), None
+
+            zeros = jax.tree.map(
+                jnp.zeros_like, jax.eval_shape(self._grads, params, batch, key, norm)
+            )
+            xs = (jnp.arange(n_micro), _micro_batches(batch, n_micro))
+            (grads, sums), _ = jax.lax.scan(body, zeros, xs)
+
+        loss = jnp.sum(self.weights_K * sums["ce"]) / norm["ce"]
+        grad_norm = optax.tree.norm(grads)
+        lr = self.schedule(step)
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+
+        def update(operands: Any) -> Any:
+            grads, opt_state, params = operands
+            updates, opt_state = self.tx.update(grads, opt_state, params)
+            return optax.apply_updates(params, jax.tree.map(lambda u: lr * u, updates)), opt_state
+
+        def keep(operands: Any) -> Any:
+            _, opt_state, params = operands
+            return params, opt_state
+
+        # A non-finite step leaves params and optimizer state untouched (no NaN ever lands
+        # in the state); `cond` skips the update instead of selecting every element.
+        operands = (grads, state["opt_state"], params)
+        new_params, opt_state = jax.lax.cond(finite, update, keep, operands)
+        new_state = {
+            "params": new_params,
+            "opt_state": opt_state,
+            "step": step + 1,
+            "rng": state["rng"],
+            "skipped": state["skipped"] + (~finite).astype(jnp.int32),
+        }
+        count_K = jnp.maximum(sums["count"], 1.0)
+        metrics = {
+            "loss": loss,
+            "loss_cb": sums["ce"] / count_K,
+            "acc_cb": sums["correct"] / count_K,
+            "acc": jnp.sum(sums["correct"]) / norm["count"],
+            "z_loss": jnp.sum(sums["zsq"]) / norm["count"],
+            "grad_norm": grad_norm,
+            "lr": lr,
+            "finite": finite,
+            "skipped": new_state["skipped"],
+            "tokens": jnp.sum(batch["lengths"] * batch["valid"]) * self.cfg.model.n_codebooks,
+        }
+        return new_state, metrics
+
+
+class EvalStep:
+    """`sums = eval_step(params, batch)`: per-codebook ce/correct/count sums, no dropout."""
+
+    def __init__(
+        self, cfg: Config, graphdef: nnx.GraphDef, mesh: jax.sharding.Mesh, shardings: Any
+    ):
+        self.graphdef = graphdef
+        self.pattern = get_pattern(
+            cfg.model.pattern, cfg.model.n_codebooks, cfg.model.codebook_size
+        )
+        self.traces = 0
+        self._jitted = jax.jit(
+            self._eval,
+            in_shardings=(shardings, batch_sharding(mesh)),
+            out_shardings=replicated(mesh),
+        )
+
+    def __call__(self, params: Any, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+        return self._jitted(params, batch)
+
+    def _eval(self, params: Any, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+        self.traces += 1
+        sums = loss_sums(nnx.merge(self.graphdef, params), batch, self.pattern)
+        return {k: sums[k] for k in ("ce", "correct", "count")}

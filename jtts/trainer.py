@@ -1,0 +1,393 @@
+"""The training loop behind `python -m jtts.train`.
+
+One run directory holds everything: config.json, checkpoints/, metrics.jsonl, tb/, samples/
+and loss.png. Starting the same command again resumes from the latest checkpoint, exactly:
+the state, the data position and the random keys all continue where they stopped.
+
+Host/device overlap: step N is dispatched before step N-1's metrics are fetched, so the host
+never waits for the device except for that one-step lag; batches are prepared by the data
+loader's thread.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+from flax import nnx
+
+from codec_bridge.format import CodeStore, save_codes
+from jtts import decode
+from jtts.checkpoint import Checkpointer
+from jtts.config import Config, ModelConfig, load_config, save_config
+from jtts.data import Batch, Corpus, Loader
+from jtts.mesh import batch_sharding, describe, make_mesh, state_shardings
+from jtts.metrics import MetricsLogger, flatten, mfu, peak_flops, plot_losses, unigram_entropy
+from jtts.model import build_model, count_params, flops_per_step
+from jtts.text import cache_dir
+from jtts.train_step import (
+    EvalStep,
+    TrainStep,
+    abstract_model,
+    abstract_state,
+    init_state,
+    make_optimizer,
+)
+
+PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: stopped by SIGTERM after saving; rerun to resume
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A step produced a NaN/Inf loss or gradient and `train.nonfinite` is 'stop'."""
+
+
+class SetupError(ValueError):
+    """The store, the config and the devices do not fit together; the message says how."""
+
+
+def check_store(meta: dict[str, Any], model: ModelConfig) -> None:
+    """The store's codebooks must be what the model predicts; says how to fix it if not."""
+    for key in ("n_codebooks", "codebook_size"):
+        if int(meta[key]) != getattr(model, key):
+            raise SetupError(
+                f"code store has {key}={meta[key]} but the config has model.{key}="
+                f"{getattr(model, key)}; pass --set model.{key}={meta[key]} (or use a store "
+                "extracted with matching codec settings)"
+            )
+
+
+def init_distributed(coordinator: str | None, num_processes: int | None, process_id: int | None):
+    """jax.distributed.initialize; with no arguments it auto-detects TPU pods, SLURM, etc.
+
+    Cross-process collectives of CPU devices (tests, CPU clusters) go through gloo.
+    """
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(
+        coordinator_address=coordinator, num_processes=num_processes, process_id=process_id
+    )
+
+
+def _enable_compile_cache() -> None:
+    """Persistent XLA cache (~/.cache/jtts/xla or JTTS_CACHE) so restarts skip compiling."""
+    if jax.config.jax_compilation_cache_dir is None:
+        jax.config.update("jax_compilation_cache_dir", str(cache_dir() / "xla"))
+
+
+class _Preemption:
+    """SIGTERM means: save a checkpoint at the next step and exit. On several processes JAX's
+    preemption sync point makes all of them stop at the same step."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+        if jax.process_count() == 1:
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.requested = True
+
+    def reached(self, step: int) -> bool:
+        if jax.process_count() == 1:
+            return self.requested
+        from jax.experimental import multihost_utils
+
+        try:
+            return multihost_utils.reached_preemption_sync_point(step)
+        except RuntimeError:  # preemption service disabled
+            return False
+
+    def close(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+@dataclasses.dataclass
+class _Pending:
+    """A dispatched step whose metrics have not been read yet."""
+
+    step: int
+    metrics: Any
+    batch: Batch
+    compiled: bool  # first step of its shape: timing includes compilation
+
+
+class Trainer:
+    def __init__(
+        self,
+        cfg: Config,
+        data_dir: str | Path,
+        run_dir: str | Path,
+        *,
+        devices: list[jax.Device] | None = None,
+        progress: bool = True,
+    ):
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.lead = jax.process_index() == 0
+        self.store = CodeStore.open(data_dir)
+        check_store(self.store.meta, cfg.model)
+        try:
+            self.mesh = make_mesh(cfg.train.mesh, devices)
+            rows = self.mesh.devices.size * cfg.optim.grad_accum
+            self.corpus = Corpus(self.store, cfg, row_multiple=rows)
+        except ValueError as e:
+            raise SetupError(str(e)) from e
+        self.has_val = len(self.corpus.splits.get("val", ())) > 0
+
+        self.tx = make_optimizer(cfg.optim)
+        self.graphdef, _ = abstract_model(cfg)
+        target = abstract_state(cfg, self.tx)
+        self.shardings = state_shardings(target, self.mesh)
+        self.ckpt = Checkpointer(self.run_dir, cfg)
+        self.start = self.ckpt.latest_step() or 0
+        if self.start:
+            target = jax.tree.map(
+                lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                target,
+                self.shardings,
+            )
+            try:
+                self.state, self.data_state = self.ckpt.restore(self.start, target)
+            except Exception:
+                self.ckpt.close()
+                raise
+        else:
+            self.state, self.data_state = init_state(cfg, self.tx, self.shardings), None
+        if self.lead:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, self.run_dir / "config.json")
+
+        self.train_step = TrainStep(cfg, self.graphdef, self.tx, self.mesh, self.shardings)
+        self.eval_step = EvalStep(cfg, self.graphdef, self.mesh, self.shardings["params"])
+        self.weights_K = np.asarray(
+            cfg.optim.codebook_weights or (1.0,) * cfg.model.n_codebooks, np.float64
+        )
+        self.log = MetricsLogger(
+            self.run_dir,
+            start_step=self.start,
+            total_steps=cfg.train.steps,
+            tensorboard=cfg.log.tensorboard,
+            enabled=self.lead,
+            progress=progress,
+        )
+        self._seen_shapes: set[tuple[int, int, int]] = set()
+        self._interval = {"tokens": 0.0, "time": 0.0, "flops": 0.0, "steps": 0.0}
+        self._last_loss: float | None = None
+        self._last_done = time.perf_counter()
+
+    def _announce(self) -> None:
+        say = self.log.say
+        say(f"jtts: {self.cfg.name}, {count_params_of(self.cfg):,} parameters")
+        say(f"jtts: {describe(self.mesh)}")
+        peak = peak_flops(self.mesh.devices.flat[0])
+        say(
+            f"jtts: MFU against {peak:.3g} bf16 FLOP/s per device"
+            if peak
+            else "jtts: MFU not reported (train/mfu null): no peak FLOP/s known for this device"
+        )
+        s = self.corpus.summary()
+        say(f"jtts: data {self.store.root} ({s['utterances']} utterances)")
+        for split, c in s["splits"].items():
+            say(
+                f"jtts:   {split}: {c['kept']} of {c['utterances']} used, {c['cropped']} "
+                f"cropped to {self.cfg.data.max_frames} frames, "
+                f"{c['dropped_too_many_frames']} dropped (too many frames), "
+                f"{c['dropped_text_too_long']} dropped (text > {self.cfg.model.max_text_len} tokens)"
+            )
+        shapes = ", ".join(f"{b.rows}x{b.frames}f/{b.text_len}t" for b in self.corpus.buckets)
+        say(f"jtts: {len(self.corpus.buckets)} batch shapes (rows x frames / text): {shapes}")
+        if self.start:
+            say(f"jtts: resumed from step {self.start} (data position {self.data_state})")
+
+    def _finish(self, p: _Pending) -> None:
+        """Reads a step's metrics (it has run by now), checks them, logs them."""
+        m = jax.device_get(p.metrics)
+        now = time.perf_counter()
+        elapsed, self._last_done = now - self._last_done, now
+        if not bool(m["finite"]):
+            where = f"step {p.step}: loss={float(m['loss'])}, grad_norm={float(m['grad_norm'])}"
+            ids = [i for i in p.batch.ids if i]
+            if self.cfg.train.nonfinite == "stop":
+                raise NonFiniteLossError(
+                    f"non-finite {where} (update not applied); batch utterances on process "
+                    f"{jax.process_index()}: {ids}; set train.nonfinite=skip to skip such steps"
+                )
+            self.log.say(f"jtts: skipped {where}; {int(m['skipped'])} skipped so far")
+        b = p.batch.bucket
+        if not p.compiled:
+            frames = b.frames + self.cfg.model.n_codebooks
+            self._interval["tokens"] += float(m["tokens"])
+            self._interval["time"] += elapsed
+            self._interval["flops"] += flops_per_step(self.cfg.model, b.rows, b.text_len, frames)
+            self._interval["steps"] += 1
+        if p.step % self.cfg.log.every == 0 or p.step == self.cfg.train.steps:
+            iv = self._interval
+            values = flatten(
+                "train",
+                {k: m[k] for k in ("loss", "acc", "loss_cb", "acc_cb", "grad_norm", "lr")},
+            )
+            values["train/z_loss"] = float(m["z_loss"])
+            values["train/skipped"] = int(m["skipped"])
+            values["train/tokens_per_s"] = iv["tokens"] / iv["time"] if iv["time"] else None
+            values["train/flops_per_s"] = iv["flops"] / iv["time"] if iv["time"] else None
+            values["train/mfu"] = mfu(iv["flops"], iv["time"], list(self.mesh.devices.flat))
+            values["train/step_time_s"] = iv["time"] / iv["steps"] if iv["steps"] else None
+            self.log.write(p.step, values)
+            self._interval = dict.fromkeys(iv, 0.0)
+        self._last_loss = float(m["loss"])
+        self.log.progress(p.step, loss=self._last_loss)
+
+    def _evaluate(self, step: int) -> dict[str, float]:
+        sums = None
+        sharding = batch_sharding(self.mesh)
+        with Loader(self.corpus, "val", sharding, shuffle=False, epochs=1, prefetch=1) as val:
+            for batch in itertools.islice(val, self.cfg.eval.batches):
+                out = self.eval_step(self.state["params"], batch.arrays)
+                sums = out if sums is None else jax.tree.map(np.add, sums, out)
+        s = jax.tree.map(np.asarray, jax.device_get(sums))
+        count_K = np.maximum(s["count"], 1.0)
+        loss = float((self.weights_K * s["ce"]).sum() / max((self.weights_K * s["count"]).sum(), 1))
+        values = {
+            "eval/loss": loss,
+            "eval/acc": float(s["correct"].sum() / max(s["count"].sum(), 1)),
+            **flatten("eval", {"loss_cb": s["ce"] / count_K, "acc_cb": s["correct"] / count_K}),
+            "eval/unigram": float((self.weights_K * self.unigram_K).sum() / self.weights_K.sum()),
+            **flatten("eval", {"unigram_cb": self.unigram_K}),
+        }
+        self.log.write(step, values)
+        cb = " ".join(
+            f"{a:.3f}/{u:.3f}" for a, u in zip(s["ce"] / count_K, self.unigram_K, strict=True)
+        )
+        self.log.say(
+            f"jtts: step {step} eval loss {loss:.4f} (unigram {values['eval/unigram']:.4f}); "
+            f"per codebook loss/unigram {cb}"
+        )
+        self._write_samples(step)
+        return values
+
+    def _write_samples(self, step: int) -> None:
+        """Samples `eval.num_samples` validation texts with jtts.decode into
+        RUN_DIR/samples/step_N/ID.npy (+ ID.json: store meta, store_dir, text, step)."""
+        if not self.lead or self.cfg.eval.num_samples == 0:
+            return
+        s = self.cfg.sample
+        rows = self.corpus.splits["val"][: self.cfg.eval.num_samples]
+        generation = decode.generate(
+            nnx.merge(self.graphdef, self.state["params"]),
+            [self.corpus.tokens[i].tolist() for i in rows],
+            decode.Sampling(
+                temperature=s.temperature,
+                top_k=s.top_k,
+                top_p=s.top_p,
+                cfg_scale=s.cfg_scale,
+                seed=self.cfg.train.seed + step,
+            ),
+            max_frames=int(self.cfg.eval.sample_max_seconds * float(self.store.meta["frame_rate"])),
+        )
+        out = self.run_dir / "samples" / f"step_{step}"
+        out.mkdir(parents=True, exist_ok=True)
+        meta = {k: v for k, v in self.store.meta.items() if k != "shards"}
+        for i, codes_KxT in zip(rows, generation.codes, strict=True):
+            utt = self.store[int(i)]
+            info = {"store_dir": str(self.store.root), "id": utt.id, "text": utt.text}
+            save_codes(out / f"{utt.id}.npy", codes_KxT, {**meta, **info, "step": step})
+
+    def run(self) -> int:
+        cfg = self.cfg
+        self._announce()
+        if self.has_val:
+            self.unigram_K = unigram_entropy(self.corpus.code_counts("train"))
+        steps = cfg.train.steps
+        step, pending, preempted = self.start, None, False
+        watch = _Preemption()
+        loader = Loader(
+            self.corpus,
+            "train",
+            batch_sharding(self.mesh),
+            prefetch=cfg.data.prefetch,
+            state=self.data_state,
+        )
+        try:
+            while step < steps:
+                batch = next(loader)
+                self.state, metrics = self.train_step(self.state, batch.arrays)
+                step += 1
+                shape = (batch.bucket.rows, batch.bucket.frames, batch.bucket.text_len)
+                compiled = shape not in self._seen_shapes
+                self._seen_shapes.add(shape)
+                if pending is not None:
+                    self._finish(pending)
+                pending = _Pending(step, metrics, batch, compiled)
+                preempted = watch.reached(step)
+                evaluate = self.has_val and (step % cfg.eval.every == 0 or step == steps)
+                save = step % cfg.checkpoint.every == 0 or step == steps or preempted
+                save |= evaluate and cfg.checkpoint.keep_best
+                if not (evaluate or save):
+                    continue
+                self._finish(pending)
+                pending = None
+                eval_metrics = self._evaluate(step) if evaluate else None
+                if save:
+                    self.ckpt.save(step, self.state, loader.state(), eval_metrics)
+                self._last_done = time.perf_counter()
+                if preempted:
+                    self.log.say(f"jtts: SIGTERM: saved step {step}; rerun the command to resume")
+                    break
+            if pending is not None:
+                self._finish(pending)
+        finally:
+            loader.close()
+            watch.close()
+            self.ckpt.wait()
+            self.ckpt.close()
+            self.log.close()
+        if self.lead:
+            plot_losses(self.run_dir)
+        # Every process prints this line: on several hosts it shows they agree.
+        print(
+            f"jtts: process {jax.process_index()}/{jax.process_count()} stopped at step {step}, "
+            f"train/loss {self._last_loss}",
+            flush=True,
+        )
+        return PREEMPTED_EXIT_CODE if preempted else 0
+
+
+def count_params_of(cfg: Config) -> int:
+    return count_params(nnx.eval_shape(lambda: build_model(cfg.model, nnx.Rngs(0))))
+
+
+def train(
+    cfg: Config,
+    data_dir: str | Path,
+    workdir: str | Path,
+    *,
+    devices: list[jax.Device] | None = None,
+    progress: bool = True,
+) -> int:
+    """Trains (or resumes) a run on `devices` (default: all); returns the exit code (0, or
+    PREEMPTED_EXIT_CODE after SIGTERM)."""
+    _enable_compile_cache()
+    return Trainer(cfg, data_dir, workdir, devices=devices, progress=progress).run()
+
+
+def run(
+    config: str | Path,
+    data_dir: str | Path,
+    workdir: str | Path,
+    overrides: list[str] = (),
+    *,
+    coordinator: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    distributed: bool = False,
+) -> int:
+    """CLI body: optional multi-process setup, config loading, training."""
+    if distributed or coordinator is not None:
+        init_distributed(coordinator, num_processes, process_id)
+    return train(load_config(config, overrides), data_dir, workdir)

@@ -1,0 +1,176 @@
+"""Synthetic code stores and batches for the training tests (real LJ transcripts, made-up codes).
+
+`structured=True` gives codes a model can learn from context: each codebook row is an
+arithmetic progression mod C whose stride depends on the utterance, so after two frames the
+rest is predictable. Random codes are for everything that does not need learning.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from conftest import SHARED_DATA
+from jax.experimental.compilation_cache import compilation_cache
+
+from codec_bridge.format import ShardWriter, init_store, make_meta
+
+# One persistent XLA cache for the in-process tests and the `python -m jtts.train` subprocesses
+# they start: each distinct program compiles once per machine instead of once per test.
+XLA_CACHE = Path(tempfile.gettempdir()) / "jtts-test-xla"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def xla_cache():
+    """Uses XLA_CACHE for the importing test module only, then restores the setting."""
+    previous = jax.config.jax_compilation_cache_dir
+    compilation_cache.reset_cache()
+    jax.config.update("jax_compilation_cache_dir", str(XLA_CACHE))
+    yield
+    compilation_cache.reset_cache()
+    jax.config.update("jax_compilation_cache_dir", previous)
+
+
+# Config overrides and batch shape of the unit tests of the step, mesh and checkpoint: one
+# program, compiled once per machine for all of them.
+UNIT_OVERRIDES = (
+    "model.cond_drop_prob=0.5",
+    "optim.z_loss=0.001",
+    "optim.codebook_weights=[2.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.5]",
+)
+UNIT_SHAPE = (8, 24, 16)  # rows, frames, text tokens
+
+FALLBACK = [
+    "Printing, in the only sense with which we are at present concerned.",
+    "In being comparatively modern.",
+    "For although the Chinese took impressions from wood blocks engraved in relief.",
+    "The earliest book printed with movable types, the Gutenberg, or forty-two line Bible.",
+]
+
+
+def transcripts(n: int) -> list[tuple[str, str]]:
+    """(id, text) pairs: LJ Speech metadata when present, else repeated fallback sentences."""
+    meta = SHARED_DATA / "ljspeech_lj001" / "metadata.csv"
+    if meta.exists():
+        rows = [line.split("|") for line in meta.read_text(encoding="utf-8").splitlines()]
+        pairs = [(r[0], r[1]) for r in rows if len(r) >= 2]
+    else:
+        pairs = [(f"FB-{i:04d}", t) for i, t in enumerate(FALLBACK)]
+    out = [pairs[i % len(pairs)] for i in range(n)]
+    return [
+        (f"{uid}-{i // len(pairs)}" if i >= len(pairs) else uid, t)
+        for i, (uid, t) in enumerate(out)
+    ]
+
+
+def make_store(
+    path: Path,
+    n: int,
+    *,
+    n_codebooks: int = 8,
+    codebook_size: int = 1024,
+    frames: tuple[int, int] = (20, 120),
+    structured: bool = False,
+    seed: int = 0,
+    shards: int = 2,
+) -> Path:
+    """A store of `n` utterances with lengths drawn from `frames` (inclusive range)."""
+    rng = np.random.default_rng(seed)
+    init_store(
+        path,
+        make_meta(
+            codec="synthetic",
+            sample_rate=24000,
+            frame_rate=75.0,
+            n_codebooks=n_codebooks,
+            codebook_size=codebook_size,
+            bandwidth=6.0,
+            weights={"kind": "untrained", "seed": seed},
+        ),
+    )
+    items = transcripts(n)
+    per_shard = -(-n // shards)
+    for s in range(shards):
+        with ShardWriter(path, f"shard-{s:03d}") as w:
+            for uid, text in items[s * per_shard : (s + 1) * per_shard]:
+                t = int(rng.integers(frames[0], frames[1] + 1))
+                if structured:
+                    stride = rng.integers(1, 17, (n_codebooks, 1))
+                    start = rng.integers(0, codebook_size, (n_codebooks, 1))
+                    codes = (start + stride * np.arange(t)[None, :]) % codebook_size
+                else:
+                    codes = rng.integers(0, codebook_size, (n_codebooks, t))
+                w.add(uid, codes, text=text, duration=t / 75.0)
+    return path
+
+
+def subprocess_env(devices: int = 1, **extra: str) -> dict[str, str]:
+    """Environment for a `python -m jtts.train` child: CPU, `devices` fake devices, shared cache."""
+    env = dict(os.environ)
+    env.update(
+        JAX_PLATFORMS="cpu",
+        XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+        JAX_COMPILATION_CACHE_DIR=str(XLA_CACHE),
+        HF_HUB_OFFLINE="1",
+        PYTHONUNBUFFERED="1",
+        **extra,
+    )
+    return env
+
+
+def random_batch(
+    rows: int, frames: int, text_len: int, *, n_codebooks: int = 8, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """A host batch like jtts.data's: varied lengths, one cropped row, one filler row."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(frames // 2, frames + 1, rows).astype(np.int32)
+    text_lens = rng.integers(2, text_len + 1, rows)
+    valid = np.ones(rows, bool)
+    valid[-1] = False
+    has_eos = np.ones(rows, bool)
+    has_eos[0] = False
+    codes = rng.integers(0, 1024, (rows, n_codebooks, frames)).astype(np.int32)
+    codes *= np.arange(frames)[None, None, :] < lengths[:, None, None]
+    return {
+        "text": rng.integers(0, 50000, (rows, text_len)).astype(np.int32),
+        "text_mask": np.arange(text_len)[None, :] < text_lens[:, None],
+        "codes": codes,
+        "lengths": lengths,
+        "has_eos": has_eos,
+        "valid": valid,
+    }
+
+
+def train_setup(cfg, devices=None):
+    """(mesh, TrainStep, fresh state) for `cfg` on `devices` (default: all)."""
+    from jtts.mesh import make_mesh, state_shardings
+    from jtts.train_step import (
+        TrainStep,
+        abstract_model,
+        abstract_state,
+        init_state,
+        make_optimizer,
+    )
+
+    mesh = make_mesh(cfg.train.mesh, devices)
+    tx = make_optimizer(cfg.optim)
+    graphdef, _ = abstract_model(cfg)
+    shardings = state_shardings(abstract_state(cfg, tx), mesh)
+    return mesh, TrainStep(cfg, graphdef, tx, mesh, shardings), init_state(cfg, tx, shardings)
+
+
+def device_batch(mesh, batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
+    from jtts.mesh import batch_sharding
+
+    return {k: jax.device_put(v, batch_sharding(mesh)) for k, v in batch.items()}
+
+
+def train_command(config: Path, store: Path, workdir: Path, *overrides: str) -> list[str]:
+    import sys
+
+    cmd = [sys.executable, "-m", "jtts.train", "--config", str(config), "--data", str(store)]
+    return [*cmd, "--workdir", str(workdir), *(a for o in overrides for a in ("--set", o))]

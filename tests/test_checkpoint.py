@@ -1,0 +1,194 @@
+"""Checkpoints: exact round trip, retention, params-only restore, config clashes, and real
+preemption: SIGKILL then resume is bit-identical to an uninterrupted run; SIGTERM saves."""
+
+import json
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from synthetic import (
+    UNIT_OVERRIDES,
+    UNIT_SHAPE,
+    device_batch,
+    make_store,
+    random_batch,
+    subprocess_env,
+    train_command,
+    train_setup,
+    xla_cache,  # noqa: F401 (autouse fixture)
+)
+
+from jtts.checkpoint import Checkpointer, CheckpointError, load_model, restore_params
+from jtts.config import apply_overrides, load_config
+from jtts.metrics import read_jsonl
+from jtts.trainer import PREEMPTED_EXIT_CODE
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+TINY = CONFIGS / "tiny.yaml"
+
+
+def tiny(*overrides):
+    return apply_overrides(load_config(TINY), [*UNIT_OVERRIDES, "checkpoint.keep=2", *overrides])
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A tiny train state after one step (non-trivial optimizer moments)."""
+    cfg = tiny()
+    mesh, step, state = train_setup(cfg, jax.devices()[:1])
+    state, _ = step(state, device_batch(mesh, random_batch(*UNIT_SHAPE)))
+    return cfg, state
+
+
+def target_of(state):
+    return jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state
+    )
+
+
+def assert_trees_equal(a, b):
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_round_trip_is_exact_and_retention_keeps_last_and_best(tmp_path, trained):
+    cfg, state = trained
+    ckpt = Checkpointer(tmp_path, cfg)
+    evals = {1: 0.5, 3: 1.0}  # step 1 stays best
+    for step in range(1, 6):
+        metrics = {"eval/loss": evals[step]} if step in evals else None
+        ckpt.save(step, state, {"epoch": 0, "position": step}, metrics)
+    ckpt.wait()
+    assert ckpt.manager.all_steps() == [1, 4, 5]
+    restored, data_state = ckpt.restore(5, target_of(state))
+    ckpt.close()
+    assert data_state == {"epoch": 0, "position": 5}
+    assert_trees_equal(restored, state)
+    assert restored["params"]["heads"].sharding == state["params"]["heads"].sharding
+
+
+def test_restore_params_reads_only_the_params(tmp_path, trained):
+    cfg, state = trained
+    ckpt = Checkpointer(tmp_path, cfg)
+    ckpt.save(2, state, {"epoch": 0, "position": 2}, {"eval/loss": 3.0})
+    ckpt.save(4, state, {"epoch": 0, "position": 4})
+    ckpt.close()
+    for step in (2, 4):
+        shutil.rmtree(tmp_path / "checkpoints" / str(step) / "opt")  # proves it is never read
+    got_cfg, params, step = restore_params(tmp_path)
+    assert step == 2 and got_cfg == cfg  # best by eval/loss beats latest
+    assert_trees_equal(params, state["params"])
+    assert restore_params(tmp_path, "latest")[2] == 4
+    assert restore_params(tmp_path, 4)[2] == 4
+    with pytest.raises(CheckpointError, match="no checkpoint for step 3"):
+        restore_params(tmp_path, 3)
+    _, model, _ = load_model(tmp_path)
+    np.testing.assert_array_equal(model.heads[...], state["params"]["heads"])
+
+
+def test_incompatible_model_config_fails_naming_the_fields(tmp_path, trained):
+    cfg, state = trained
+    ckpt = Checkpointer(tmp_path, cfg)
+    ckpt.save(1, state, {"epoch": 0, "position": 1})
+    ckpt.close()
+    other = tiny("model.d_model=32", "model.mlp_dim=64", "model.dropout=0.1")
+    with pytest.raises(CheckpointError) as err:
+        Checkpointer(tmp_path, other).restore(1, target_of(state))
+    msg = str(err.value)
+    assert "\n" not in msg and "model.d_model=64 (checkpoint) vs 32" in msg
+    assert "mlp_dim" in msg and "dropout" not in msg
+    # Runtime fields may differ.
+    runtime = tiny("model.dropout=0.1", "model.remat=true")
+    restored, _ = Checkpointer(tmp_path, runtime).restore(1, target_of(state))
+    assert_trees_equal(restored, state)
+
+
+RUN_SETTINGS = (
+    "data.val_fraction=0",
+    "train.steps=20",
+    "checkpoint.every=2",
+    "checkpoint.async_save=true",
+    "log.every=1",
+    "data.bucket_sizes=[96]",  # the batch shape of test_trainer: one compiled program
+    "data.batch_frames=384",
+)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return make_store(tmp_path_factory.mktemp("ckpt") / "store", 24, frames=(20, 90))
+
+
+def start(store, workdir, *extra):
+    return subprocess.Popen(
+        train_command(TINY, store, workdir, *RUN_SETTINGS, *extra),
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def wait_for_step(proc, workdir, step, timeout=240):
+    """Blocks until metrics.jsonl logs `step` (and the process is still running)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        records = read_jsonl(workdir / "metrics.jsonl")
+        if records and records[-1]["step"] >= step:
+            return records[-1]["step"]
+        assert proc.poll() is None, f"training exited early:\n{proc.stdout.read()}"
+        time.sleep(0.01)
+    raise TimeoutError(f"step {step} not reached")
+
+
+def finish(proc, timeout=240):
+    out, _ = proc.communicate(timeout=timeout)
+    return proc.returncode, out
+
+
+def losses(workdir):
+    return {r["step"]: r["train/loss"] for r in read_jsonl(workdir / "metrics.jsonl")}
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_is_bit_identical(tmp_path, store):
+    reference = tmp_path / "reference"
+    code, out = finish(start(store, reference))
+    assert code == 0, out
+
+    run = tmp_path / "killed"
+    proc = start(store, run)
+    wait_for_step(proc, run, 9)
+    proc.send_signal(signal.SIGKILL)
+    code, _ = finish(proc)
+    assert code == -signal.SIGKILL
+    killed_at = max(losses(run))
+    assert killed_at < 20
+
+    code, out = finish(start(store, run))
+    assert code == 0, out
+    assert "resumed from step" in out
+    got, want = losses(run), losses(reference)
+    assert sorted(got) == list(range(1, 21))
+    assert got == want  # exact float equality, every step
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_with_the_documented_code(tmp_path, store):
+    run = tmp_path / "preempted"
+    proc = start(store, run)
+    wait_for_step(proc, run, 5)
+    proc.send_signal(signal.SIGTERM)
+    code, out = finish(proc)
+    assert code == PREEMPTED_EXIT_CODE, out
+    assert "SIGTERM: saved step" in out
+    stopped = max(losses(run))
+    steps = sorted(int(p.name) for p in (run / "checkpoints").iterdir() if p.name.isdigit())
+    assert steps[-1] == stopped < 20
+    meta = json.loads((run / "config.json").read_text())
+    assert meta["train"]["steps"] == 20

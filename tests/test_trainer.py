@@ -1,0 +1,228 @@
+"""The training loop end to end: run directory contents, non-blocking metrics, resume no-op,
+store/config checks, non-finite handling, learning, and two processes on localhost."""
+
+import contextlib
+import io
+import json
+import socket
+import subprocess
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from synthetic import (
+    make_store,
+    subprocess_env,
+    train_command,
+    xla_cache,  # noqa: F401 (autouse fixture)
+)
+
+from codec_bridge.format import load_codes
+from jtts.checkpoint import restore_params
+from jtts.config import apply_overrides, config_to_dict, load_config
+from jtts.metrics import read_jsonl
+from jtts.train import main
+from jtts.train_step import TrainStep
+from jtts.trainer import NonFiniteLossError, Trainer, train
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+RUN = (
+    "train.steps=8",
+    "data.bucket_sizes=[96]",
+    "data.batch_frames=384",
+    "data.val_fraction=0.2",
+    "eval.every=4",
+    "eval.num_samples=1",
+    "eval.sample_max_seconds=0.2",
+    "checkpoint.every=4",
+    "log.every=1",
+    "log.tensorboard=true",
+)
+
+
+def tiny(*overrides):
+    return apply_overrides(load_config(CONFIGS / "tiny.yaml"), [*RUN, *overrides])
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return make_store(tmp_path_factory.mktemp("trainer") / "store", 24, frames=(20, 90))
+
+
+def one_device():
+    return jax.devices()[:1]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, store):
+    """One tiny run, instrumented: (cfg, run_dir, console output, dispatch/fetch events)."""
+    run_dir = tmp_path_factory.mktemp("run")
+    events = []
+    real_call, real_finish = TrainStep.__call__, Trainer._finish
+
+    def call(self, state, batch):
+        out = real_call(self, state, batch)
+        events.append("dispatch")
+        return out
+
+    def finish(self, pending):
+        events.append(("fetch", pending.step, events.count("dispatch")))
+        return real_finish(self, pending)
+
+    cfg = tiny()
+    out = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out):
+        mp.setattr(TrainStep, "__call__", call)
+        mp.setattr(Trainer, "_finish", finish)
+        assert train(cfg, store, run_dir, devices=one_device(), progress=False) == 0
+    return cfg, run_dir, out.getvalue(), events
+
+
+def test_metrics_are_read_one_step_behind_the_dispatch(finished):
+    """Step n's metrics are read after step n+1 was dispatched, except where the loop waits
+    anyway (eval and checkpoint steps, every 4)."""
+    events = finished[3]
+    fetches = [e for e in events if e != "dispatch"]
+    assert [f[1] for f in fetches] == list(range(1, 9))
+    for _, step, dispatched in fetches:
+        assert dispatched == (step if step % 4 == 0 else step + 1)
+
+
+def test_run_directory_holds_config_metrics_checkpoints_samples_and_plots(finished, store):
+    cfg, run_dir, out, _ = finished
+    assert "parameters" in out and "mesh data=1 x fsdp=1" in out and "train:" in out
+    assert json.loads((run_dir / "config.json").read_text()) == config_to_dict(cfg)
+    records = read_jsonl(run_dir / "metrics.jsonl")
+    assert [r["step"] for r in records if "train/loss" in r] == list(range(1, 9))
+    evals = [r for r in records if "eval/loss" in r]
+    assert [r["step"] for r in evals] == [4, 8]
+    for key in ("eval/loss_cb7", "eval/acc_cb0", "eval/unigram_cb0", "eval/unigram"):
+        assert np.isfinite(evals[-1][key])
+    assert 0 < evals[-1]["eval/unigram"] <= np.log(1025)  # plug-in estimate, few codes
+    last = [r for r in records if "train/loss" in r][-1]
+    assert last["train/mfu"] is None and last["train/tokens_per_s"] > 0
+    steps = sorted(int(p.name) for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit())
+    assert steps == [4, 8]
+    sample = next((run_dir / "samples" / "step_8").glob("*.npy"))
+    codes, meta = load_codes(sample)
+    assert codes.ndim == 2 and codes.shape[0] == 8 and meta["store_dir"] == str(store)
+    assert (run_dir / "loss.png").exists() and any((run_dir / "tb").iterdir())
+    assert restore_params(run_dir)[2] in (4, 8)
+
+
+def test_rerunning_a_finished_run_resumes_and_does_nothing(finished, store, capsys):
+    cfg, run_dir, _, _ = finished
+    before = (run_dir / "metrics.jsonl").read_text()
+    assert train(cfg, store, run_dir, devices=one_device(), progress=False) == 0
+    assert (run_dir / "metrics.jsonl").read_text() == before
+    assert "resumed from step 8" in capsys.readouterr().out
+
+
+def test_cli_rejects_an_incompatible_checkpoint_in_one_line(finished, store, capsys):
+    _, run_dir, _, _ = finished
+    args = ["--config", str(CONFIGS / "tiny.yaml"), "--data", str(store), "--workdir", str(run_dir)]
+    sets = [*RUN, "model.d_model=32", "model.mlp_dim=96", "model.dropout=0.2"]
+    assert main([*args, "--set", *sets]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("jtts.train: error: ")
+    assert "model.d_model=64 (checkpoint) vs 32" in err and "model.mlp_dim=128" in err
+    assert "dropout" not in err
+
+
+def test_store_and_config_codebooks_must_match(tmp_path, store):
+    cfg = tiny("model.n_codebooks=4")
+    with pytest.raises(ValueError) as err:
+        train(cfg, store, tmp_path, devices=one_device(), progress=False)
+    msg = str(err.value)
+    assert "n_codebooks=8" in msg and "model.n_codebooks=4" in msg
+    assert "--set model.n_codebooks=8" in msg
+
+
+@pytest.mark.parametrize("mode", ["stop", "skip"])
+def test_nonfinite_step_stops_with_ids_or_is_skipped(tmp_path, store, monkeypatch, capsys, mode):
+    real_call = TrainStep.__call__
+    calls = []
+
+    def call(self, state, batch):
+        state, metrics = real_call(self, state, batch)
+        calls.append(1)
+        if len(calls) == 3:  # report step 3 as non-finite (the step guards itself; see
+            metrics = {**metrics, "finite": np.bool_(False)}  # test_train_step)
+        return state, metrics
+
+    monkeypatch.setattr(TrainStep, "__call__", call)
+    cfg = tiny(f"train.nonfinite={mode}", "eval.num_samples=0")
+    if mode == "stop":
+        with pytest.raises(NonFiniteLossError, match=r"step 3: .*LJ\d{3}-\d{4}"):
+            train(cfg, store, tmp_path, devices=one_device(), progress=False)
+        return
+    assert train(cfg, store, tmp_path, devices=one_device(), progress=False) == 0
+    assert "skipped step 3" in capsys.readouterr().out
+    _, params, _ = restore_params(tmp_path, "latest")
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves(params))
+
+
+def test_tiny_overfits_four_utterances(tmp_path):
+    """Proof of learning: structured codes of 4 utterances to near-zero loss."""
+    store = make_store(tmp_path / "store", 4, frames=(40, 60), structured=True, shards=1)
+    cfg = load_config(
+        CONFIGS / "tiny.yaml",
+        [
+            "data.val_fraction=0",
+            "data.bucket_sizes=[64]",
+            "data.batch_frames=256",
+            "train.steps=60",
+            "optim.lr=1e-2",
+            "optim.warmup_steps=5",
+            "model.cond_drop_prob=0",
+            "checkpoint.every=1000",
+            "log.every=10",
+        ],
+    )
+    assert train(cfg, store, tmp_path / "run", devices=one_device(), progress=False) == 0
+    losses = [r["train/loss"] for r in read_jsonl(tmp_path / "run" / "metrics.jsonl")]
+    assert losses[0] > 3 and losses[-1] < 0.05
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_processes_on_localhost_train_like_one(tmp_path, store):
+    """2 processes x 2 CPU devices, mesh data=2 x fsdp=2: each process loads its half of every
+    batch; both report the same losses, equal to one process with 4 devices."""
+    sets = ("train.steps=4", "eval.num_samples=0", "train.mesh.data=2", "train.mesh.fsdp=2")
+    port = free_port()
+    procs = [
+        subprocess.Popen(
+            [
+                *train_command(CONFIGS / "tiny.yaml", store, tmp_path / "multi", *RUN, *sets),
+                *("--coordinator", f"127.0.0.1:{port}", "--num-processes", "2"),
+                *("--process-id", str(i)),
+            ],
+            env=subprocess_env(devices=2),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    outs = [p.communicate(timeout=400)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs[0][-3000:] + outs[1][-3000:]
+    finals = [next(x for x in o.splitlines() if "stopped at step" in x) for o in outs]
+    assert "process 0/2" in finals[0] and "process 1/2" in finals[1]
+    assert finals[0].split("train/loss")[1] == finals[1].split("train/loss")[1]
+
+    cfg = tiny(*sets)
+    assert train(cfg, store, tmp_path / "single", devices=jax.devices()[:4], progress=False) == 0
+    multi = read_jsonl(tmp_path / "multi" / "metrics.jsonl")
+    single = read_jsonl(tmp_path / "single" / "metrics.jsonl")
+    for key in ("train/loss", "eval/loss"):
+        a = [r[key] for r in multi if key in r]
+        b = [r[key] for r in single if key in r]
+        assert len(a) == len(b) > 0
+        np.testing.assert_allclose(a, b, rtol=1e-5)
