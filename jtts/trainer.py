@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import signal
 import time
 from pathlib import Path
@@ -162,6 +163,8 @@ class Trainer:
         if self.lead:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             save_config(cfg, self.run_dir / "config.json")
+            # The sampler decodes with the codec this store recorded (store.json is its meta).
+            (self.run_dir / "store.json").write_text(json.dumps(self.store_info, indent=2) + "\n")
 
         self.train_step = TrainStep(cfg, self.graphdef, self.tx, self.mesh, self.shardings)
         self.eval_step = EvalStep(cfg, self.graphdef, self.mesh, self.shardings["params"])
@@ -292,11 +295,16 @@ class Trainer:
         )
         out = self.run_dir / "samples" / f"step_{step}"
         out.mkdir(parents=True, exist_ok=True)
-        meta = {k: v for k, v in self.store.meta.items() if k != "shards"}
         for i, codes_KxT in zip(rows, generation.codes, strict=True):
             utt = self.store[int(i)]
-            info = {"store_dir": str(self.store.root), "id": utt.id, "text": utt.text}
-            save_codes(out / f"{utt.id}.npy", codes_KxT, {**meta, **info, "step": step})
+            info = {**self.store_info, "id": utt.id, "text": utt.text, "step": step}
+            save_codes(out / f"{utt.id}.npy", codes_KxT, info)
+
+    @property
+    def store_info(self) -> dict[str, Any]:
+        """The training store's codec meta and absolute path, for decoding generated codes."""
+        meta = {k: v for k, v in self.store.meta.items() if k != "shards"}
+        return {**meta, "store_dir": str(self.store.root.resolve())}
 
     def run(self) -> int:
         cfg = self.cfg

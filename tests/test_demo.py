@@ -1,0 +1,29 @@
+"""The demo's report: loss curves and two spectrograms from a run directory."""
+
+import json
+
+import numpy as np
+import soundfile as sf
+
+from jtts import demo
+
+
+def test_report_has_curves_and_spectrograms(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    rows = [{"step": s, "train/loss": 7.0 - s / 10} for s in range(1, 30)]
+    rows += [{"step": 30, "eval/loss": 4.0, "eval/unigram": 5.0}]
+    (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    t = np.arange(22050) / 22050
+    sf.write(tmp_path / "a.wav", 0.5 * np.sin(2 * np.pi * 440 * t), 22050)
+    sf.write(tmp_path / "b.wav", 0.5 * np.sin(2 * np.pi * 1000 * t), 24000)
+    demo.write_report(run, tmp_path / "a.wav", tmp_path / "b.wav", tmp_path / "report.png")
+    assert (tmp_path / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_spectrogram_peaks_at_the_tone(tmp_path):
+    t = np.arange(24000) / 24000
+    sf.write(tmp_path / "tone.wav", np.sin(2 * np.pi * 3000 * t), 24000)
+    spec_FxT, sr = demo._spectrogram(tmp_path / "tone.wav")
+    peak_hz = spec_FxT.mean(axis=1).argmax() * sr / 1024
+    assert sr == 24000 and abs(peak_hz - 3000) < 30
