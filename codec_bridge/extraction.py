@@ -1,0 +1,170 @@
+"""Corpus -> code store: read, convert and encode every utterance once, resumably.
+
+The run is idempotent: what a store already holds (committed shard parts and skipped.jsonl)
+is not redone, so re-running the same command after Ctrl-C, kill -9 or a preempted job
+finishes the rest, and N processes (``num_shards``) fill one store without talking to each
+other. The run itself (reading ahead, encoding, writing parts) is `codec_bridge.pipeline`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import signal
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from codec_bridge.codec import Codec, load_codec
+from codec_bridge.errors import BridgeError
+from codec_bridge.format import CodeStore, StoreError, init_store, make_meta, remove_stale_tmp
+from codec_bridge.pipeline import Run, Summary
+from codec_bridge.readers import read_corpus
+
+__all__ = ["Summary", "extract", "shard_of"]
+
+
+def shard_of(utt_id: str, num_shards: int) -> int:
+    """Which of ``num_shards`` owns an utterance: a hash of its id, so the split does not
+    depend on corpus order, on ``--limit`` or on which other files exist."""
+    return int.from_bytes(hashlib.sha256(utt_id.encode("utf-8")).digest()[:8], "big") % num_shards
+
+
+@contextlib.contextmanager
+def _stop_on_signal() -> Iterator[threading.Event]:
+    """First Ctrl-C (or SIGTERM from a job scheduler) asks the loop to stop after the current
+    batch and commit; a second one interrupts at once."""
+    stop = threading.Event()
+
+    def handler(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    try:
+        old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread: leave signals alone
+        old = {}
+    try:
+        yield stop
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _remove_own_tmp(out: Path, prefix: str, num_shards: int) -> None:
+    """`remove_stale_tmp` deletes every writer's temp shard; with several shard processes on
+    one store only this shard's own leftovers may go."""
+    if num_shards == 1:
+        remove_stale_tmp(out)
+        return
+    for p in (out / "shards").glob(f".tmp-{prefix}-part*"):
+        shutil.rmtree(p, ignore_errors=True)
+
+
+def _skipped_ids(out: Path) -> set[str]:
+    path = out / "skipped.jsonl"
+    if not path.exists():
+        return set()
+    ids = set()
+    for line in path.read_text(encoding="utf-8").splitlines():
+        with contextlib.suppress(json.JSONDecodeError, AttributeError):
+            ids.add(json.loads(line).get("id"))
+    return ids
+
+
+def _open_store(out: Path, codec: Codec, format: str, input: Path) -> set[str]:
+    """Create or join the store; returns the ids it already holds or has skipped."""
+    try:
+        init_store(out, make_meta(**codec.meta(source={"format": format, "input": str(input)})))
+        done = set(CodeStore.open(out).ids)
+    except StoreError as e:
+        raise BridgeError(str(e)) from None
+    return done | _skipped_ids(out)
+
+
+def _check_untrained_store(out: Path, weights: str) -> None:
+    """Refuse before writing codec_weights.pt into a store made with other weights."""
+    meta = out / "meta.json"
+    if weights == "untrained" and meta.exists():
+        kind = json.loads(meta.read_text(encoding="utf-8")).get("weights", {}).get("kind")
+        if kind != "untrained":
+            raise BridgeError(f"{meta}: store was written with {kind!r} weights, not untrained")
+
+
+def extract(
+    input: str | Path,
+    out: str | Path,
+    *,
+    format: str,
+    model: str = "24khz",
+    bandwidth: float = 6.0,
+    weights: str | Path = "pretrained",
+    device: str = "auto",
+    batch_seconds: float = 40.0,
+    num_shards: int = 1,
+    shard_index: int = 0,
+    limit: int | None = None,
+    max_seconds: float = 60.0,
+    workers: int = 2,
+    threads: int | None = None,
+    seed: int = 0,
+    part_utterances: int = 2000,
+    part_seconds: float = 3600.0,
+    progress: bool = True,
+) -> Summary:
+    """Encode a corpus (or this process's ``1/num_shards`` of it) into the store at ``out``.
+
+    ``limit`` takes the first N utterances by id before sharding, so every shard agrees on the
+    subset. A shard part is committed every ``part_utterances`` utterances or ``part_seconds``
+    of audio. ``workers`` threads read audio; ``threads`` encode (CPU default: one per core,
+    each single-threaded; CUDA: one). Raises `BridgeError` for bad arguments, and `KeyboardInterrupt` after committing
+    what was done when stopped by Ctrl-C or SIGTERM."""
+    if not 0 <= shard_index < num_shards:
+        raise BridgeError(f"--shard-index {shard_index} must be in [0, --num-shards {num_shards})")
+    for name, value in [
+        ("batch-seconds", batch_seconds),
+        ("max-seconds", max_seconds),
+        ("workers", workers),
+        ("threads", threads or 1),
+        ("part-utterances", part_utterances),
+        ("part-seconds", part_seconds),
+        ("limit", limit or 1),
+    ]:
+        if value <= 0:
+            raise BridgeError(f"--{name} {value}: must be positive")
+    input, out = Path(input), Path(out)
+    if out.exists() and not out.is_dir():
+        raise BridgeError(f"{out}: --out exists and is not a directory")
+    items = read_corpus(format, input)[:limit]
+    mine = [it for it in items if shard_of(it.id, num_shards) == shard_index]
+    _check_untrained_store(out, str(weights))
+    codec = load_codec(model, weights, seed=seed, device=device, store=out)
+    codec.set_bandwidth(bandwidth)
+    prefix = f"{shard_index:05d}-of-{num_shards:05d}"
+    out.mkdir(parents=True, exist_ok=True)
+    _remove_own_tmp(out, prefix, num_shards)
+    done = _open_store(out, codec, format, input)
+    run = Run(
+        codec,
+        out,
+        prefix,
+        max_seconds=max_seconds,
+        part_utterances=part_utterances,
+        part_seconds=part_seconds,
+    )
+    run.summary.already = sum(it.id in done for it in mine)
+    if threads is None:
+        threads = len(os.sched_getaffinity(0)) if codec.device.type == "cpu" else 1
+    with _stop_on_signal() as stop, ThreadPoolExecutor(workers) as readers:
+        jobs = run.triage([it for it in mine if it.id not in done], readers)
+        run.encode_all(jobs, batch_seconds, readers, threads, stop, progress)
+    if progress:
+        print(run.summary.line())
+    if run.summary.interrupted:
+        raise KeyboardInterrupt
+    return run.summary

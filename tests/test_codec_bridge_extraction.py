@@ -1,0 +1,313 @@
+"""Corpus -> store: exact codes, sharding over processes, resuming after kill -9 / Ctrl-C,
+and bad input that is skipped with its reason instead of stopping the run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from encodec import EncodecModel
+from encodec.utils import convert_audio
+
+from codec_bridge.codec import load_codec
+from codec_bridge.errors import BridgeError
+from codec_bridge.extraction import extract, shard_of
+from codec_bridge.format import CodeStore
+
+FAST = dict(device="cpu", progress=False)
+
+
+@pytest.fixture(scope="module")
+def weights_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("weights") / "codec.pt"
+    torch.save(load_codec("24khz", "untrained", seed=11, device="cpu").model.state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def corpora(shared_data):
+    return shared_data / "ljspeech_lj001", shared_data / "fsdd_test"
+
+
+@pytest.fixture(scope="module")
+def lj_short(tmp_path_factory, corpora):
+    """The 4 shortest LJ Speech clips in their own LJ layout (symlinks, not copies)."""
+    root = tmp_path_factory.mktemp("lj_short")
+    ids = ["LJ001-0008", "LJ001-0002", "LJ001-0078", "LJ001-0104"]
+    lines = (corpora[0] / "metadata.csv").read_text(encoding="utf-8").splitlines()
+    (root / "metadata.csv").write_text("\n".join(x for x in lines if x.split("|")[0] in ids) + "\n")
+    (root / "wavs").mkdir()
+    for uid in ids:
+        (root / "wavs" / f"{uid}.wav").symlink_to(corpora[0] / "wavs" / f"{uid}.wav")
+    return root
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory, corpora, lj_short, weights_file):
+    """4 LJ Speech clips (22.05 kHz) and 12 spoken digits (8 kHz) in one store."""
+    out = tmp_path_factory.mktemp("store") / "codes"
+    extract(lj_short, out, format="ljspeech", weights=weights_file, part_utterances=5, **FAST)
+    extract(
+        corpora[1], out, format="fsdd", weights=weights_file, limit=12, part_utterances=5, **FAST
+    )
+    return out
+
+
+def contents(path: Path) -> dict[str, np.ndarray]:
+    cs = CodeStore.open(path)
+    assert not cs.verify()
+    return {u.id: u.codes for u in (cs[i] for i in range(len(cs)))}
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "codec_bridge", "extract", "--device", "cpu", "--quiet", *args]
+
+
+@pytest.mark.filterwarnings("ignore:.*weight_norm:FutureWarning")
+def test_codes_equal_the_encodec_package_file_by_file(store, weights_file):
+    model = EncodecModel.encodec_model_24khz(pretrained=False)
+    model.load_state_dict(torch.load(weights_file, weights_only=True))
+    model.set_target_bandwidth(6.0)
+    cs = CodeStore.open(store)
+    differing = total = 0
+    rates = set()
+    for i in range(len(cs)):
+        utt = cs[i]
+        data, sr = sf.read(utt.path, dtype="float32", always_2d=True)
+        rates.add(sr)
+        with torch.no_grad():
+            ((codes, _),) = model.encode(
+                convert_audio(torch.from_numpy(data.T), sr, 24000, 1)[None]
+            )
+        want = codes[0].numpy()
+        assert utt.codes.shape == want.shape, utt.id  # exact frame count
+        differing += int((utt.codes != want).sum())
+        total += want.size
+    assert rates == {22050, 8000} and len(cs) == 16
+    assert differing <= total / 1000
+
+
+def test_records_meta_and_parts(store):
+    cs = CodeStore.open(store)
+    meta = cs.meta
+    assert (meta["codec"], meta["sample_rate"], meta["frame_rate"]) == (
+        "encodec_24khz",
+        24000,
+        75.0,
+    )
+    assert (meta["bandwidth"], meta["n_codebooks"], meta["codebook_size"]) == (6.0, 8, 1024)
+    assert meta["weights"]["kind"] == "file" and len(meta["weights"]["sha256"]) == 64
+    lj = cs.get("LJ001-0002")
+    assert lj.text == lj.normalized == "in being comparatively modern."
+    assert lj.speaker == "LJ" and lj.duration == pytest.approx(1.9, abs=0.01)
+    digit = cs.get("0_george_1")
+    assert (digit.text, digit.speaker) == ("zero", "george")
+    assert sorted(meta["shards"]) == [f"00000-of-00001-part{k:05d}" for k in range(1, 5)]
+
+
+def test_rerun_is_a_no_op(store, corpora, weights_file):
+    before = contents(store)
+    summary = extract(corpora[1], store, format="fsdd", weights=weights_file, limit=12, **FAST)
+    assert (summary.stored, summary.skipped, summary.already) == (0, 0, 12)
+    assert contents(store).keys() == before.keys()
+
+
+def test_shards_split_by_id_hash():
+    ids = [f"utt{i}" for i in range(1000)]
+    counts = np.bincount([shard_of(u, 4) for u in ids], minlength=4)
+    assert counts.sum() == 1000 and counts.min() > 200
+    assert [shard_of(u, 4) for u in ids] == [shard_of(u, 4) for u in ids]
+
+
+def test_two_shard_processes_fill_one_store(tmp_path, store, corpora, weights_file):
+    out = tmp_path / "sharded"
+    procs = [
+        subprocess.Popen(
+            cli(
+                "--format",
+                "fsdd",
+                "--input",
+                str(corpora[1]),
+                "--out",
+                str(out),
+                "--weights",
+                str(weights_file),
+                "--limit",
+                "12",
+                "--num-shards",
+                "2",
+                "--shard-index",
+                str(i),
+            )
+        )
+        for i in range(2)
+    ]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    assert sorted(p.name for p in (out / "shards").iterdir()) == [
+        "00000-of-00002-part00001",
+        "00001-of-00002-part00001",
+    ]
+    got, want = contents(out), contents(store)
+    assert len(got) == 12
+    assert all(np.array_equal(got[u], want[u]) for u in got)
+
+
+@pytest.fixture(scope="module")
+def lj6(tmp_path_factory, corpora, weights_file):
+    """An uninterrupted run that the interrupted ones must reproduce."""
+    out = tmp_path_factory.mktemp("lj6") / "codes"
+    extract(corpora[0], out, format="ljspeech", weights=weights_file, limit=6, **FAST)
+    return contents(out)
+
+
+def run_until_first_part(cmd: list[str], out: Path, sig: int) -> subprocess.CompletedProcess:
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not list((out / "shards").glob("00000-of-00001-part*")):
+        assert proc.poll() is None and time.monotonic() < deadline, "no part was ever committed"
+        time.sleep(0.005)
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
+def test_interrupted_run_resumes_to_the_same_store(tmp_path, corpora, weights_file, lj6, sig):
+    out = tmp_path / "codes"
+    args = [
+        "--format",
+        "ljspeech",
+        "--input",
+        str(corpora[0]),
+        "--out",
+        str(out),
+        "--weights",
+        str(weights_file),
+        "--limit",
+        "6",
+        "--part-utterances",
+        "1",
+        "--batch-seconds",
+        "10",
+    ]
+    done = run_until_first_part(cli(*args), out, sig)
+    partial = CodeStore.open(out)
+    assert 1 <= len(partial) < 6, "the run finished before it could be interrupted"
+    if sig == signal.SIGINT:
+        assert done.returncode == 130 and "interrupted" in done.stderr
+        assert not list((out / "shards").glob(".tmp-*"))  # committed cleanly
+    else:
+        assert done.returncode == -signal.SIGKILL
+    summary = extract(corpora[0], out, format="ljspeech", weights=weights_file, limit=6, **FAST)
+    assert summary.already == len(partial) and summary.stored == 6 - len(partial)
+    final = contents(out)
+    assert CodeStore.open(out).ids.__len__() == 6  # every utterance exactly once
+    assert final.keys() == lj6.keys()
+    assert all(np.array_equal(final[u], lj6[u]) for u in final)
+
+
+def write_bad_corpus(root: Path, lj: Path) -> dict[str, str]:
+    """An LJ Speech layout seeded with every kind of bad input; returns id -> expected reason."""
+    wavs = root / "wavs"
+    wavs.mkdir(parents=True)
+    good = ["LJ001-0002", "LJ001-0008"]
+    for uid in good:
+        (wavs / f"{uid}.wav").write_bytes((lj / "wavs" / f"{uid}.wav").read_bytes())
+    raw = (lj / "wavs" / "LJ001-0004.wav").read_bytes()
+    (wavs / "truncated.wav").write_bytes(raw[: len(raw) // 3])
+    (wavs / "empty.wav").write_bytes(b"")
+    (wavs / "notaudio.wav").write_text("definitely not RIFF\n" * 50)
+    (wavs / "untranscribed.wav").write_bytes(raw)
+    rng = np.random.default_rng(0)
+    sf.write(wavs / "tiny.wav", (0.1 * rng.standard_normal(220)).astype(np.float32), 22050)
+    sf.write(wavs / "silent.wav", np.zeros(22050, np.float32), 22050, subtype="PCM_16")
+    sf.write(wavs / "long.wav", (0.1 * rng.standard_normal(22050 * 4)).astype(np.float32), 22050)
+    sf.write(wavs / "notext.wav", (0.1 * rng.standard_normal(22050)).astype(np.float32), 22050)
+    lines = [f"{u}|good text {u}|good text {u}" for u in good]
+    lines += [
+        f"{u}|text {u}|"
+        for u in ("truncated", "empty", "notaudio", "tiny", "silent", "long", "missing")
+    ]
+    lines.append("notext||")
+    (root / "metadata.csv").write_text("\n".join(lines) + "\n")
+    return {
+        "truncated": "truncated audio file",
+        "empty": "empty file (0 bytes)",
+        "notaudio": "unreadable audio",
+        "untranscribed": "audio without transcript",
+        "tiny": "too short",
+        "silent": "silent",
+        "long": "too long (4.0 s > --max-seconds 3)",
+        "missing": "transcript without audio",
+        "notext": "empty transcript",
+    }
+
+
+def test_bad_files_are_skipped_with_their_reason(tmp_path, corpora, weights_file):
+    expected = write_bad_corpus(tmp_path / "corpus", corpora[0])
+    out = tmp_path / "codes"
+    kw = dict(format="ljspeech", weights=weights_file, max_seconds=3, **FAST)
+    summary = extract(tmp_path / "corpus", out, **kw)
+    assert (summary.stored, summary.skipped) == (2, len(expected))
+    assert sorted(CodeStore.open(out).ids) == ["LJ001-0002", "LJ001-0008"]
+    skipped = {s["id"]: s for s in CodeStore.open(out).skipped()}
+    assert skipped.keys() == expected.keys()
+    for uid, reason in expected.items():
+        assert skipped[uid]["reason"].startswith(reason), (uid, skipped[uid])
+        assert skipped[uid]["path"].endswith(f"{uid}.wav")
+    again = extract(tmp_path / "corpus", out, **kw)
+    assert (again.stored, again.skipped, again.already) == (0, 0, 2 + len(expected))
+    assert len(CodeStore.open(out).skipped()) == len(expected)  # not recorded twice
+
+
+def test_untrained_weights_are_saved_with_the_store(tmp_path, corpora, capfd):
+    out = tmp_path / "codes"
+    extract(corpora[1], out, format="fsdd", weights="untrained", seed=4, limit=3, **FAST)
+    assert "UNTRAINED" in capfd.readouterr().err
+    weights = CodeStore.open(out).meta["weights"]
+    assert (weights["kind"], weights["seed"], weights["file"]) == (
+        "untrained",
+        4,
+        "codec_weights.pt",
+    )
+    assert (out / "codec_weights.pt").is_file()
+    with pytest.raises(BridgeError, match="other settings"):
+        extract(corpora[1], out, format="fsdd", weights="untrained", seed=5, limit=3, **FAST)
+
+
+def test_store_made_with_other_weights_is_refused(store, corpora):
+    with pytest.raises(BridgeError, match="not untrained"):
+        extract(corpora[1], store, format="fsdd", weights="untrained", limit=1, **FAST)
+    assert not (store / "codec_weights.pt").exists()
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(num_shards=2, shard_index=2), "--shard-index 2 must be in [0, --num-shards 2)"),
+        (dict(batch_seconds=0), "--batch-seconds 0: must be positive"),
+        (dict(format="timit"), "unknown corpus format 'timit'"),
+    ],
+)
+def test_bad_arguments(tmp_path, corpora, kwargs, message):
+    kw = dict(format="fsdd", weights="untrained", **FAST) | kwargs
+    with pytest.raises(BridgeError) as e:
+        extract(corpora[1], tmp_path / "codes", **kw)
+    assert message in str(e.value)
+
+
+def test_summary_line(store, corpora, weights_file, capsys):
+    extract(corpora[1], store, format="fsdd", weights=weights_file, limit=12, device="cpu")
+    line = capsys.readouterr().out.strip()
+    assert (
+        line.startswith("codec_bridge: stored 0 utterances") and "12 already in the store" in line
+    )
+    assert os.path.basename(str(store)) in line
