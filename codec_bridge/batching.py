@@ -4,7 +4,7 @@ Zero-padding utterances into a batch and calling ``model.encode`` is not enough:
 
 * encodec reflect-pads a strided conv's input after the last sample when an utterance is
   encoded alone; in a padded batch those positions hold zeros (or an earlier layer's output
-  of them), so the last frame would change. `_restore_right_edge` writes each row's own
+  of them), so the last frame would change. `front.restore_right_edge` writes each row's own
   reflect padding there before every strided conv.
 * Long rows are slow on a CPU: 32 channels x minutes of samples fall out of the caches.
   The convolutional front (all layers before the LSTM, a receptive field of ~800 samples)
@@ -44,7 +44,7 @@ class BatchEncoder:
     ``chunk_frames`` frames per front chunk; ``rows_per_pass`` chunks per front pass (None:
     all at once, for GPUs)."""
 
-    def __init__(self, model: EncodecModel, chunk_frames: int = 75, rows_per_pass: int | None = 8):
+    def __init__(self, model: EncodecModel, chunk_frames: int = 75, rows_per_pass: int | None = 2):
         seq = model.encoder.model
         cut = next((i for i, m in enumerate(seq) if isinstance(m, SLSTM)), len(seq))
         self.model, self.front, self.back = model, seq[:cut], seq[cut:]
@@ -111,5 +111,8 @@ class BatchEncoder:
             filled[p.utt] += p.frames
         emb = self.back(emb)
         m = self.model
-        codes = m.quantizer.encode(emb, m.frame_rate, m.bandwidth).transpose(0, 1).cpu().numpy()
-        return [codes[i, :, :t] for i, t in enumerate(frames)]
+        # One utterance at a time: its distance matrices stay in cache (and match `encode`'s).
+        return [
+            m.quantizer.encode(emb[i : i + 1, :, :t], m.frame_rate, m.bandwidth)[:, 0].cpu().numpy()
+            for i, t in enumerate(frames)
+        ]

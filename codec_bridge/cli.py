@@ -49,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
         "--threads",
         type=int,
         default=None,
-        help="encoding threads (default: 1 per CPU core, 1 on CUDA)",
+        help="batches encoded at once, each on cores/N threads (default: cores; 1 on CUDA)",
     )
     ex.add_argument("--seed", type=int, default=0, help="seed of untrained weights")
     ex.add_argument("--part-utterances", type=int, default=2000, help="commit a part every N")

@@ -1,4 +1,4 @@
-"""The EnCodec model behind a store: which weights, how to encode a batch exactly, how to decode.
+"""The EnCodec model behind a store: which weights, encoding (batched where exact), decoding.
 
 Weights come from one of three places and the store meta records which (``weights``):
 ``pretrained`` (the published checkpoint, through the encodec package and torch.hub's cache),
@@ -94,7 +94,7 @@ def _how_to_get(spec: _Spec) -> str:
     )
 
 
-def warn_untrained(spec: _Spec, what: str) -> None:
+def _warn_untrained(spec: _Spec, what: str) -> None:
     sys.stderr.write(
         UNTRAINED_WARNING.format(
             what=what,
@@ -202,7 +202,7 @@ class Codec:
         self.weights = weights
         self.device = device
         self.hop = int(np.prod(model.encoder.ratios))
-        rows = None if self.device.type == "cuda" else 8  # small passes keep a CPU's caches warm
+        rows = None if self.device.type == "cuda" else 2  # small passes keep a CPU's caches warm
         self._batcher = (
             BatchEncoder(model, rows_per_pass=rows) if BatchEncoder.supports(model) else None
         )
@@ -345,7 +345,7 @@ def load_codec(
         return Codec(net, spec, record, dev)
     if weights == "untrained":
         record: dict[str, Any] = {"kind": "untrained", "seed": int(seed), "file": UNTRAINED_FILE}
-        warn_untrained(spec, f"seed {seed}")
+        _warn_untrained(spec, f"seed {seed}")
         if store is None:
             return Codec(_untrained(spec, seed), spec, record, dev)
         path = Path(store) / UNTRAINED_FILE
@@ -411,6 +411,8 @@ def codec_from_meta(
             f"{path}: sha256 differs from the weights the codes were made with ({want[:12]}...)"
         )
     if kind == "untrained":
-        warn_untrained(spec, f"seed {record.get('seed')}, decoding")
+        _warn_untrained(spec, f"seed {record.get('seed')}, decoding")
+    if not isinstance(meta.get("bandwidth"), (int, float)):
+        raise BridgeError(f"metadata has no numeric bandwidth (got {meta.get('bandwidth')!r})")
     codec.set_bandwidth(float(meta["bandwidth"]))
     return codec

@@ -16,7 +16,6 @@ import shutil
 import signal
 import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from codec_bridge.codec import Codec, load_codec
@@ -66,32 +65,37 @@ def _remove_own_tmp(out: Path, prefix: str, num_shards: int) -> None:
         shutil.rmtree(p, ignore_errors=True)
 
 
-def _skipped_ids(out: Path) -> set[str]:
+def _skipped(out: Path) -> set[tuple[str, str]]:
+    """(id, path) of every input skipped so far: a duplicate id skipped at another path must not
+    hide the utterance that owns the id."""
     path = out / "skipped.jsonl"
     if not path.exists():
         return set()
-    ids = set()
+    keys = set()
     for line in path.read_text(encoding="utf-8").splitlines():
-        with contextlib.suppress(json.JSONDecodeError, AttributeError):
-            ids.add(json.loads(line).get("id"))
-    return ids
+        with contextlib.suppress(ValueError, AttributeError):
+            entry = json.loads(line)
+            keys.add((entry.get("id"), entry.get("path")))
+    return keys
 
 
 def _open_store(out: Path, codec: Codec, format: str, input: Path) -> set[str]:
-    """Create or join the store; returns the ids it already holds or has skipped."""
+    """Create or join the store; returns the ids it already holds."""
     try:
         init_store(out, make_meta(**codec.meta(source={"format": format, "input": str(input)})))
-        done = set(CodeStore.open(out).ids)
+        return set(CodeStore.open(out).ids)
     except StoreError as e:
         raise BridgeError(str(e)) from None
-    return done | _skipped_ids(out)
 
 
 def _check_untrained_store(out: Path, weights: str) -> None:
     """Refuse before writing codec_weights.pt into a store made with other weights."""
     meta = out / "meta.json"
     if weights == "untrained" and meta.exists():
-        kind = json.loads(meta.read_text(encoding="utf-8")).get("weights", {}).get("kind")
+        try:
+            kind = json.loads(meta.read_text(encoding="utf-8")).get("weights", {}).get("kind")
+        except (OSError, ValueError, AttributeError):
+            return  # init_store reports an unreadable meta.json
         if kind != "untrained":
             raise BridgeError(f"{meta}: store was written with {kind!r} weights, not untrained")
 
@@ -121,9 +125,11 @@ def extract(
 
     ``limit`` takes the first N utterances by id before sharding, so every shard agrees on the
     subset. A shard part is committed every ``part_utterances`` utterances or ``part_seconds``
-    of audio. ``workers`` threads read audio; ``threads`` encode (CPU default: one per core,
-    each single-threaded; CUDA: one). Raises `BridgeError` for bad arguments, and `KeyboardInterrupt` after committing
-    what was done when stopped by Ctrl-C or SIGTERM."""
+    of audio. ``workers`` threads read audio; ``threads`` batches are encoded at once, each on
+    ``cores / threads`` CPU threads (default: one per core; one on CUDA). Inputs listed in
+    skipped.jsonl are not retried (delete their lines to retry them). Raises `BridgeError` for
+    bad arguments, and `KeyboardInterrupt` after committing what was done when stopped by
+    Ctrl-C or SIGTERM."""
     if not 0 <= shard_index < num_shards:
         raise BridgeError(f"--shard-index {shard_index} must be in [0, --num-shards {num_shards})")
     for name, value in [
@@ -137,7 +143,7 @@ def extract(
     ]:
         if value <= 0:
             raise BridgeError(f"--{name} {value}: must be positive")
-    input, out = Path(input), Path(out)
+    input, out = Path(input).absolute(), Path(out)
     if out.exists() and not out.is_dir():
         raise BridgeError(f"{out}: --out exists and is not a directory")
     items = read_corpus(format, input)[:limit]
@@ -148,7 +154,8 @@ def extract(
     prefix = f"{shard_index:05d}-of-{num_shards:05d}"
     out.mkdir(parents=True, exist_ok=True)
     _remove_own_tmp(out, prefix, num_shards)
-    done = _open_store(out, codec, format, input)
+    stored, skipped = _open_store(out, codec, format, input), _skipped(out)
+    todo = [it for it in mine if it.id not in stored and (it.id, str(it.path)) not in skipped]
     run = Run(
         codec,
         out,
@@ -157,12 +164,18 @@ def extract(
         part_utterances=part_utterances,
         part_seconds=part_seconds,
     )
-    run.summary.already = sum(it.id in done for it in mine)
+    run.summary.already = len(mine) - len(todo)
     if threads is None:
         threads = len(os.sched_getaffinity(0)) if codec.device.type == "cpu" else 1
-    with _stop_on_signal() as stop, ThreadPoolExecutor(workers) as readers:
-        jobs = run.triage([it for it in mine if it.id not in done], readers)
-        run.encode_all(jobs, batch_seconds, readers, threads, stop, progress)
+    with _stop_on_signal() as stop:
+        run.execute(
+            todo,
+            batch_seconds=batch_seconds,
+            workers=workers,
+            threads=threads,
+            stop=stop,
+            progress=progress,
+        )
     if progress:
         print(run.summary.line())
     if run.summary.interrupted:

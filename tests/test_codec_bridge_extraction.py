@@ -3,6 +3,7 @@ and bad input that is skipped with its reason instead of stopping the run."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -182,22 +183,9 @@ def run_until_first_part(cmd: list[str], out: Path, sig: int) -> subprocess.Comp
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
 def test_interrupted_run_resumes_to_the_same_store(tmp_path, corpora, weights_file, lj6, sig):
     out = tmp_path / "codes"
-    args = [
-        "--format",
-        "ljspeech",
-        "--input",
-        str(corpora[0]),
-        "--out",
-        str(out),
-        "--weights",
-        str(weights_file),
-        "--limit",
-        "6",
-        "--part-utterances",
-        "1",
-        "--batch-seconds",
-        "10",
-    ]
+    args = ["--format", "ljspeech", "--input", str(corpora[0]), "--out", str(out)]
+    args += ["--weights", str(weights_file), "--limit", "6", "--part-utterances", "1"]
+    args += ["--batch-seconds", "10", "--threads", "1"]  # one batch at a time: time to interrupt
     done = run_until_first_part(cli(*args), out, sig)
     partial = CodeStore.open(out)
     assert 1 <= len(partial) < 6, "the run finished before it could be interrupted"
@@ -209,7 +197,7 @@ def test_interrupted_run_resumes_to_the_same_store(tmp_path, corpora, weights_fi
     summary = extract(corpora[0], out, format="ljspeech", weights=weights_file, limit=6, **FAST)
     assert summary.already == len(partial) and summary.stored == 6 - len(partial)
     final = contents(out)
-    assert CodeStore.open(out).ids.__len__() == 6  # every utterance exactly once
+    assert len(CodeStore.open(out).ids) == 6  # every utterance exactly once
     assert final.keys() == lj6.keys()
     assert all(np.array_equal(final[u], lj6[u]) for u in final)
 
@@ -308,6 +296,38 @@ def test_summary_line(store, corpora, weights_file, capsys):
     extract(corpora[1], store, format="fsdd", weights=weights_file, limit=12, device="cpu")
     line = capsys.readouterr().out.strip()
     assert (
-        line.startswith("codec_bridge: stored 0 utterances") and "12 already in the store" in line
+        line.startswith("codec_bridge: stored 0 utterances") and "12 done by earlier runs" in line
     )
     assert os.path.basename(str(store)) in line
+
+
+def test_duplicate_ids_are_stored_once(tmp_path, corpora, weights_file):
+    digits = sorted((corpora[1] / "recordings").glob("*_theo_*.wav"))[:2]
+    (tmp_path / "list.jsonl").write_text(
+        "".join(
+            json.dumps({"id": "u1", "path": str(p), "text": "x"}) + "\n"
+            for p in (digits[0], digits[0], digits[1])  # the same entry twice, then a clash
+        )
+    )
+    out = tmp_path / "codes"
+    kw = dict(format="manifest", weights=weights_file, **FAST)
+    first = extract(tmp_path / "list.jsonl", out, **kw)
+    assert (first.stored, first.skipped) == (1, 1)
+    assert CodeStore.open(out).get("u1").path == str(digits[0])
+    (skip,) = CodeStore.open(out).skipped()
+    assert skip["path"] == str(digits[1]) and skip["reason"].startswith("duplicate id")
+    again = extract(tmp_path / "list.jsonl", out, **kw)
+    assert (again.stored, again.skipped, again.already) == (0, 0, 3)
+
+
+def test_stores_do_not_depend_on_thread_count(tmp_path, corpora, weights_file):
+    kw = dict(format="fsdd", weights=weights_file, limit=12, part_utterances=5, batch_seconds=1.5)
+    parts = {}
+    for threads in (1, 3):
+        out = tmp_path / f"t{threads}"
+        extract(corpora[1], out, threads=threads, **kw, **FAST)
+        cs = CodeStore.open(out)
+        parts[threads] = [[r["id"] for r in s.records()] for s in cs.shards], contents(out)
+    (ids1, codes1), (ids3, codes3) = parts[1], parts[3]
+    assert ids1 == ids3 and len(ids1) == 3
+    assert all(np.array_equal(codes1[u], codes3[u]) for u in codes1)
