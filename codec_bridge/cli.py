@@ -39,7 +39,9 @@ def _parser() -> argparse.ArgumentParser:
         "--weights", default="pretrained", help="pretrained | untrained | FILE (state dict)"
     )
     ex.add_argument("--device", default="auto", help="cpu | cuda | auto")
-    ex.add_argument("--batch-seconds", type=float, default=40.0, help="padded audio per batch")
+    ex.add_argument(
+        "--batch-seconds", type=float, default=80.0, help="seconds of padded audio per batch"
+    )
     ex.add_argument("--num-shards", type=int, default=1, help="split the corpus over N processes")
     ex.add_argument("--shard-index", type=int, default=0, help="which of the N this process is")
     ex.add_argument("--limit", type=int, default=None, help="only the first N utterances by id")

@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 import torch
 from encodec import EncodecModel
-from torch import nn
 
 from codec_bridge.batching import BatchEncoder
 from codec_bridge.errors import BridgeError
+from codec_bridge.untrained import randomize
 
 UNTRAINED_FILE = "codec_weights.pt"
 NOMINAL_RMS = 0.05  # loudness for 48 kHz segments whose normalization scale was not stored
@@ -36,11 +36,16 @@ class _Spec:
     factory: str
     checkpoint: str
     name: str
+    bandwidths: tuple[float, ...]  # kbps, as the encodec factory sets target_bandwidths
 
 
 MODELS = {
-    "24khz": _Spec("encodec_model_24khz", "encodec_24khz-d7cc33bc.th", "encodec_24khz"),
-    "48khz": _Spec("encodec_model_48khz", "encodec_48khz-7e698e3e.th", "encodec_48khz"),
+    "24khz": _Spec(
+        "encodec_model_24khz", "encodec_24khz-d7cc33bc.th", "encodec_24khz", (1.5, 3, 6, 12, 24)
+    ),
+    "48khz": _Spec(
+        "encodec_model_48khz", "encodec_48khz-7e698e3e.th", "encodec_48khz", (3, 6, 12, 24)
+    ),
 }
 UNTRAINED_WARNING = """\
 ##########################################################################################
@@ -77,6 +82,14 @@ def _spec(model: str) -> _Spec:
     return MODELS[model]
 
 
+def check_settings(model: str, kbps: float) -> None:
+    """Reject an unknown model or bandwidth before anything is loaded or written."""
+    spec = _spec(model)
+    if float(kbps) not in spec.bandwidths:
+        supported = ", ".join(f"{b:g}" for b in spec.bandwidths)
+        raise BridgeError(f"--bandwidth {kbps:g}: the {spec.name} model supports {supported}")
+
+
 def _architecture(spec: _Spec, pretrained: bool = False) -> EncodecModel:
     with warnings.catch_warnings():  # encodec uses the deprecated torch weight_norm
         warnings.simplefilter("ignore", FutureWarning)
@@ -105,62 +118,9 @@ def _warn_untrained(spec: _Spec, what: str) -> None:
     )
 
 
-def _calibration(model: EncodecModel, gen: torch.Generator) -> torch.Tensor:
-    """Three seconds of seeded noise, tones and random walks at -60..-6 dBFS (encoder input)."""
-    n = model.sample_rate // 4
-    t = torch.arange(n) / model.sample_rate
-    parts = []
-    for i in range(12):
-        level = 10 ** (-3 + 2.7 * torch.rand(1, generator=gen).item())
-        if i % 3 == 0:
-            x = torch.randn(n, generator=gen)
-        elif i % 3 == 1:
-            x = torch.sin(
-                2 * math.pi * (50 + 1000 * torch.rand(1, generator=gen).item()) * t * (1 + t)
-            )
-        else:
-            x = torch.randn(n, generator=gen).cumsum(0)
-            x = (x - x.mean()) / x.abs().max()
-        parts.append(level * x)
-    x = torch.cat(parts).expand(model.channels, -1)[None]
-    if model.normalize:  # what _encode_frame feeds the encoder
-        x = x / (1e-8 + x.mean(1, keepdim=True).pow(2).mean(2, keepdim=True).sqrt())
-    return x
-
-
-@torch.inference_mode()
 def _untrained(spec: _Spec, seed: int) -> EncodecModel:
-    """Seeded random weights that still give informative codes.
-
-    PyTorch's default init makes the encoder output a near-constant bias, so every frame got
-    the same code and float noise decided ties. Here every conv has zero bias and unit-norm
-    filters (signal-driven, well-conditioned activations), and each codebook is sampled from
-    the residuals of the random encoder on a seeded calibration signal (encodec's own data-
-    driven init, without k-means), so codes vary with the audio like real ones do."""
     torch.manual_seed(seed)
-    model = _architecture(spec)
-    for m in model.modules():
-        if isinstance(m, (nn.Conv1d, nn.ConvTranspose1d)):
-            m.bias.zero_()
-            if hasattr(m, "weight_g"):
-                m.weight_g.fill_(1.0)
-            else:
-                m.weight.div_(m.weight.flatten(1).norm(dim=1).view(-1, *[1] * (m.weight.dim() - 1)))
-        elif isinstance(m, nn.LSTM):
-            for name, p in m.named_parameters():
-                if name.startswith("bias"):
-                    p.zero_()
-    gen = torch.Generator().manual_seed(seed)
-    x = model.encoder(_calibration(model, gen))[0].T  # [frames, dim]
-    for layer in model.quantizer.vq.layers:
-        book = layer._codebook
-        pick = torch.randint(0, x.shape[0], (book.codebook_size,), generator=gen)
-        jitter = 0.1 * x.std(0, keepdim=True) * torch.randn(book.embed.shape, generator=gen)
-        book.embed.copy_(x[pick] + jitter)
-        book.embed_avg.copy_(book.embed)
-        book.inited.fill_(1)
-        x = x - book.embed[book.encode(x)]
-    return model
+    return randomize(_architecture(spec), seed)
 
 
 def _load_state(spec: _Spec, path: Path) -> EncodecModel:
@@ -234,10 +194,7 @@ class Codec:
         return float(self.model.bandwidth)
 
     def set_bandwidth(self, kbps: float) -> None:
-        choices = self.model.target_bandwidths
-        if float(kbps) not in [float(b) for b in choices]:
-            supported = ", ".join(f"{b:g}" for b in choices)
-            raise BridgeError(f"--bandwidth {kbps:g}: the {self.name} model supports {supported}")
+        check_settings(next(k for k, s in MODELS.items() if s is self.spec), kbps)
         self.model.set_target_bandwidth(float(kbps))
 
     def meta(self, **extra: Any) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from codec_bridge.codec import Codec, load_codec
+from codec_bridge.codec import Codec, check_settings, load_codec
 from codec_bridge.errors import BridgeError
 from codec_bridge.format import CodeStore, StoreError, init_store, make_meta, remove_stale_tmp
 from codec_bridge.pipeline import Run, Summary
@@ -109,7 +109,7 @@ def extract(
     bandwidth: float = 6.0,
     weights: str | Path = "pretrained",
     device: str = "auto",
-    batch_seconds: float = 40.0,
+    batch_seconds: float = 80.0,
     num_shards: int = 1,
     shard_index: int = 0,
     limit: int | None = None,
@@ -143,6 +143,7 @@ def extract(
     ]:
         if value <= 0:
             raise BridgeError(f"--{name} {value}: must be positive")
+    check_settings(model, bandwidth)
     input, out = Path(input).absolute(), Path(out)
     if out.exists() and not out.is_dir():
         raise BridgeError(f"{out}: --out exists and is not a directory")

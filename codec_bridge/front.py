@@ -5,8 +5,9 @@ encodec's ``SConv1d`` reflect-pads every conv input into a new tensor (a full co
 allocates its output. Here each conv uses its own zero padding and recomputes only the few
 leading outputs whose window reaches into the (reflect) padding (the few extra outputs its
 right-hand zero padding makes are junk past every row's end, like the batch padding itself),
-weights are normalized once, and ELUs and residual sums work in place: about a fifth less CPU time for the same
-arithmetic on the same weights, so codes agree with the modules' up to float rounding ties.
+weights are normalized once, and ELUs and residual sums work in place: about a fifth less
+CPU time for the same arithmetic on the same weights, so codes agree with the modules' up to
+float rounding ties.
 
 Rows of a batch have their own valid lengths; before every top-level conv the positions just
 after each row's end get the reflect padding encodec adds when that row is encoded alone.

@@ -75,9 +75,10 @@ def _extract(corpus: Path, store: Path) -> str:
         "6",
     ]
     if (store / "meta.json").exists():
-        weights = json.loads((store / "meta.json").read_text())["weights"]["kind"]
+        record = json.loads((store / "meta.json").read_text())["weights"]
+        weights = record["path"] if record["kind"] == "file" else record["kind"]
         _run([*base, "--weights", weights], check=True)
-        return weights
+        return record["kind"]
     if _run([*base, "--weights", "pretrained"]).returncode == 0:
         return "pretrained"
     print(_NO_PRETRAINED, file=sys.stderr, flush=True)

@@ -16,27 +16,14 @@ from codec_bridge.format import CodeStore, save_codes
 @pytest.fixture(scope="module")
 def store(tmp_path_factory, shared_data):
     out = tmp_path_factory.mktemp("store") / "codes"
-    rc = main(
-        [
-            "extract",
-            "--format",
-            "fsdd",
-            "--input",
-            str(shared_data / "fsdd_test"),
-            "--out",
-            str(out),
-            "--weights",
-            "untrained",
-            "--limit",
-            "2",
-            "--device",
-            "cpu",
-            "--bandwidth",
-            "3",
-        ]
-    )
-    assert rc == 0
+    assert main(extract_args(shared_data, out)) == 0
     return out
+
+
+def extract_args(shared_data, out) -> list[str]:
+    fsdd = str(shared_data / "fsdd_test")
+    args = ["extract", "--format", "fsdd", "--input", fsdd, "--out", str(out), "--device", "cpu"]
+    return args + ["--weights", "untrained", "--limit", "2", "--bandwidth", "3"]
 
 
 def one_line_error(capsys, rc: int, *needles: str) -> None:
@@ -47,41 +34,14 @@ def one_line_error(capsys, rc: int, *needles: str) -> None:
 
 
 def test_extract_prints_a_summary(store, shared_data, capsys):
-    rc = main(
-        [
-            "extract",
-            "--format",
-            "fsdd",
-            "--input",
-            str(shared_data / "fsdd_test"),
-            "--out",
-            str(store),
-            "--weights",
-            "untrained",
-            "--limit",
-            "2",
-            "--device",
-            "cpu",
-            "--bandwidth",
-            "3",
-        ]
-    )
+    rc = main(extract_args(shared_data, store))
     out = capsys.readouterr().out
     assert rc == 0 and "stored 0 utterances" in out and "2 done by earlier runs" in out
 
 
 def test_wrong_input_path(tmp_path, capsys):
-    rc = main(
-        [
-            "extract",
-            "--format",
-            "ljspeech",
-            "--input",
-            str(tmp_path / "nope"),
-            "--out",
-            str(tmp_path / "o"),
-        ]
-    )
+    nope, o = str(tmp_path / "nope"), str(tmp_path / "o")
+    rc = main(["extract", "--format", "ljspeech", "--input", nope, "--out", o])
     one_line_error(capsys, rc, "nope: --input path does not exist")
 
 
@@ -97,19 +57,8 @@ def test_pretrained_unavailable(tmp_path, shared_data, monkeypatch, capsys):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     for var in ("https_proxy", "HTTPS_PROXY"):
         monkeypatch.setenv(var, "http://127.0.0.1:9")
-    rc = main(
-        [
-            "extract",
-            "--format",
-            "fsdd",
-            "--input",
-            str(shared_data / "fsdd_test"),
-            "--out",
-            str(tmp_path / "o"),
-            "--device",
-            "cpu",
-        ]
-    )
+    args = extract_args(shared_data, tmp_path / "o")
+    rc = main(args[: args.index("--weights")])  # pretrained, the default
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and err[-1].startswith(
         "codec_bridge extract: error: pretrained EnCodec 24khz weights unavailable"
@@ -164,14 +113,6 @@ def test_decode_argument_errors(args, needle, capsys):
 
 def test_bad_codes_file(store, tmp_path, capsys):
     save_codes(tmp_path / "bad.npy", np.full((4, 3), 5000, np.uint16), CodeStore.open(store).meta)
-    rc = main(
-        [
-            "decode",
-            str(tmp_path / "bad.npy"),
-            "--store",
-            str(store),
-            "--out",
-            str(tmp_path / "o.wav"),
-        ]
-    )
+    bad, wav = str(tmp_path / "bad.npy"), str(tmp_path / "o.wav")
+    rc = main(["decode", bad, "--store", str(store), "--out", wav])
     one_line_error(capsys, rc, "bad.npy: codes out of range")

@@ -130,27 +130,9 @@ def test_shards_split_by_id_hash():
 
 def test_two_shard_processes_fill_one_store(tmp_path, store, corpora, weights_file):
     out = tmp_path / "sharded"
-    procs = [
-        subprocess.Popen(
-            cli(
-                "--format",
-                "fsdd",
-                "--input",
-                str(corpora[1]),
-                "--out",
-                str(out),
-                "--weights",
-                str(weights_file),
-                "--limit",
-                "12",
-                "--num-shards",
-                "2",
-                "--shard-index",
-                str(i),
-            )
-        )
-        for i in range(2)
-    ]
+    args = ["--format", "fsdd", "--input", str(corpora[1]), "--out", str(out), "--limit", "12"]
+    args += ["--weights", str(weights_file), "--num-shards", "2"]
+    procs = [subprocess.Popen(cli(*args, "--shard-index", str(i))) for i in range(2)]
     assert [p.wait(timeout=300) for p in procs] == [0, 0]
     assert sorted(p.name for p in (out / "shards").iterdir()) == [
         "00000-of-00002-part00001",
@@ -283,13 +265,14 @@ def test_store_made_with_other_weights_is_refused(store, corpora):
         (dict(num_shards=2, shard_index=2), "--shard-index 2 must be in [0, --num-shards 2)"),
         (dict(batch_seconds=0), "--batch-seconds 0: must be positive"),
         (dict(format="timit"), "unknown corpus format 'timit'"),
+        (dict(model="48khz", bandwidth=1.5), "the encodec_48khz model supports 3, 6, 12, 24"),
     ],
 )
-def test_bad_arguments(tmp_path, corpora, kwargs, message):
+def test_bad_arguments_fail_before_writing(tmp_path, corpora, kwargs, message):
     kw = dict(format="fsdd", weights="untrained", **FAST) | kwargs
     with pytest.raises(BridgeError) as e:
         extract(corpora[1], tmp_path / "codes", **kw)
-    assert message in str(e.value)
+    assert message in str(e.value) and not (tmp_path / "codes").exists()
 
 
 def test_summary_line(store, corpora, weights_file, capsys):
