@@ -8,7 +8,6 @@ decoding uses the very same codec). Never silently anything else.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import sys
@@ -24,6 +23,7 @@ from encodec import EncodecModel
 
 from codec_bridge.batching import BatchEncoder
 from codec_bridge.errors import BridgeError
+from codec_bridge.format import file_sha256
 from codec_bridge.untrained import randomize
 
 UNTRAINED_FILE = "codec_weights.pt"
@@ -66,14 +66,6 @@ def resolve_device(device: str) -> torch.device:
     if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
         raise BridgeError(f"--device {device!r}: choose cpu, cuda or auto")
     return torch.device(device)
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _spec(model: str) -> _Spec:

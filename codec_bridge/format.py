@@ -135,7 +135,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -271,7 +271,7 @@ class ShardWriter:
             p = self.tmp / fname
             with open(p, "rb+") as f:
                 os.fsync(f.fileno())
-            files[fname] = {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+            files[fname] = {"bytes": p.stat().st_size, "sha256": file_sha256(p)}
         manifest = {
             "format_version": FORMAT_VERSION,
             "name": self.name,
@@ -372,7 +372,7 @@ class _Shard:
     def verify(self) -> list[str]:
         problems = []
         for fname, info in self.manifest["files"].items():
-            if _sha256(self.path / fname) != info["sha256"]:
+            if file_sha256(self.path / fname) != info["sha256"]:
                 problems.append(f"{self.path / fname}: checksum mismatch (file is corrupted)")
         if problems:
             return problems
