@@ -322,20 +322,42 @@ def _generation(spec, seq_BxKxS, steps, done_B, n, compile_s, decode_s) -> Gener
     )
 
 
+class _Request(NamedTuple):
+    """One decode call's inputs, prepared alike for `generate` and the two baselines."""
+
+    spec: _Spec
+    knobs: _Knobs
+    batch: _Batch
+    max_steps: int
+    cache_steps: int
+    graphdef: Any
+    state: Any
+
+
+def _request(model, text_ids, sampling: Sampling, max_frames: int) -> _Request:
+    spec = _spec(model.cfg, sampling)
+    batch = _batch(text_ids, model.cfg.max_text_len)
+    max_steps, cache_steps = _steps(spec, max_frames)
+    return _Request(spec, _knobs(sampling), batch, max_steps, cache_steps, *nnx.split(model))
+
+
+def _finish(spec: _Spec, loop: _Loop, n: int, t0: float) -> Generation:
+    """A baseline's result: its loop state fetched, timed from `t0`."""
+    seq, steps, done = jax.device_get((loop.seq_BxKxS, loop.step, loop.done_B))
+    return _generation(spec, seq, steps, done, n, 0.0, time.perf_counter() - t0)
+
+
 def generate(
     model: nnx.Module, text_ids: Sequence[Sequence[int]], sampling: Sampling, max_frames: int
 ) -> Generation:
     """Decodes every row (at most `max_frames` frames each) in one compiled program."""
-    spec = _spec(model.cfg, sampling)
-    batch = _batch(text_ids, model.cfg.max_text_len)
-    max_steps, cache_steps = _steps(spec, max_frames)
-    graphdef, state = nnx.split(model)
-    args = (state, *batch, np.int32(max_steps), _knobs(sampling))
-    exe, compile_s = _executable(graphdef, spec, cache_steps, args)
+    r = _request(model, text_ids, sampling, max_frames)
+    args = (r.state, *r.batch, np.int32(r.max_steps), r.knobs)
+    exe, compile_s = _executable(r.graphdef, r.spec, r.cache_steps, args)
     t0 = time.perf_counter()
     seq, steps, done = jax.device_get(exe(*args))
     decode_s = time.perf_counter() - t0
-    return _generation(spec, seq, steps, done, len(text_ids), compile_s, decode_s)
+    return _generation(r.spec, seq, steps, done, len(text_ids), compile_s, decode_s)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
@@ -352,20 +374,14 @@ def generate_stepwise(
     model: nnx.Module, text_ids: Sequence[Sequence[int]], sampling: Sampling, max_frames: int
 ) -> Generation:
     """Baseline: the same KV-cached step, jitted alone and driven by a Python loop."""
-    spec = _spec(model.cfg, sampling)
-    batch = _batch(text_ids, model.cfg.max_text_len)
-    max_steps, cache_steps = _steps(spec, max_frames)
-    graphdef, state = nnx.split(model)
-    knobs = _knobs(sampling)
+    r = _request(model, text_ids, sampling, max_frames)
     t0 = time.perf_counter()
-    ctx, cache, loop = _prepare_jit(graphdef, spec, cache_steps, state, *batch)
-    for _ in range(max_steps):
-        loop, cache = _advance_jit(graphdef, spec, knobs, state, ctx, loop, cache)
+    ctx, cache, loop = _prepare_jit(r.graphdef, r.spec, r.cache_steps, r.state, *r.batch)
+    for _ in range(r.max_steps):
+        loop, cache = _advance_jit(r.graphdef, r.spec, r.knobs, r.state, ctx, loop, cache)
         if bool(loop.done_B.all()):
             break
-    seq, steps, done = jax.device_get((loop.seq_BxKxS, loop.step, loop.done_B))
-    decode_s = time.perf_counter() - t0
-    return _generation(spec, seq, steps, done, len(text_ids), 0.0, decode_s)
+    return _finish(r.spec, loop, len(text_ids), t0)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
@@ -392,21 +408,15 @@ def generate_naive(
     model: nnx.Module, text_ids: Sequence[Sequence[int]], sampling: Sampling, max_frames: int
 ) -> Generation:
     """Reference: no cache; every step re-runs `model.__call__` over the whole prefix."""
-    spec = _spec(model.cfg, sampling)
-    batch = _batch(text_ids, model.cfg.max_text_len)
-    max_steps, cache_steps = _steps(spec, max_frames)
-    graphdef, state = nnx.split(model)
-    knobs = _knobs(sampling)
+    r = _request(model, text_ids, sampling, max_frames)
+    text_BxS, mask_BxS, valid_B = r.batch
     t0 = time.perf_counter()
-    loop = _init_loop(spec.pattern, jnp.asarray(batch.valid_B), cache_steps)
-    for step in range(max_steps):
-        prefix = prefix_bucket(step + 1, cache_steps)
-        logits = forward_logits(
-            graphdef, prefix, spec.cfg, state, batch.text_BxS, batch.mask_BxS, loop.seq_BxKxS, step
-        )
-        loop = _choose_jit(spec, knobs, logits, loop)
+    loop = _init_loop(r.spec.pattern, jnp.asarray(valid_B), r.cache_steps)
+    for step in range(r.max_steps):
+        prefix = prefix_bucket(step + 1, r.cache_steps)
+        args = (r.state, text_BxS, mask_BxS, loop.seq_BxKxS, step)
+        logits = forward_logits(r.graphdef, prefix, r.spec.cfg, *args)
+        loop = _choose_jit(r.spec, r.knobs, logits, loop)
         if bool(loop.done_B.all()):
             break
-    seq, steps, done = jax.device_get((loop.seq_BxKxS, loop.step, loop.done_B))
-    decode_s = time.perf_counter() - t0
-    return _generation(spec, seq, steps, done, len(text_ids), 0.0, decode_s)
+    return _finish(r.spec, loop, len(text_ids), t0)
