@@ -38,6 +38,7 @@ class ModelConfig:
 
     d_model: int = 512
     n_heads: int = 8
+    n_kv_heads: int | None = None  # self-attention K/V heads; None: n_heads; fewer: grouped-query
     head_dim: int | None = None  # None: d_model // n_heads
     enc_layers: int = 6
     dec_layers: int = 12
@@ -69,6 +70,11 @@ class ModelConfig:
             "set model.head_dim explicitly",
         )
         _check(self.resolved_head_dim % 2 == 0, "model head_dim must be even for rotary")
+        _check(
+            self.n_kv_heads is None
+            or (self.n_kv_heads > 0 and self.n_heads % self.n_kv_heads == 0),
+            f"model.n_kv_heads={self.n_kv_heads} must divide model.n_heads={self.n_heads}",
+        )
         _check(0.0 <= self.dropout < 1.0, f"model.dropout must be in [0, 1), got {self.dropout}")
         _check(
             0.0 <= self.cond_drop_prob <= 1.0,
@@ -78,6 +84,10 @@ class ModelConfig:
     @property
     def resolved_head_dim(self) -> int:
         return self.head_dim if self.head_dim is not None else self.d_model // self.n_heads
+
+    @property
+    def resolved_kv_heads(self) -> int:
+        return self.n_kv_heads if self.n_kv_heads is not None else self.n_heads
 
     @property
     def in_vocab_size(self) -> int:

@@ -28,8 +28,9 @@ from jtts.layers import (
 
 
 class Cache(NamedTuple):
-    """Self-attention keys (B*H, D, Tmax) and values (B*H, Tmax, D), one array per decoder
-    layer: the layout both attention matmuls of a step read without copying the cache."""
+    """Self-attention keys (B*G, D, Tmax) and values (B*G, Tmax, D), one array per decoder
+    layer (G = K/V heads): the layout both attention matmuls of a step read without copying
+    the cache."""
 
     k: tuple[jax.Array, ...]
     v: tuple[jax.Array, ...]
@@ -149,7 +150,7 @@ class TTSModel(nnx.Module):
     def init_cache(self, batch: int, max_steps: int) -> Cache:
         """Zeroed self-attention K/V cache for `max_steps` decoder steps."""
         cfg = self.cfg
-        n, d, layers = batch * cfg.n_heads, cfg.resolved_head_dim, range(cfg.dec_layers)
+        n, d, layers = batch * cfg.resolved_kv_heads, cfg.resolved_head_dim, range(cfg.dec_layers)
         return Cache(
             k=tuple(jnp.zeros((n, d, max_steps), self.dtype) for _ in layers),
             v=tuple(jnp.zeros((n, max_steps, d), self.dtype) for _ in layers),
@@ -215,11 +216,12 @@ def flops_per_step(cfg: ModelConfig, batch: int, text_len: int, frames: int) -> 
     decoder length in pattern steps.
     """
     inner = cfg.n_heads * cfg.resolved_head_dim
+    self_attn = cfg.d_model * (2 * inner + 2 * cfg.resolved_kv_heads * cfg.resolved_head_dim)
     mlp = (3 if cfg.mlp == "swiglu" else 2) * cfg.d_model * cfg.mlp_dim
     enc_tokens, dec_tokens = batch * text_len, batch * frames
-    weights = enc_tokens * cfg.enc_layers * (4 * cfg.d_model * inner + mlp)
+    weights = enc_tokens * cfg.enc_layers * (self_attn + mlp)
     weights += enc_tokens * cfg.dec_layers * 2 * cfg.d_model * inner  # cross-attention K/V
-    weights += dec_tokens * cfg.dec_layers * (6 * cfg.d_model * inner + mlp)
+    weights += dec_tokens * cfg.dec_layers * (self_attn + 2 * cfg.d_model * inner + mlp)
     weights += dec_tokens * cfg.n_codebooks * cfg.d_model * cfg.out_vocab_size  # heads
     attention = cfg.enc_layers * 4 * batch * text_len**2 * inner
     attention += cfg.dec_layers * 4 * batch * (frames**2 / 2 + frames * text_len) * inner

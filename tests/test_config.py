@@ -126,6 +126,8 @@ def test_unknown_key_in_yaml(tmp_path):
         ("data.max_frames=5000", "exceeds model.max_frames"),
         ("optim.codebook_weights=[1, 1]", "model.n_codebooks=8"),
         ("model.n_heads=3", "not divisible"),
+        ("model.n_kv_heads=3", "model.n_kv_heads=3 must divide model.n_heads=4"),
+        ("model.n_kv_heads=0", "model.n_kv_heads=0 must divide"),
         ("data.val_fraction=1", "data.val_fraction must be in [0, 1)"),
         ("train.mesh.fsdp=-1", "at most one"),
     ],

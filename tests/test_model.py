@@ -72,7 +72,7 @@ def test_shapes(cfg, model):
     enc, enc_mask = nnx.jit(lambda m: m.encode(text, mask))(model)
     assert enc.shape == (B, S, cfg.d_model) and enc_mask.shape == (B, S)
     cache = model.init_cache(B, T)
-    n, d = B * cfg.n_heads, cfg.resolved_head_dim
+    n, d = B * cfg.resolved_kv_heads, cfg.resolved_head_dim
     assert [k.shape for k in cache.k] == [(n, d, T)] * cfg.dec_layers
     assert [v.shape for v in cache.v] == [(n, T, d)] * cfg.dec_layers
 
@@ -96,12 +96,48 @@ def test_text_padding_invariant(cfg, model):
     np.testing.assert_allclose(a, b, atol=1e-5)
 
 
-@pytest.mark.parametrize("scan, mlp", [(False, "swiglu"), (True, "swiglu"), (False, "gelu")])
-def test_decode_step_matches_forward(cfg, scan, mlp):
-    model = build_model(dataclasses.replace(cfg, scan_layers=scan, mlp=mlp), nnx.Rngs(1))
+@pytest.mark.parametrize(
+    "scan, mlp, kv_heads",
+    [
+        (False, "swiglu", None),
+        (True, "swiglu", None),
+        (False, "gelu", None),
+        (False, "swiglu", 1),
+        (True, "swiglu", 2),
+    ],
+)
+def test_decode_step_matches_forward(cfg, scan, mlp, kv_heads):
+    changes = {"scan_layers": scan, "mlp": mlp, "n_kv_heads": kv_heads}
+    model = build_model(dataclasses.replace(cfg, **changes), nnx.Rngs(1))
     text, mask, tokens = make_batch(cfg, seed=1)
     np.testing.assert_allclose(
         incremental(model, text, mask, tokens), forward(model, text, mask, tokens), atol=1e-5
+    )
+
+
+@pytest.mark.parametrize("kv_heads", [1, 2])
+def test_grouped_query_equals_multi_head_with_shared_kv(cfg, kv_heads):
+    """Reference: G K/V heads behave as an ordinary multi-head model whose K/V projection
+    repeats each of them for its n_heads // G consecutive query heads."""
+    gqa = build_model(dataclasses.replace(cfg, n_kv_heads=kv_heads), nnx.Rngs(3))
+    mha = build_model(cfg, nnx.Rngs(4))
+    d, h, g = cfg.resolved_head_dim, cfg.n_heads, kv_heads
+    pure = nnx.to_pure_dict(nnx.state(gqa, nnx.Param))
+    for stack in ("encoder", "decoder"):
+        for layer in pure[stack]["layers"].values():
+            attn = layer["attn" if stack == "encoder" else "self_attn"]
+            for name in ("k", "v"):
+                kernel_DxGd = attn[name]["kernel"]
+                repeated = np.repeat(kernel_DxGd.reshape(-1, g, d), h // g, axis=1)
+                attn[name]["kernel"] = jnp.asarray(repeated.reshape(-1, h * d))
+    state = nnx.state(mha, nnx.Param)
+    nnx.replace_by_pure_dict(state, pure)
+    nnx.update(mha, state)
+    saved = 2 * (cfg.enc_layers + cfg.dec_layers) * cfg.d_model * (h - g) * d
+    assert count_params(mha) - count_params(gqa) == saved
+    text, mask, tokens = make_batch(cfg, seed=2)
+    np.testing.assert_allclose(
+        forward(gqa, text, mask, tokens), forward(mha, text, mask, tokens), atol=1e-5
     )
 
 
@@ -201,4 +237,8 @@ def test_flops_per_step(cfg, model):
     matmul = count_params(model) - norms - sum(params[k].size for k in lookups)
     one = flops_per_step(cfg, batch=1, text_len=1, frames=1)
     assert 6 * matmul <= one <= 1.01 * 6 * matmul
+    gqa = dataclasses.replace(cfg, n_kv_heads=1)
+    saved = 2 * (cfg.enc_layers + cfg.dec_layers) * cfg.d_model * (cfg.n_heads - 1)
+    saved *= cfg.resolved_head_dim
+    assert one - flops_per_step(gqa, 1, 1, 1) == 6 * saved
     assert flops_per_step(cfg, 4, 10, 50) == pytest.approx(4 * flops_per_step(cfg, 1, 10, 50))
