@@ -47,19 +47,20 @@ def linear(d_in: int, d_out: int, std: float) -> nn.Linear:
 
 
 class Attention(nn.Module):
-    def __init__(self, cfg: ModelConfig, rope_theta: float | None):
+    def __init__(self, cfg: ModelConfig, rope_theta: float | None, kv_heads: int):
         super().__init__()
-        inner = cfg.n_heads * cfg.resolved_head_dim
+        inner, kv_inner = cfg.n_heads * cfg.resolved_head_dim, kv_heads * cfg.resolved_head_dim
         out_std = cfg.init_std / math.sqrt(2 * (cfg.enc_layers + cfg.dec_layers))
         self.q = linear(cfg.d_model, inner, cfg.init_std)
-        self.k = linear(cfg.d_model, inner, cfg.init_std)
-        self.v = linear(cfg.d_model, inner, cfg.init_std)
+        self.k = linear(cfg.d_model, kv_inner, cfg.init_std)
+        self.v = linear(cfg.d_model, kv_inner, cfg.init_std)
         self.o = linear(inner, cfg.d_model, out_std)
-        self.h, self.theta = cfg.n_heads, rope_theta
+        self.d, self.theta = cfg.resolved_head_dim, rope_theta
+        self.gqa = kv_heads != cfg.n_heads
 
     def _heads(self, x: torch.Tensor, rotate: bool) -> torch.Tensor:
         b, t, _ = x.shape
-        x = x.view(b, t, self.h, -1).transpose(1, 2)
+        x = x.view(b, t, -1, self.d).transpose(1, 2)
         return rope(x, self.theta) if rotate and self.theta else x
 
     def forward(self, x, kv, mask=None, causal=False):
@@ -68,7 +69,9 @@ class Attention(nn.Module):
             self._heads(self.k(kv), True),
             self._heads(self.v(kv), False),
         )
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, is_causal=causal, enable_gqa=self.gqa
+        )
         return self.o(out.transpose(1, 2).reshape(x.shape[0], x.shape[1], -1))
 
 
@@ -89,7 +92,10 @@ class Mlp(nn.Module):
 class EncoderLayer(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.attn_norm, self.attn = RMSNorm(cfg), Attention(cfg, cfg.rope_theta)
+        self.attn_norm, self.attn = (
+            RMSNorm(cfg),
+            Attention(cfg, cfg.rope_theta, cfg.resolved_kv_heads),
+        )
         self.mlp_norm, self.mlp = RMSNorm(cfg), Mlp(cfg)
 
     def forward(self, x, mask):
@@ -101,8 +107,11 @@ class EncoderLayer(nn.Module):
 class DecoderLayer(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.self_norm, self.self_attn = RMSNorm(cfg), Attention(cfg, cfg.rope_theta)
-        self.cross_norm, self.cross_attn = RMSNorm(cfg), Attention(cfg, None)
+        self.self_norm, self.self_attn = (
+            RMSNorm(cfg),
+            Attention(cfg, cfg.rope_theta, cfg.resolved_kv_heads),
+        )
+        self.cross_norm, self.cross_attn = RMSNorm(cfg), Attention(cfg, None, cfg.n_heads)
         self.mlp_norm, self.mlp = RMSNorm(cfg), Mlp(cfg)
 
     def forward(self, x, enc, enc_mask):
