@@ -10,7 +10,13 @@ same work), greedy, no guidance:
   758 steps (extrapolated: a full run would take minutes to hours).
 Also: the compiled loop with the configs' default sampling (top-k 50, guidance 3), and the
 memory-bandwidth bound at batch 1 (parameter bytes read per step x steps / the bandwidth of
-a large numpy copy measured here). Prints one JSON object.
+a large numpy copy measured here).
+
+`small` also gets `batch16_bound`: what batch 16 could reach here if attention read only the
+filled prefix of the K/V cache, at this machine's measured read bandwidth, on top of the
+measured cost of everything else in a step (batch 16 decoding with a 64-step cache). And
+`small_kv_heads`: the compiled loop of `small` with grouped-query attention (2 and 1 K/V
+heads, random weights), whose cache is 2x and 4x smaller. Prints one JSON object.
 """
 
 import json
@@ -46,6 +52,19 @@ def copy_bandwidth() -> float:
     return 2 * src.nbytes / best / 1e9
 
 
+def read_bandwidth() -> float:
+    """GB/s of a jitted sum over 256 MiB: how fast XLA streams an array from memory."""
+    x = jnp.ones(64 * 2**20, jnp.float32)
+    total = jax.jit(jnp.sum)
+    total(x).block_until_ready()
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        total(x).block_until_ready()
+        best = min(best, time.perf_counter() - t0)
+    return x.nbytes / best / 1e9
+
+
 def step_bytes(model) -> int:
     """Parameter bytes one decoder step reads: fused decoder weights, heads and K embeddings."""
     enc_1x1xD = jnp.zeros((1, 1, model.cfg.d_model), model.dtype)
@@ -65,14 +84,16 @@ def rates(seconds: float, batch: int) -> dict:
     }
 
 
-def timed(fns, model, texts, sampling, runs: int) -> tuple[list[float], list[decode.Generation]]:
+def timed(
+    fns, model, texts, sampling, runs: int, frames: int = FRAMES
+) -> tuple[list[float], list[decode.Generation]]:
     """Best decode time of each function over `runs` interleaved calls (so that load from
     other processes hits all alike), after a first (compiling) call of each."""
-    firsts = [fn(model, texts, sampling, FRAMES) for fn in fns]
+    firsts = [fn(model, texts, sampling, frames) for fn in fns]
     best = [float("inf")] * len(fns)
     for _ in range(runs):
         for i, fn in enumerate(fns):
-            best[i] = min(best[i], fn(model, texts, sampling, FRAMES).decode_s)
+            best[i] = min(best[i], fn(model, texts, sampling, frames).decode_s)
     return best, firsts
 
 
@@ -101,9 +122,50 @@ def no_cache_seconds(model, batch: int, cache_steps: int, steps: int) -> float:
     return total
 
 
-def bench_config(name: str, bandwidth: float) -> dict:
-    cfg = load_config(os.path.join(ROOT, "configs", f"{name}.yaml")).model
-    model = build_model(cfg, nnx.Rngs(0))
+def build(name: str, overrides: tuple[str, ...] = ()):
+    return build_model(
+        load_config(os.path.join(ROOT, "configs", f"{name}.yaml"), overrides).model, nnx.Rngs(0)
+    )
+
+
+def batch16_bound(model, b1_s: float, b16_s: float, read_GBps: float) -> dict:
+    """Ceiling of batch 16 / batch 1 (audio per second) with prefix-only attention reads."""
+    short_frames = 56  # 64 steps, the smallest cache bucket
+    greedy = decode.Sampling(greedy=True, min_frames=short_frames)
+    texts = [TEXT] * 16
+    (short_s,), (short,) = timed([decode.generate], model, texts, greedy, 3, short_frames)
+    cfg, steps = model.cfg, FRAMES + model.cfg.n_codebooks
+    kv_bytes_per_position = 16 * cfg.resolved_kv_heads * cfg.resolved_head_dim * 2 * cfg.dec_layers
+    kv_bytes_per_position *= jnp.dtype(cfg.dtype).itemsize
+    prefix_s = kv_bytes_per_position * (steps + 1) / 2 / (read_GBps * 1e9)  # mean filled prefix
+    floor_s = short_s / short.steps + prefix_s
+    return {
+        "b16_ms_per_step_64_step_cache": round(short_s / short.steps * 1e3, 3),
+        "prefix_kv_read_ms_per_step": round(prefix_s * 1e3, 3),
+        "b16_floor_ms_per_step": round(floor_s * 1e3, 3),
+        "b16_measured_ms_per_step": round(b16_s / steps * 1e3, 3),
+        "b1_measured_ms_per_step": round(b1_s / steps * 1e3, 3),
+        "ceiling_b16_over_b1_audio_per_s": round(16 * b1_s / steps / floor_s, 2),
+    }
+
+
+def compiled_only(name: str, overrides: tuple[str, ...]) -> dict:
+    """Batch 1 and 16 through the compiled loop only."""
+    model = build(name, overrides)
+    greedy = decode.Sampling(greedy=True, min_frames=FRAMES)
+    out = {}
+    for batch in (1, 16):
+        runs = REPEATS if batch == 1 else REPEATS // 2 + 1
+        (seconds,), _ = timed([decode.generate], model, [TEXT] * batch, greedy, runs)
+        out[f"batch{batch}"] = rates(seconds, batch)
+    b1, b16 = out["batch1"], out["batch16"]
+    out["batch16_over_batch1_audio_per_s"] = round(b16["audio_s_per_s"] / b1["audio_s_per_s"], 2)
+    return out
+
+
+def bench_config(name: str, bandwidth: float, read_GBps: float) -> dict:
+    model = build(name)
+    cfg = model.cfg
     greedy = decode.Sampling(greedy=True, min_frames=FRAMES)
     default = decode.Sampling(top_k=50, cfg_scale=3.0, min_frames=FRAMES)
     nbytes = step_bytes(model)
@@ -136,12 +198,14 @@ def bench_config(name: str, bandwidth: float) -> dict:
         out[f"batch{batch}"] = row
     b1, b16 = out["batch1"]["compiled"], out["batch16"]["compiled"]
     out["batch16_over_batch1_audio_per_s"] = round(b16["audio_s_per_s"] / b1["audio_s_per_s"], 2)
+    if name == "small":
+        out["batch16_bound"] = batch16_bound(model, b1["s"], b16["s"], read_GBps)
     return out
 
 
 def main() -> None:
     load_start = os.getloadavg()
-    bandwidth = copy_bandwidth()
+    bandwidth, read_GBps = copy_bandwidth(), read_bandwidth()
     result = {
         "benchmark": "sample",
         "machine": {
@@ -150,6 +214,7 @@ def main() -> None:
             "backend": jax.default_backend(),
             "jax": jax.__version__,
             "copy_bandwidth_GBps": round(bandwidth, 1),
+            "read_bandwidth_GBps": round(read_GBps, 1),
         },
         "setup": {
             "frames_per_row": FRAMES,
@@ -163,7 +228,10 @@ def main() -> None:
         },
     }
     for name in ("tiny", "small"):
-        result[name] = bench_config(name, bandwidth)
+        result[name] = bench_config(name, bandwidth, read_GBps)
+    result["small_kv_heads"] = {
+        str(g): compiled_only("small", (f"model.n_kv_heads={g}",)) for g in (2, 1)
+    }
     small = result["small"]
     result["targets"] = {
         "small_b1_vs_no_cache_ge_10x": small["batch1"]["speedup_vs_no_cache"],
