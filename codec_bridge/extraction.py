@@ -12,7 +12,6 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
 import signal
 import threading
 from collections.abc import Iterator
@@ -53,16 +52,6 @@ def _stop_on_signal() -> Iterator[threading.Event]:
     finally:
         for s, h in old.items():
             signal.signal(s, h)
-
-
-def _remove_own_tmp(out: Path, prefix: str, num_shards: int) -> None:
-    """`remove_stale_tmp` deletes every writer's temp shard; with several shard processes on
-    one store only this shard's own leftovers may go."""
-    if num_shards == 1:
-        remove_stale_tmp(out)
-        return
-    for p in (out / "shards").glob(f".tmp-{prefix}-part*"):
-        shutil.rmtree(p, ignore_errors=True)
 
 
 def _skipped(out: Path) -> set[tuple[str, str]]:
@@ -154,7 +143,7 @@ def extract(
     codec.set_bandwidth(bandwidth)
     prefix = f"{shard_index:05d}-of-{num_shards:05d}"
     out.mkdir(parents=True, exist_ok=True)
-    _remove_own_tmp(out, prefix, num_shards)
+    remove_stale_tmp(out, prefix=f"{prefix}-part" if num_shards > 1 else "")
     stored, skipped = _open_store(out, codec, format, input), _skipped(out)
     todo = [it for it in mine if it.id not in stored and (it.id, str(it.path)) not in skipped]
     run = Run(

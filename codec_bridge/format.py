@@ -299,9 +299,12 @@ class ShardWriter:
             self.discard()
 
 
-def remove_stale_tmp(store: str | os.PathLike) -> int:
-    """Delete the half-written shards a killed writer left behind; returns how many."""
-    stale = list((Path(store) / "shards").glob(".tmp-*"))
+def remove_stale_tmp(store: str | os.PathLike, prefix: str = "") -> int:
+    """Delete the half-written shards a killed writer left behind; returns how many.
+
+    Only shards whose name starts with `prefix`: one of several writers sharing a store must
+    not delete the shards the others are writing."""
+    stale = list((Path(store) / "shards").glob(f".tmp-{prefix}*"))
     for p in stale:
         shutil.rmtree(p, ignore_errors=True)
     return len(stale)

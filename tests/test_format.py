@@ -145,7 +145,10 @@ def test_kill_mid_write_loses_nothing_committed(tmp_path):
     assert store.ids == [f"c{i}" for i in range(10)]
     assert all(store.get(f"c{i}").codes.max() == i for i in range(10))
     assert store.verify() == []
-    assert fmt.remove_stale_tmp(root) == 1
+    other = fmt.ShardWriter(root, "other-part0")  # another writer, still running
+    assert fmt.remove_stale_tmp(root, prefix="part1") == 1
+    assert [p.name for p in (root / "shards").glob(".tmp-*")] == [other.tmp.name]
+    other.discard()
     assert not list((root / "shards").glob(".tmp-*"))
 
 
