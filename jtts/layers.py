@@ -91,8 +91,6 @@ class Attention(nnx.Module):
         self.k = _linear(cfg, cfg.d_model, kv_inner, cfg.init_std, rngs)
         self.v = _linear(cfg, cfg.d_model, kv_inner, cfg.init_std, rngs)
         self.o = _linear(cfg, inner, cfg.d_model, _out_std(cfg), rngs)
-        self.n_heads = cfg.n_heads
-        self.kv_heads = kv_heads
         self.head_dim = cfg.resolved_head_dim
         self.rope_theta = cfg.rope_theta if rope else None
 
