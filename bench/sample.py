@@ -111,6 +111,15 @@ def no_cache_seconds(model, batch: int, cache_steps: int, steps: int) -> float:
     return total
 
 
+def runs_for(batch: int) -> int:
+    return REPEATS if batch == 1 else REPEATS // 2 + 1
+
+
+def audio_ratio(b1: dict, b16: dict) -> float:
+    """Audio per second of batch 16 over batch 1, from two `rates` rows."""
+    return round(b16["audio_s_per_s"] / b1["audio_s_per_s"], 2)
+
+
 def build(name: str, overrides: tuple[str, ...] = ()):
     return build_model(
         load_config(os.path.join(ROOT, "configs", f"{name}.yaml"), overrides).model, nnx.Rngs(0)
@@ -123,13 +132,14 @@ def batch16_bound(model, b1_s: float, b16_s: float, read_GBps: float) -> dict:
     greedy = decode.Sampling(greedy=True, min_frames=short_frames)
     texts = [TEXT] * 16
     (short_s,), (short,) = timed([decode.generate], model, texts, greedy, 3, short_frames)
+    short_step_s = short_s / short.steps
     cfg, steps = model.cfg, FRAMES + model.cfg.n_codebooks
     kv_bytes_per_position = 16 * cfg.resolved_kv_heads * cfg.resolved_head_dim * 2 * cfg.dec_layers
     kv_bytes_per_position *= jnp.dtype(cfg.dtype).itemsize
     prefix_s = kv_bytes_per_position * (steps + 1) / 2 / (read_GBps * 1e9)  # mean filled prefix
-    floor_s = short_s / short.steps + prefix_s
+    floor_s = short_step_s + prefix_s
     return {
-        "b16_ms_per_step_64_step_cache": round(short_s / short.steps * 1e3, 3),
+        "b16_ms_per_step_64_step_cache": round(short_step_s * 1e3, 3),
         "prefix_kv_read_ms_per_step": round(prefix_s * 1e3, 3),
         "b16_floor_ms_per_step": round(floor_s * 1e3, 3),
         "b16_measured_ms_per_step": round(b16_s / steps * 1e3, 3),
@@ -144,11 +154,9 @@ def compiled_only(name: str, overrides: tuple[str, ...]) -> dict:
     greedy = decode.Sampling(greedy=True, min_frames=FRAMES)
     out = {}
     for batch in (1, 16):
-        runs = REPEATS if batch == 1 else REPEATS // 2 + 1
-        (seconds,), _ = timed([decode.generate], model, [TEXT] * batch, greedy, runs)
+        (seconds,), _ = timed([decode.generate], model, [TEXT] * batch, greedy, runs_for(batch))
         out[f"batch{batch}"] = rates(seconds, batch)
-    b1, b16 = out["batch1"], out["batch16"]
-    out["batch16_over_batch1_audio_per_s"] = round(b16["audio_s_per_s"] / b1["audio_s_per_s"], 2)
+    out["batch16_over_batch1_audio_per_s"] = audio_ratio(out["batch1"], out["batch16"])
     return out
 
 
@@ -161,7 +169,7 @@ def bench_config(name: str, read_GBps: float) -> dict:
     out = {"params": count_params(model), "param_bytes_per_step": nbytes}
     for batch in (1, 16):
         texts = [TEXT] * batch
-        runs = REPEATS if batch == 1 else REPEATS // 2 + 1
+        runs = runs_for(batch)
         fns = [decode.generate, decode.generate_stepwise]
         (compiled_s, loop_s), (first, _) = timed(fns, model, texts, greedy, runs)
         steps = first.steps
@@ -186,7 +194,7 @@ def bench_config(name: str, read_GBps: float) -> dict:
             row["compiled_over_bound"] = round(compiled_s / bound, 2)
         out[f"batch{batch}"] = row
     b1, b16 = out["batch1"]["compiled"], out["batch16"]["compiled"]
-    out["batch16_over_batch1_audio_per_s"] = round(b16["audio_s_per_s"] / b1["audio_s_per_s"], 2)
+    out["batch16_over_batch1_audio_per_s"] = audio_ratio(b1, b16)
     if name == "small":
         out["batch16_bound"] = batch16_bound(model, b1["s"], b16["s"], read_GBps)
     return out
@@ -208,7 +216,7 @@ def main() -> None:
             "frames_per_row": FRAMES,
             "audio_s_per_row": FRAMES / FRAME_RATE,
             "sampling": "greedy, no guidance, EOS disabled (min_frames=750)",
-            "timing": f"best of {REPEATS} (batch 16: {REPEATS // 2 + 1}) runs after a compiling "
+            "timing": f"best of {runs_for(1)} (batch 16: {runs_for(16)}) runs after a compiling "
             "run, compiled and python_loop interleaved; rtf = decode seconds / seconds of "
             "audio produced (all rows)",
             "no_cache": "forward per prefix bucket timed (best of 2), x steps in that bucket",
