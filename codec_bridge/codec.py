@@ -8,8 +8,10 @@ decoding uses the very same codec). Never silently anything else.
 
 from __future__ import annotations
 
+import errno
 import math
 import os
+import shutil
 import sys
 import uuid
 import warnings
@@ -23,7 +25,7 @@ from encodec import EncodecModel
 
 from codec_bridge.batching import BatchEncoder
 from codec_bridge.errors import BridgeError
-from codec_bridge.format import file_sha256
+from codec_bridge.format import file_sha256, size_text
 from codec_bridge.untrained import randomize
 
 UNTRAINED_FILE = "codec_weights.pt"
@@ -134,13 +136,27 @@ def _load_state(spec: _Spec, path: Path) -> EncodecModel:
 
 
 def _link_new(path: Path, model: EncodecModel) -> None:
-    """Save weights to ``path`` unless another writer got there first (then keep theirs)."""
+    """Save weights to ``path`` unless another writer got there first (then keep theirs).
+
+    A failed save (full disk, read-only store) removes its temporary file, which is as large
+    as the weights, and says how much space they need."""
+    state = model.state_dict()
+    need = sum(t.nbytes for t in state.values())
+    free = shutil.disk_usage(path.parent).free
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    torch.save(model.state_dict(), tmp)
     try:
+        torch.save(state, tmp)
         os.link(tmp, path)
     except FileExistsError:
         pass
+    except (OSError, RuntimeError) as e:  # torch reports a failed write as a RuntimeError
+        if free < need or getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
+            raise BridgeError(
+                f"{path}: no space left on device for the untrained codec weights "
+                f"({size_text(free)} free, needs {size_text(need)})"
+            ) from None
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise BridgeError(f"{path}: cannot save the untrained codec weights ({first})") from None
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from codec_bridge.codec import Codec, check_settings, load_codec
 from codec_bridge.errors import BridgeError
 from codec_bridge.format import CodeStore, StoreError, init_store, make_meta, remove_stale_tmp
+from codec_bridge.lock import Lock, LockedError, acquire, holder
 from codec_bridge.pipeline import Run, Summary
 from codec_bridge.readers import read_corpus
 
@@ -66,6 +67,30 @@ def _skipped(out: Path) -> set[tuple[str, str]]:
             entry = json.loads(line)
             keys.add((entry.get("id"), entry.get("path")))
     return keys
+
+
+def _lock_writer(out: Path, shard_index: int, num_shards: int) -> Lock:
+    """Hold the store's lock for this shard index: two runs of the same command would encode
+    the same utterances into different parts. Writers that split the corpus another way
+    (another ``--num-shards``) while this one runs are refused too, for the same reason."""
+    split = f"-of-{num_shards:05d}"
+    path = out / f".writer-{shard_index:05d}{split}.lock"
+    try:
+        lock = acquire(path, f"store {out} (shard {shard_index} of {num_shards})")
+    except LockedError as e:
+        raise BridgeError(str(e)) from None
+    except OSError as e:
+        raise BridgeError(f"{out}: cannot write to the store ({e.strerror})") from None
+    for other in sorted(out.glob(".writer-*.lock")):
+        who = None if other.name.endswith(f"{split}.lock") else holder(other)
+        if who:
+            lock.release()
+            n = int(other.name.removesuffix(".lock").rpartition("-of-")[2])
+            raise BridgeError(
+                f"store {out} is being filled with --num-shards {n} by {who}; "
+                f"use --num-shards {n} too, or wait for it to end"
+            )
+    return lock
 
 
 def _open_store(out: Path, codec: Codec, format: str, input: Path) -> set[str]:
@@ -138,34 +163,41 @@ def extract(
         raise BridgeError(f"{out}: --out exists and is not a directory")
     items = read_corpus(format, input)[:limit]
     mine = [it for it in items if shard_of(it.id, num_shards) == shard_index]
-    _check_untrained_store(out, str(weights))
-    codec = load_codec(model, weights, seed=seed, device=device, store=out)
-    codec.set_bandwidth(bandwidth)
-    prefix = f"{shard_index:05d}-of-{num_shards:05d}"
-    out.mkdir(parents=True, exist_ok=True)
-    remove_stale_tmp(out, prefix=f"{prefix}-part" if num_shards > 1 else "")
-    stored, skipped = _open_store(out, codec, format, input), _skipped(out)
-    todo = [it for it in mine if it.id not in stored and (it.id, str(it.path)) not in skipped]
-    run = Run(
-        codec,
-        out,
-        prefix,
-        max_seconds=max_seconds,
-        part_utterances=part_utterances,
-        part_seconds=part_seconds,
-    )
-    run.summary.already = len(mine) - len(todo)
-    if threads is None:
-        threads = len(os.sched_getaffinity(0)) if codec.device.type == "cpu" else 1
-    with _stop_on_signal() as stop:
-        run.execute(
-            todo,
-            batch_seconds=batch_seconds,
-            workers=workers,
-            threads=threads,
-            stop=stop,
-            progress=progress,
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise BridgeError(f"{out}: cannot create the store ({e.strerror})") from None
+    with _lock_writer(out, shard_index, num_shards) as lock:
+        _check_untrained_store(out, str(weights))
+        codec = load_codec(model, weights, seed=seed, device=device, store=out)
+        codec.set_bandwidth(bandwidth)
+        prefix = lock.path.name.removeprefix(".writer-").removesuffix(".lock")
+        remove_stale_tmp(out, prefix=f"{prefix}-part")
+        stored, skipped = _open_store(out, codec, format, input), _skipped(out)
+        todo = [it for it in mine if it.id not in stored and (it.id, str(it.path)) not in skipped]
+        run = Run(
+            codec,
+            out,
+            prefix,
+            max_seconds=max_seconds,
+            part_utterances=part_utterances,
+            part_seconds=part_seconds,
         )
+        run.summary.already = len(mine) - len(todo)
+        if threads is None:
+            threads = len(os.sched_getaffinity(0)) if codec.device.type == "cpu" else 1
+        with _stop_on_signal() as stop:
+            try:
+                run.execute(
+                    todo,
+                    batch_seconds=batch_seconds,
+                    workers=workers,
+                    threads=threads,
+                    stop=stop,
+                    progress=progress,
+                )
+            except StoreError as e:
+                raise BridgeError(str(e)) from None
     if progress:
         print(run.summary.line())
     if run.summary.interrupted:

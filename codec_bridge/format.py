@@ -13,6 +13,7 @@ Layout of a store directory::
         manifest.json           counts, sizes and sha256 of the three files above
       shards/.tmp-*             shards being written (ignored by readers, removed on resume)
       skipped.jsonl             inputs the writer skipped, with the reason
+      .writer-*.lock            held by the live writer of each shard index (`codec_bridge.lock`)
 
 Codes are stored frame-major so one utterance is one contiguous block of a memory map; a
 reader opens a store by reading ``meta.json`` and the shard manifests only, so opening costs
@@ -21,7 +22,10 @@ the same for a hundred utterances or ten million.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -47,6 +51,7 @@ INDEX_DTYPE = np.dtype(
     ]
 )
 _SHARD_FILES = ("codes.npy", "index.npy", "records.jsonl")
+_NPY_HEADER = 128  # bytes of a .npy 1.0 header of any 2-D uint16 array (magic, dict, padding)
 _REQUIRED_META = (
     "codec",
     "sample_rate",
@@ -60,6 +65,34 @@ _REQUIRED_META = (
 
 class StoreError(Exception):
     """A store cannot be read or written; the message names the file and what is wrong."""
+
+
+class NoSpaceError(StoreError):
+    """The disk (or quota) filled up while writing; what was being written has been removed."""
+
+
+def write_error(e: OSError, path: Path, need: int | None = None) -> StoreError:
+    """One-line error for a failed write of ``path``: a full disk says how much is free and,
+    when known, how many bytes the write needed."""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        free = shutil.disk_usage(_existing(path)).free
+        needs = f", needs {size_text(need)}" if need else ""
+        return NoSpaceError(f"{path}: no space left on device ({size_text(free)} free{needs})")
+    return StoreError(f"{path}: cannot write ({e.strerror or e})")
+
+
+def size_text(n: float) -> str:
+    """Bytes for a message: '512 B', '32.0 kB', '93.1 MB', '1.2 GB'."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n:.0f} B"
+
+
+def _existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
 
 
 @dataclass(frozen=True)
@@ -127,11 +160,15 @@ def _fsync_dir(path: Path) -> None:
 
 def _write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise write_error(e, path, len(data)) from None
     _fsync_dir(path.parent)
 
 
@@ -158,11 +195,14 @@ def init_store(path: str | os.PathLike, meta: dict[str, Any]) -> Path:
     Many writers may call this at once (one per shard of a Slurm array): ``meta.json`` is
     created with an atomic link, and a writer whose settings disagree gets a clear error."""
     root = Path(path)
-    (root / "shards").mkdir(parents=True, exist_ok=True)
     meta_path = root / "meta.json"
     tmp = root / f".meta.json.{uuid.uuid4().hex}.tmp"
-    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     try:
+        (root / "shards").mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise write_error(e, root / "shards") from None
+    try:
+        tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         os.link(tmp, meta_path)
     except FileExistsError:
         existing = _read_json(meta_path)
@@ -174,6 +214,8 @@ def init_store(path: str | os.PathLike, meta: dict[str, Any]) -> Path:
             raise StoreError(
                 f"{meta_path}: existing store was written with other settings ({detail})"
             ) from None
+    except OSError as e:
+        raise write_error(e, meta_path) from None
     finally:
         tmp.unlink(missing_ok=True)
     _fsync_dir(root)
@@ -184,7 +226,9 @@ class ShardWriter:
     """Appends utterances to one shard; nothing is visible to readers until `commit`.
 
     Use as a context manager: leaving the block normally commits, an exception discards.
-    A process killed mid-write leaves only a ``shards/.tmp-*`` directory that readers ignore."""
+    A process killed mid-write leaves only a ``shards/.tmp-*`` directory that readers ignore.
+    A failed write (full disk, lost permissions) discards the shard, freeing its space, and
+    raises a one-line `StoreError` (`NoSpaceError` for a full disk)."""
 
     def __init__(self, store: str | os.PathLike, name: str):
         self.root = Path(store)
@@ -196,9 +240,15 @@ class ShardWriter:
         if self.final.exists():
             raise StoreError(f"{self.final}: shard already exists")
         self.tmp = self.root / "shards" / f".tmp-{name}-{uuid.uuid4().hex[:8]}"
-        self.tmp.mkdir(parents=True)
-        self._codes = open(self.tmp / "codes.raw", "wb")
-        self._records = open(self.tmp / "records.jsonl", "wb")
+        self._files: list[io.BufferedWriter] = []
+        with self._writing(self.tmp):
+            self.tmp.mkdir(parents=True)
+            # codes.npy is written in place: its header (always _NPY_HEADER bytes for a 2-D
+            # uint16 array) is rewritten with the final shape on commit.
+            self._codes = open(self.tmp / "codes.npy", "wb")
+            self._records = open(self.tmp / "records.jsonl", "wb")
+            self._files = [self._codes, self._records]
+            self._codes.write(bytes(_NPY_HEADER))
         self._index: list[tuple] = []
         self._offset = 0
         self._rec_offset = 0
@@ -210,6 +260,17 @@ class ShardWriter:
     @property
     def frames(self) -> int:
         return self._offset
+
+    @contextlib.contextmanager
+    def _writing(self, path: Path, need: int | None = None) -> Iterator[None]:
+        try:
+            yield
+        except StoreError:
+            self.discard()
+            raise
+        except OSError as e:
+            self.discard()
+            raise write_error(e, path, need) from None
 
     def add(
         self,
@@ -233,9 +294,8 @@ class ShardWriter:
             raise StoreError(f"{utt_id}: codes outside [0, {self.codebook_size})")
         if utt_id in self._ids:
             raise StoreError(f"{utt_id}: id added twice to shard {self.name}")
-        self._ids.add(utt_id)
         frames = codes_KxT.shape[1]
-        self._codes.write(np.ascontiguousarray(codes_KxT.T, dtype=CODES_DTYPE).tobytes())
+        data = np.ascontiguousarray(codes_KxT.T, dtype=CODES_DTYPE).tobytes()
         record = {
             "id": utt_id,
             "text": text,
@@ -245,32 +305,47 @@ class ShardWriter:
             "duration": float(duration),
         }
         line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
-        self._records.write(line)
+        with self._writing(self.tmp):
+            self._codes.write(data)
+            self._records.write(line)
+        self._ids.add(utt_id)
         self._index.append((self._offset, frames, duration, self._rec_offset, len(line)))
         self._offset += frames
         self._rec_offset += len(line)
 
     def commit(self) -> Path:
         """fsync everything, write the manifest, then atomically rename into place."""
-        for f in (self._codes, self._records):
+        with self._writing(self.tmp):
+            self._commit_files()
+            os.rename(self.tmp, self.final)
+        _fsync_dir(self.final.parent)
+        return self.final
+
+    def _commit_files(self) -> None:
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(
+            header,
+            {
+                "descr": np.lib.format.dtype_to_descr(np.dtype(CODES_DTYPE)),
+                "fortran_order": False,
+                "shape": (self._offset, self.n_codebooks),
+            },
+        )
+        self._codes.flush()
+        os.pwrite(self._codes.fileno(), header.getvalue(), 0)
+        for f in self._files:
             f.flush()
             os.fsync(f.fileno())
             f.close()
-        header = {
-            "descr": np.lib.format.dtype_to_descr(np.dtype(CODES_DTYPE)),
-            "fortran_order": False,
-            "shape": (self._offset, self.n_codebooks),
-        }
-        with open(self.tmp / "codes.raw", "rb") as src, open(self.tmp / "codes.npy", "wb") as dst:
-            np.lib.format.write_array_header_1_0(dst, header)
-            shutil.copyfileobj(src, dst, 1 << 22)
-        (self.tmp / "codes.raw").unlink()
-        np.save(self.tmp / "index.npy", np.array(self._index, dtype=INDEX_DTYPE))
+        index = io.BytesIO()
+        np.save(index, np.array(self._index, dtype=INDEX_DTYPE))
+        with open(self.tmp / "index.npy", "wb") as f:
+            f.write(index.getvalue())
+            f.flush()
+            os.fsync(f.fileno())
         files = {}
         for fname in _SHARD_FILES:
             p = self.tmp / fname
-            with open(p, "rb+") as f:
-                os.fsync(f.fileno())
             files[fname] = {"bytes": p.stat().st_size, "sha256": file_sha256(p)}
         manifest = {
             "format_version": FORMAT_VERSION,
@@ -280,13 +355,11 @@ class ShardWriter:
             "files": files,
         }
         _write_atomic(self.tmp / "manifest.json", json.dumps(manifest, indent=2).encode())
-        os.rename(self.tmp, self.final)
-        _fsync_dir(self.final.parent)
-        return self.final
 
     def discard(self) -> None:
-        for f in (self._codes, self._records):
-            f.close()
+        for f in self._files:
+            with contextlib.suppress(OSError):  # a full disk fails the flush of close too
+                f.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def __enter__(self) -> ShardWriter:
@@ -299,11 +372,11 @@ class ShardWriter:
             self.discard()
 
 
-def remove_stale_tmp(store: str | os.PathLike, prefix: str = "") -> int:
+def remove_stale_tmp(store: str | os.PathLike, prefix: str) -> int:
     """Delete the half-written shards a killed writer left behind; returns how many.
 
-    Only shards whose name starts with `prefix`: one of several writers sharing a store must
-    not delete the shards the others are writing."""
+    Only shards whose name starts with `prefix`, and only while holding the writer lock of
+    that prefix: other writers sharing the store may be writing theirs right now."""
     stale = list((Path(store) / "shards").glob(f".tmp-{prefix}*"))
     for p in stale:
         shutil.rmtree(p, ignore_errors=True)
@@ -314,11 +387,15 @@ def append_skipped(store: str | os.PathLike, entries: Sequence[dict[str, Any]]) 
     """Append skipped inputs (``{"id", "path", "reason"}``) to ``skipped.jsonl``."""
     if not entries:
         return
-    with open(Path(store) / "skipped.jsonl", "a", encoding="utf-8") as f:
-        for e in entries:
-            f.write(json.dumps(e, ensure_ascii=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    path = Path(store) / "skipped.jsonl"
+    data = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries).encode("utf-8")
+    try:
+        with open(path, "ab") as f:  # one write: concurrent writers' lines do not interleave
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise write_error(e, path, len(data)) from None
 
 
 class _Shard:
@@ -445,16 +522,29 @@ class CodeStore:
 
     @cached_property
     def ids(self) -> list[str]:
-        return [r["id"] for s in self.shards for r in s.records()]
+        """Every utterance id in store order; raises `StoreError` if one is stored twice (a
+        store two writers filled at once), so nothing trains on a damaged store."""
+        ids = [r["id"] for s in self.shards for r in s.records()]
+        if len(set(ids)) != len(ids):
+            raise StoreError(self._duplicates()[0])
+        return ids
+
+    def _duplicates(self) -> list[str]:
+        """One problem per id stored more than once, naming the shards that hold it."""
+        where: dict[str, list[str]] = {}
+        for s in self.shards:
+            for r in s.records():
+                where.setdefault(r["id"], []).append(s.path.name)
+        return [
+            f"{self.root}: utterance id {utt_id!r} is stored twice (shards {', '.join(names)});"
+            " delete all but one of those shards and re-run extract to refill them"
+            for utt_id, names in where.items()
+            if len(names) > 1
+        ]
 
     @cached_property
     def _row_of(self) -> dict[str, int]:
-        row_of: dict[str, int] = {}
-        for i, utt_id in enumerate(self.ids):
-            if utt_id in row_of:
-                raise StoreError(f"{self.root}: utterance id {utt_id!r} is stored twice")
-            row_of[utt_id] = i
-        return row_of
+        return {utt_id: i for i, utt_id in enumerate(self.ids)}
 
     @property
     def lengths(self) -> np.ndarray:
@@ -506,18 +596,16 @@ class CodeStore:
         path = self.root / "skipped.jsonl"
         if not path.exists():
             return []
-        with open(path, encoding="utf-8") as f:
-            return [json.loads(line) for line in f if line.strip()]
+        entries = []
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                with contextlib.suppress(ValueError):  # a line cut short by a full disk
+                    entries.append(json.loads(line))
+        return entries
 
     def verify(self) -> list[str]:
         """Re-check every shard's checksums and index; returns the problems found (empty: ok)."""
-        problems = [p for s in self.shards for p in s.verify()]
-        seen: set[str] = set()
-        for utt_id in self.ids:
-            if utt_id in seen:
-                problems.append(f"{self.root}: utterance id {utt_id!r} is stored twice")
-            seen.add(utt_id)
-        return problems
+        return [p for s in self.shards for p in s.verify()] + self._duplicates()
 
 
 def save_codes(path: str | os.PathLike, codes_KxT: np.ndarray, meta: dict[str, Any]) -> None:
@@ -550,5 +638,6 @@ __all__ = [
     "make_meta",
     "remove_stale_tmp",
     "save_codes",
+    "size_text",
     "split_of",
 ]

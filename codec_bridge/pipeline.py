@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from codec_bridge.audio import Skip, load, probe_seconds
 from codec_bridge.codec import Codec
-from codec_bridge.format import ShardWriter, append_skipped
+from codec_bridge.format import NoSpaceError, ShardWriter, StoreError, append_skipped, size_text
 from codec_bridge.readers import Item
 
 PREFETCH_BATCHES = 2  # batches read ahead beyond those being encoded
@@ -199,9 +199,17 @@ class Run:
         encoders = ThreadPoolExecutor(
             threads, initializer=torch.set_num_threads, initargs=(per_batch,)
         )
+        jobs: list[_Job] = []
         try:
             jobs = self.triage(items, readers)
             self._encode_all(jobs, batch_seconds, readers, encoders, threads, stop, progress)
+        except NoSpaceError as e:
+            left = sum(j.seconds for j in jobs) - self.summary.seconds
+            need = left * self.codec.sample_rate / self.codec.hop * self.codec.n_codebooks * 2
+            raise NoSpaceError(
+                f"{e}; the {left / 3600:.3f} h of audio left need about {size_text(need)} of"
+                " codes: free some space and re-run to resume"
+            ) from None
         finally:
             encoders.shutdown(wait=True, cancel_futures=True)
             readers.shutdown(wait=True, cancel_futures=True)
@@ -256,15 +264,19 @@ class Run:
             name = f"{self.prefix}-part{_next_part(self.out, self.prefix):05d}"
             self.writer = ShardWriter(self.out, name)
             self.part_audio = 0.0
-        self.writer.add(
-            item.id,
-            codes,
-            text=item.text,
-            normalized=item.normalized,
-            speaker=item.speaker,
-            path=str(item.path),
-            duration=seconds,
-        )
+        try:
+            self.writer.add(
+                item.id,
+                codes,
+                text=item.text,
+                normalized=item.normalized,
+                speaker=item.speaker,
+                path=str(item.path),
+                duration=seconds,
+            )
+        except StoreError:
+            self.writer = None  # a failed write discarded the part
+            raise
         self.summary.stored += 1
         self.summary.seconds += seconds
         self.part_audio += seconds
@@ -272,11 +284,11 @@ class Run:
             self._commit()
 
     def _commit(self) -> None:
-        if self.writer is not None:
-            if len(self.writer):
-                self.summary.parts.append(self.writer.commit().name)
+        writer, self.writer = self.writer, None
+        if writer is not None:
+            if len(writer):
+                self.summary.parts.append(writer.commit().name)  # a failure discards it
             else:
-                self.writer.discard()
-            self.writer = None
+                writer.discard()
         append_skipped(self.out, self.pending_skips)
         self.pending_skips = []

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import sandbox
 import soundfile as sf
 import torch
 from encodec import EncodecModel
@@ -22,6 +25,7 @@ from codec_bridge.codec import load_codec
 from codec_bridge.errors import BridgeError
 from codec_bridge.extraction import extract, shard_of
 from codec_bridge.format import CodeStore
+from codec_bridge.lock import holder
 
 FAST = dict(device="cpu", progress=False)
 
@@ -314,3 +318,101 @@ def test_stores_do_not_depend_on_thread_count(tmp_path, corpora, weights_file):
     (ids1, codes1), (ids3, codes3) = parts[1], parts[3]
     assert ids1 == ids3 and len(ids1) == 3
     assert all(np.array_equal(codes1[u], codes3[u]) for u in codes1)
+
+
+def lock_holder(out: Path) -> str | None:
+    return holder(out / ".writer-00000-of-00001.lock")
+
+
+def test_a_second_writer_is_refused_and_a_killed_ones_lock_is_not(tmp_path, corpora, weights_file):
+    out = tmp_path / "same"
+    args = ["--format", "fsdd", "--input", str(corpora[1]), "--out", str(out), "--limit", "12"]
+    args += ["--weights", str(weights_file), "--part-utterances", "3", "--threads", "1"]
+    first = subprocess.Popen(cli(*args), stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while f"pid {first.pid} " not in (lock_holder(out) or ""):
+        assert first.poll() is None and time.monotonic() < deadline, first.stderr.read()
+        time.sleep(0.01)
+    first.send_signal(signal.SIGSTOP)  # a live writer, paused mid-run
+    try:
+        for extra, needle in [
+            ((), f"(shard 0 of 1) is in use by pid {first.pid} on host "),
+            (("--num-shards", "2"), "is being filled with --num-shards 1 by pid"),
+        ]:
+            second = subprocess.run(cli(*args, *extra), capture_output=True, text=True)
+            err = second.stderr.strip()
+            assert second.returncode == 2 and len(err.splitlines()) == 1 and needle in err, err
+    finally:
+        first.kill()  # kill -9 leaves its lock file (and maybe a half-written part) behind
+        first.wait()
+    assert (out / ".writer-00000-of-00001.lock").exists() and lock_holder(out) is None
+    assert subprocess.run(cli(*args)).returncode == 0
+    assert len(contents(out)) == 12 and len(CodeStore.open(out).ids) == 12
+    assert not list((out / "shards").glob(".tmp-*"))
+
+
+def test_the_same_command_twice_at_once_stores_everything_once(tmp_path, corpora, weights_file):
+    out = tmp_path / "twice"
+    args = ["--format", "fsdd", "--input", str(corpora[1]), "--out", str(out), "--limit", "12"]
+    args += ["--weights", str(weights_file), "--part-utterances", "3", "--threads", "1"]
+    procs = [subprocess.Popen(cli(*args), stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    done = sorted((p.wait(timeout=300), p.stderr.read().strip()) for p in procs)
+    assert [rc for rc, _ in done] in ([0, 0], [0, 2]), done  # refused, or came after the first
+    assert all(len(err.splitlines()) == 1 and "is in use by pid" in err for rc, err in done if rc)
+    assert len(contents(out)) == 12 and len(CodeStore.open(out).ids) == 12
+
+
+def in_namespace(argv: list[str]) -> str:
+    """A shell line running `argv` that prints its exit code and stderr without '#' banners."""
+    run = f"e=$(mktemp); rc=0; {shlex.join(argv)} 2>$e || rc=$?; echo rc=$rc"
+    return f"{run}; grep -v '^#' $e || true; rm $e\n"
+
+
+def test_full_disk_is_one_line_and_leaves_no_temporary_files(tmp_path, corpora, weights_file):
+    disk = tmp_path / "disk"
+    lj = ["--format", "ljspeech", "--input", str(corpora[0]), "--limit", "6"]
+    lj += ["--part-utterances", "2", "--threads", "1"]
+    untrained = cli(*lj, "--out", str(disk / "u"), "--weights", "untrained")
+    from_file = cli(*lj, "--out", str(disk / "f"), "--weights", str(weights_file))
+    out = sandbox.run(
+        sandbox.tmpfs(disk, "2m")
+        + in_namespace(untrained)
+        + "ls -A "
+        + shlex.quote(str(disk / "u"))
+        + "\n"
+        + "mount -o remount,size=24k "
+        + shlex.quote(str(disk))
+        + "\n"
+        + in_namespace(from_file)
+        + "find "
+        + shlex.quote(str(disk / "f"))
+        + " -name '.tmp-*'\n"
+        + "mount -o remount,size=10m "
+        + shlex.quote(str(disk))
+        + "\n"
+        + in_namespace(from_file)
+        + f"{sys.executable} -m codec_bridge verify {shlex.quote(str(disk / 'f'))}\n"
+        + f"{sys.executable} -m codec_bridge info {shlex.quote(str(disk / 'f'))}\n"
+    )
+    lines = out.splitlines()
+    assert lines[0] == "rc=2", out
+    assert lines[1].startswith(f"codec_bridge extract: error: {disk / 'u' / 'codec_weights.pt'}: ")
+    assert "no space left on device" in lines[1] and "needs 93.1 MB" in lines[1]
+    assert lines[2] == ".writer-00000-of-00001.lock"  # the 93 MB temporary file is gone
+    assert lines[3] == "rc=2", out
+    assert "no space left on device" in lines[4] and "free some space and re-run" in lines[4]
+    assert lines[5] == "rc=0" and lines[6] == "ok", out  # nothing half-written was left
+    assert "utterances: 6" in out and "Traceback" not in out
+
+
+def test_read_only_store_is_one_line(tmp_path, store, corpora, weights_file):
+    copy = tmp_path / "ro"
+    shutil.copytree(store, copy)
+    argv = cli("--format", "fsdd", "--input", str(corpora[1]), "--out", str(copy))
+    out = sandbox.run(
+        sandbox.read_only(copy) + in_namespace([*argv, "--weights", str(weights_file)])
+    )
+    assert out.splitlines() == [
+        "rc=2",
+        f"codec_bridge extract: error: {copy}: cannot write to the store (Read-only file system)",
+    ]
