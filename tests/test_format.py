@@ -1,5 +1,6 @@
 """The code store: round trips, crash safety, cheap opening and clear errors."""
 
+import errno
 import json
 import subprocess
 import sys
@@ -279,12 +280,34 @@ def test_bad_records_are_rejected(tmp_path):
         _meta(codebook_size=70_000)
 
 
-def test_duplicate_ids_across_shards_are_reported(tmp_path):
+def test_duplicate_ids_across_shards_are_reported_and_refused(tmp_path):
     root = fmt.init_store(tmp_path, _meta())
     _fill(root, "a", 3)
     _fill(root, "b", 3)
     problems = fmt.CodeStore.open(root).verify()
-    assert any("stored twice" in p for p in problems)
+    assert len(problems) == 3 and "'utt000000' is stored twice (shards a, b)" in problems[0]
+    with pytest.raises(fmt.StoreError, match=r"stored twice \(shards a, b\); delete all but one"):
+        len(fmt.CodeStore.open(root).ids)  # training reads the ids first: it refuses the store
+
+
+class _FullDisk:
+    """A file whose writes fail like a full disk."""
+
+    def write(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def close(self):
+        pass
+
+
+def test_a_failed_write_discards_the_part_in_one_line(tmp_path):
+    root = fmt.init_store(tmp_path, _meta())
+    w = fmt.ShardWriter(root, "a")
+    w.add("u1", np.zeros((K, 5)), text="x")
+    w._codes = _FullDisk()
+    with pytest.raises(fmt.NoSpaceError, match=r"\.tmp-a-\w+: no space left on device \(.* free\)"):
+        w.add("u2", np.zeros((K, 5)), text="y")
+    assert not list((root / "shards").iterdir()) and len(fmt.CodeStore.open(root)) == 0
 
 
 def test_codes_file_round_trip(tmp_path):
