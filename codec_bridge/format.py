@@ -28,6 +28,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import time
 import uuid
@@ -608,6 +609,20 @@ class CodeStore:
         return [p for s in self.shards for p in s.verify()] + self._duplicates()
 
 
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def file_stem(utt_id: str) -> str:
+    """A file name for an utterance id: the id itself when it is a plain name (letters,
+    digits, ``._-``, not starting with a dot, at most 100 characters), else its plain
+    characters, ``~`` and a hash of the id. So ids such as ``spk/sub/utt1`` or ``../x`` stay in
+    their folder, and no two ids share a name (plain names never contain ``~``)."""
+    if _PLAIN_NAME.fullmatch(utt_id):
+        return utt_id
+    plain = re.sub(r"[^A-Za-z0-9._-]+", "_", utt_id).strip("._")[:64]
+    return f"{plain}~{hashlib.sha256(utt_id.encode('utf-8')).hexdigest()[:12]}"
+
+
 def save_codes(path: str | os.PathLike, codes_KxT: np.ndarray, meta: dict[str, Any]) -> None:
     """Write one utterance's codes as ``X.npy`` with its codec metadata in ``X.json``."""
     p = Path(path)
@@ -633,6 +648,7 @@ __all__ = [
     "StoreError",
     "Utterance",
     "append_skipped",
+    "file_stem",
     "init_store",
     "load_codes",
     "make_meta",

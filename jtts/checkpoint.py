@@ -3,13 +3,17 @@
 Parameters and optimizer state are separate items so inference (`restore_params`) reads
 only the parameters. `data` is the data iterator state and `meta` the resolved config and
 step, both JSON. Orbax writes each step under a temporary name and renames it on commit, so a
-run killed mid-save resumes from the last complete checkpoint. Retention: the last
-`checkpoint.keep` steps, plus the one with the lowest validation loss when `keep_best`.
+run killed mid-save resumes from the last complete checkpoint; one damaged afterwards
+(truncated, emptied, edited) is skipped with a warning naming its step, for the newest intact
+one. Retention: the last `checkpoint.keep` steps, plus the one with the lowest validation
+loss when `keep_best`.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +30,34 @@ BEST_METRIC = "eval/loss"
 
 class CheckpointError(RuntimeError):
     """A checkpoint cannot be used with this config, or there is none to restore."""
+
+
+class DamagedCheckpointWarning(UserWarning):
+    """A checkpoint does not read back (truncated file, missing item, garbage JSON); an older
+    intact one is used instead."""
+
+
+def _why(e: Exception) -> str:
+    """An exception as a short one-line reason (orbax and tensorstore errors run to pages)."""
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text[:120]}" if text else type(e).__name__
+
+
+def _damaged(directory: Path, failures: list[tuple[int, str]], fallback: int) -> None:
+    steps = ", ".join(f"step {s} ({why})" for s, why in failures)
+    warnings.warn(
+        f"damaged checkpoint in {directory}: {steps}; using step {fallback}",
+        DamagedCheckpointWarning,
+        stacklevel=3,
+    )
+
+
+def _none_intact(directory: Path, failures: list[tuple[int, str]]) -> CheckpointError:
+    steps = "; ".join(f"step {s}: {why}" for s, why in failures)
+    return CheckpointError(
+        f"no intact checkpoint in {directory} ({steps}); move the damaged steps aside to "
+        "start over, or use another --workdir"
+    )
 
 
 class _QuietOrbax(logging.Filter):
@@ -102,6 +134,39 @@ class Checkpointer:
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
+    def restore_latest(
+        self, target: dict[str, Any]
+    ) -> tuple[int, dict[str, Any], dict[str, int]] | None:
+        """(step, train state, data iterator state) of the newest checkpoint that reads back
+        whole, or None when the run has no checkpoint yet.
+
+        Newer damaged ones get a `DamagedCheckpointWarning` naming their steps and are moved
+        aside to ``checkpoints/STEP.damaged-TIME`` (by process 0), so this run can save those
+        steps again. A config clash is still a `CheckpointError`, and so is a run whose
+        checkpoints are all damaged (then nothing is moved)."""
+        failures: list[tuple[int, str]] = []
+        for step in sorted(self.manager.all_steps(), reverse=True):
+            try:
+                state, data_state = self.restore(step, target)
+            except CheckpointError:
+                raise
+            except Exception as e:  # orbax, tensorstore and json raise many types
+                failures.append((step, _why(e)))
+                continue
+            if failures:
+                _damaged(self.directory, failures, step)
+                if jax.process_index() == 0:
+                    for bad, _ in failures:
+                        path = self.directory / str(bad)
+                        path.rename(
+                            path.with_name(f"{bad}.damaged-{time.strftime('%Y%m%d%H%M%S')}")
+                        )
+                self.manager.reload()
+            return step, state, data_state
+        if failures:
+            raise _none_intact(self.directory, failures)
+        return None
+
     def saved_config(self, step: int) -> Config:
         meta = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
         return config_from_dict(meta["meta"]["config"])
@@ -154,22 +219,39 @@ class Checkpointer:
         self.manager.close()
 
 
-def _resolve_step(manager: ocp.CheckpointManager, step: int | str | None) -> int:
-    steps = manager.all_steps()
+def _candidates(manager: ocp.CheckpointManager, step: int | str | None) -> list[int]:
+    """Steps to try for `restore_params`, in order of preference."""
+    steps = sorted(manager.all_steps(), reverse=True)
     if not steps:
         raise CheckpointError(f"no checkpoint in {manager.directory}")
     if step in (None, "best"):
-        with_metrics = [s for s in steps if manager.metrics(s)]
-        if with_metrics:
-            return min(with_metrics, key=lambda s: _best_metric(manager.metrics(s)))
-        if step == "best":
+        scored = sorted(
+            (s for s in steps if manager.metrics(s)), key=lambda s: _best_metric(manager.metrics(s))
+        )
+        if step == "best" and not scored:
             raise CheckpointError(f"no checkpoint in {manager.directory} has {BEST_METRIC}")
-        return max(steps)
+        return scored if step == "best" else scored + [s for s in steps if s not in scored]
     if step == "latest":
-        return max(steps)
+        return steps
     if int(step) not in steps:
-        raise CheckpointError(f"no checkpoint for step {step} in {manager.directory}; have {steps}")
-    return int(step)
+        raise CheckpointError(
+            f"no checkpoint for step {step} in {manager.directory}; have {steps[::-1]}"
+        )
+    return [int(step)]
+
+
+def _read_params(
+    manager: ocp.CheckpointManager, step: int, sharding: jax.sharding.Sharding
+) -> tuple[Config, dict[str, Any]]:
+    meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+    cfg = config_from_dict(meta["meta"]["config"])
+    abstract = nnx.eval_shape(lambda: build_model(cfg.model, nnx.Rngs(0)))
+    params = nnx.to_pure_dict(nnx.state(abstract, nnx.Param))
+    target = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), params
+    )
+    out = manager.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore(target)))
+    return cfg, out["params"]
 
 
 def restore_params(
@@ -181,28 +263,31 @@ def restore_params(
     """(config, params, step) for inference; never reads the optimizer state.
 
     `step`: an int, 'latest', 'best' (lowest eval/loss), or None (best if any checkpoint was
-    evaluated, else latest). `params` is the pure dict of `nnx.split(model, nnx.Param)`, i.e.
-    `nnx.merge(graphdef, params)` rebuilds the model (see `load_model`). Arrays land on
-    `sharding` (default: the first local device).
+    evaluated, else latest). A damaged checkpoint chosen by 'latest', 'best' or None gives a
+    `DamagedCheckpointWarning` and the next choice is used; a damaged explicit step, or none
+    intact, is a `CheckpointError`. `params` is the pure dict of `nnx.split(model,
+    nnx.Param)`, i.e. `nnx.merge(graphdef, params)` rebuilds the model (see `load_model`).
+    Arrays land on `sharding` (default: the first local device).
     """
     directory = Path(run_dir).absolute() / "checkpoints"
     manager = _manager(directory, None, read_only=True)
+    sharding = sharding or jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    failures: list[tuple[int, str]] = []
     try:
-        step = _resolve_step(manager, step)
-        meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
-        cfg = config_from_dict(meta["meta"]["config"])
-        abstract = nnx.eval_shape(lambda: build_model(cfg.model, nnx.Rngs(0)))
-        params = nnx.to_pure_dict(nnx.state(abstract, nnx.Param))
-        sharding = sharding or jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-        target = jax.tree.map(
-            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), params
-        )
-        out = manager.restore(
-            step, args=ocp.args.Composite(params=ocp.args.StandardRestore(target))
-        )
+        for candidate in _candidates(manager, step):
+            try:
+                cfg, params = _read_params(manager, candidate, sharding)
+            except Exception as e:  # orbax, tensorstore and json raise many types
+                failures.append((candidate, _why(e)))
+                continue
+            if failures:
+                _damaged(directory, failures, candidate)
+            return cfg, params, candidate
     finally:
         manager.close()
-    return cfg, out["params"], step
+    if isinstance(step, int):
+        raise CheckpointError(f"checkpoint {directory / str(step)} is damaged ({failures[0][1]})")
+    raise _none_intact(directory, failures)
 
 
 def load_model(

@@ -1,17 +1,24 @@
 """`python -m jtts.train --config configs/NAME.yaml --data STORE --workdir RUN_DIR [--set k=v]`.
 
-Rerunning the same command resumes from RUN_DIR's latest checkpoint. Exit code 0 when done,
-75 after SIGTERM (checkpoint saved; rerun to resume), 2 for a config/store/checkpoint mismatch
-(one-line message).
+Rerunning the same command resumes from RUN_DIR's latest intact checkpoint. Exit code 0 when
+done, 75 after SIGTERM (checkpoint saved; rerun to resume), 2 for a config/store/checkpoint
+mismatch or a run directory in use, 1 when a non-finite loss stopped the run (one-line
+messages; warnings are one line too).
 """
 
 import argparse
 import sys
+import warnings
 
 from codec_bridge.format import StoreError
 from jtts import trainer
 from jtts.checkpoint import CheckpointError
 from jtts.config import ConfigError
+from jtts.workdir import WorkdirError
+
+
+def _show(message, category, *_args, **_kwargs) -> None:
+    print(f"jtts.train: warning: {message}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,6 +45,12 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--num-processes", type=int)
     g.add_argument("--process-id", type=int)
     a = p.parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = _show
+        return _run(a)
+
+
+def _run(a: argparse.Namespace) -> int:
     try:
         return trainer.run(
             a.config,
@@ -49,9 +62,12 @@ def main(argv: list[str] | None = None) -> int:
             process_id=a.process_id,
             distributed=a.distributed,
         )
-    except (ConfigError, StoreError, CheckpointError, trainer.SetupError) as e:
+    except (ConfigError, StoreError, CheckpointError, trainer.SetupError, WorkdirError) as e:
         print(f"jtts.train: error: {e}", file=sys.stderr)
         return 2
+    except trainer.NonFiniteLossError as e:
+        print(f"jtts.train: error: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

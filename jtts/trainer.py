@@ -23,7 +23,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from codec_bridge.format import CodeStore, save_codes
+from codec_bridge.format import CodeStore, file_stem, save_codes
 from jtts import decode
 from jtts.checkpoint import Checkpointer
 from jtts.config import Config, ModelConfig, load_config, save_config
@@ -40,6 +40,7 @@ from jtts.train_step import (
     init_state,
     make_optimizer,
 )
+from jtts.workdir import lock_run_dir
 
 PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: stopped by SIGTERM after saving; rerun to resume
 
@@ -146,19 +147,20 @@ class Trainer:
         target = abstract_state(cfg, self.tx)
         self.shardings = state_shardings(target, self.mesh)
         self.ckpt = Checkpointer(self.run_dir, cfg)
-        self.start = self.ckpt.latest_step() or 0
-        if self.start:
-            target = jax.tree.map(
-                lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                target,
-                self.shardings,
-            )
-            try:
-                self.state, self.data_state = self.ckpt.restore(self.start, target)
-            except Exception:
-                self.ckpt.close()
-                raise
+        target = jax.tree.map(
+            lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+            target,
+            self.shardings,
+        )
+        try:  # the newest intact checkpoint; a damaged newer one is warned about, set aside
+            restored = self.ckpt.restore_latest(target)
+        except Exception:
+            self.ckpt.close()
+            raise
+        if restored:
+            self.start, self.state, self.data_state = restored
         else:
+            self.start = 0
             self.state, self.data_state = init_state(cfg, self.tx, self.shardings), None
         if self.lead:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -298,7 +300,7 @@ class Trainer:
         for i, codes_KxT in zip(rows, generation.codes, strict=True):
             utt = self.store[int(i)]
             info = {**self.store_info, "id": utt.id, "text": utt.text, "step": step}
-            save_codes(out / f"{utt.id}.npy", codes_KxT, info)
+            save_codes(out / f"{file_stem(utt.id)}.npy", codes_KxT, info)  # ids may hold "/"
 
     @property
     def store_info(self) -> dict[str, Any]:
@@ -381,7 +383,8 @@ def train(
     """Trains (or resumes) a run on `devices` (default: all); returns the exit code (0, or
     PREEMPTED_EXIT_CODE after SIGTERM)."""
     _enable_compile_cache()
-    return Trainer(cfg, data_dir, workdir, devices=devices, progress=progress).run()
+    with lock_run_dir(workdir):  # a second trainer on `workdir` stops here
+        return Trainer(cfg, data_dir, workdir, devices=devices, progress=progress).run()
 
 
 def run(

@@ -2,6 +2,7 @@
 preemption: SIGKILL then resume is bit-identical to an uninterrupted run; SIGTERM saves."""
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -23,10 +24,17 @@ from synthetic import (
     xla_cache,  # noqa: F401 (autouse fixture)
 )
 
-from jtts.checkpoint import Checkpointer, CheckpointError, load_model, restore_params
+from jtts.checkpoint import (
+    Checkpointer,
+    CheckpointError,
+    DamagedCheckpointWarning,
+    load_model,
+    restore_params,
+)
 from jtts.config import apply_overrides, load_config
 from jtts.metrics import read_jsonl
-from jtts.trainer import PREEMPTED_EXIT_CODE
+from jtts.train import main
+from jtts.trainer import PREEMPTED_EXIT_CODE, train
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TINY = CONFIGS / "tiny.yaml"
@@ -169,6 +177,7 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path, store):
     code, _ = finish(proc)
     assert code == -signal.SIGKILL
     killed_at = max(losses(run))
+    assert (run / ".lock").exists()  # the killed run's lock is left behind, and must not block
     assert killed_at < 20
 
     code, out = finish(start(store, run))
@@ -192,3 +201,90 @@ def test_sigterm_saves_a_checkpoint_and_exits_with_the_documented_code(tmp_path,
     assert steps[-1] == stopped < 20
     meta = json.loads((run / "config.json").read_text())
     assert meta["train"]["steps"] == 20
+
+
+DAMAGE = ["truncated-params", "missing-opt", "garbage-meta"]
+
+
+def damage(run_dir, step, kind):
+    """What a full disk, a partial copy or a stray edit does to a checkpoint."""
+    where = run_dir / "checkpoints" / str(step)
+    if kind == "truncated-params":
+        files = [p for p in (where / "params").rglob("*") if p.is_file()]
+        big = max(files, key=lambda p: p.stat().st_size)
+        os.truncate(big, big.stat().st_size // 2)
+    elif kind == "missing-opt":
+        shutil.rmtree(where / "opt")
+    else:
+        (where / "meta" / "metadata").write_text("{garbage")
+
+
+@pytest.fixture(scope="module")
+def eight_steps(store, tmp_path_factory):
+    """(config, run dir with checkpoints 4 and 8, losses) of an uninterrupted run."""
+    run_dir = tmp_path_factory.mktemp("eight") / "run"
+    cfg = tiny(*RUN_SETTINGS, "train.steps=8", "checkpoint.every=4", "checkpoint.async_save=false")
+    assert train(cfg, store, run_dir, devices=jax.devices()[:1], progress=False) == 0
+    return cfg, run_dir, losses(run_dir)
+
+
+def copy_of(run_dir, tmp_path):
+    shutil.copytree(run_dir, tmp_path / "run")
+    return tmp_path / "run"
+
+
+@pytest.mark.parametrize("kind", DAMAGE)
+def test_resume_skips_a_damaged_latest_checkpoint(tmp_path, store, eight_steps, kind):
+    cfg, original, want = eight_steps
+    run = copy_of(original, tmp_path)
+    damage(run, 8, kind)
+    with pytest.warns(DamagedCheckpointWarning, match=r"checkpoints: step 8 \(.+\); using step 4"):
+        assert train(cfg, store, run, devices=jax.devices()[:1], progress=False) == 0
+    assert losses(run) == want  # steps 5..8 again, bit-identical
+    assert [p.name.partition("-")[0] for p in (run / "checkpoints").glob("8.damaged-*")] == [
+        "8.damaged"
+    ]
+    assert restore_params(run, 8)[2] == 8  # saved again, intact
+
+
+@pytest.mark.parametrize("kind", DAMAGE)
+def test_sampling_skips_a_damaged_checkpoint(tmp_path, eight_steps, kind):
+    run = copy_of(eight_steps[1], tmp_path)
+    damage(run, 8, kind)
+    if kind == "missing-opt":  # inference never reads the optimizer state
+        assert restore_params(run)[2] == 8
+        return
+    with pytest.warns(DamagedCheckpointWarning, match=r"step 8 \(.+\); using step 4"):
+        assert restore_params(run)[2] == 4
+    with pytest.raises(CheckpointError, match=r"checkpoint .*/checkpoints/8 is damaged \("):
+        restore_params(run, 8)  # asked for by number: no silent substitute
+
+
+def test_no_intact_checkpoint_is_one_line(tmp_path, store, eight_steps, capsys):
+    run = copy_of(eight_steps[1], tmp_path)
+    damage(run, 8, "garbage-meta")
+    damage(run, 4, "truncated-params")
+    args = ["--config", str(TINY), "--data", str(store), "--workdir", str(run)]
+    assert main([*args, "--set", *RUN_SETTINGS, "train.steps=8"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("jtts.train: error: no intact checkpoint")
+    assert "step 8: JSONDecodeError" in err and "step 4: " in err
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["4", "8"]  # untouched
+    with pytest.raises(CheckpointError, match="no intact checkpoint"):
+        restore_params(run)
+
+
+def test_cli_warns_about_a_damaged_checkpoint_in_one_line(tmp_path, store, eight_steps):
+    run = copy_of(eight_steps[1], tmp_path)
+    damage(run, 8, "garbage-meta")
+    proc = subprocess.run(
+        train_command(TINY, store, run, *RUN_SETTINGS, "train.steps=8"),
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if "damaged" in ln]
+    assert len(lines) == 1 and lines[0].startswith("jtts.train: warning: damaged checkpoint in ")
+    assert "step 8 (JSONDecodeError: " in lines[0] and lines[0].endswith("using step 4")
+    assert "Traceback" not in proc.stderr and "resumed from step 4" in proc.stdout

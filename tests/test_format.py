@@ -310,6 +310,23 @@ def test_a_failed_write_discards_the_part_in_one_line(tmp_path):
     assert not list((root / "shards").iterdir()) and len(fmt.CodeStore.open(root)) == 0
 
 
+def test_file_stems_of_ids_are_plain_and_unique():
+    assert fmt.file_stem("LJ001-0001") == "LJ001-0001"  # plain ids are their own names
+    odd = ["spk/sub/utt1", "spk_sub_utt1~x", "../../x", "..", ".hidden", "a\x00b", "", "é" * 300]
+    stems = [fmt.file_stem(u) for u in odd]
+    assert stems[0].startswith("spk_sub_utt1~") and stems[2].startswith("x~")
+    assert len(set(stems + ["spk_sub_utt1"])) == len(odd) + 1
+    for s in stems:
+        assert "/" not in s and "\x00" not in s and not s.startswith(".") and len(s) <= 100
+
+
+@given(st.lists(st.text(max_size=30), min_size=2, max_size=20, unique=True))
+def test_file_stems_never_collide_or_leave_the_folder(ids):
+    stems = [fmt.file_stem(u) for u in ids]
+    assert len(set(stems)) == len(ids)
+    assert all("/" not in s and s not in ("", ".", "..") for s in stems)
+
+
 def test_codes_file_round_trip(tmp_path):
     codes = np.random.default_rng(0).integers(0, 1024, (K, 33))
     fmt.save_codes(tmp_path / "x.npy", codes, _meta())
