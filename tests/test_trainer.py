@@ -213,6 +213,15 @@ def test_nonfinite_step_stops_with_ids_or_is_skipped(tmp_path, store, monkeypatc
     assert all(np.isfinite(x).all() for x in jax.tree.leaves(params))
 
 
+def test_cli_nonfinite_stop_is_one_line(tmp_path, store):
+    sets = ["data.val_fraction=0", "optim.lr=1e30", "optim.warmup_steps=0", "optim.clip_norm=0"]
+    cmd = train_command(CONFIGS / "tiny.yaml", store, tmp_path, *RUN, *sets)
+    proc = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert last.startswith("jtts.train: error: non-finite step ") and "batch utterances" in last
+
+
 def test_tiny_overfits_four_utterances(tmp_path):
     """Proof of learning: structured codes of 4 utterances to near-zero loss."""
     store = make_store(tmp_path / "store", 4, frames=(40, 60), structured=True, shards=1)
