@@ -9,6 +9,7 @@ transcript. Deciding what to skip is `extract`'s job, so every skip lands in one
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from codec_bridge.errors import BridgeError
+from codec_bridge.textfile import EncodingError, read_text
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -30,6 +32,14 @@ class Item:
     text: str | None
     normalized: str | None = None
     speaker: str | None = None
+
+
+def _text(path: Path) -> str:
+    """A transcript or manifest file's text: UTF-8, with or without a byte-order mark."""
+    try:
+        return read_text(path)
+    except EncodingError as e:
+        raise BridgeError(str(e)) from None
 
 
 def _require(path: Path, what: str) -> None:
@@ -53,7 +63,7 @@ def read_ljspeech(root: Path) -> Iterator[Item]:
     meta, wavs = root / "metadata.csv", root / "wavs"
     _require(meta, "an LJ Speech folder with metadata.csv and wavs/")
     known = set()
-    for line in meta.read_text(encoding="utf-8").splitlines():
+    for line in _text(meta).splitlines():
         if not line.strip():
             continue
         uid, _, rest = line.partition("|")
@@ -80,7 +90,7 @@ def read_arctic(root: Path) -> Iterator[Item]:
         m = re.fullmatch(r"cmu_us_(\w+?)_arctic", voice.name)
         speaker = m.group(1) if m else voice.name
         known = set()
-        for line in (voice / "etc" / "txt.done.data").read_text(encoding="utf-8").splitlines():
+        for line in _text(voice / "etc" / "txt.done.data").splitlines():
             m = _ARCTIC_LINE.match(line)
             if m:
                 known.add(m.group(1))
@@ -103,9 +113,9 @@ def read_libritts(root: Path) -> Iterator[Item]:
         raise BridgeError(f"{root}: not a LibriTTS folder (no .wav or .normalized.txt files)")
     for uid in sorted(wavs.keys() | texts.keys()):
         wav = wavs.get(uid) or texts[uid].with_name(f"{uid}.wav")
-        normalized = texts[uid].read_text(encoding="utf-8").strip() if uid in texts else None
+        normalized = _text(texts[uid]).strip() if uid in texts else None
         original = wav.with_name(f"{uid}.original.txt")
-        text = original.read_text(encoding="utf-8").strip() if original.exists() else normalized
+        text = _text(original).strip() if original.exists() else normalized
         yield Item(uid, wav, text, normalized, wav.parent.parent.name)
 
 
@@ -122,7 +132,7 @@ def read_vctk(root: Path) -> Iterator[Item]:
     for uid in sorted(audio.keys() | texts.keys()):
         speaker = (audio.get(uid) or texts[uid]).parent.name
         path = audio.get(uid) or root / "wav48" / speaker / f"{uid}.wav"
-        text = texts[uid].read_text(encoding="utf-8").strip() if uid in texts else None
+        text = _text(texts[uid]).strip() if uid in texts else None
         yield Item(uid, path, text, speaker=speaker)
 
 
@@ -140,17 +150,17 @@ def read_fsdd(root: Path) -> Iterator[Item]:
 
 def _manifest_rows(path: Path) -> Iterator[tuple[int, dict]]:
     if path.suffix.lower() in (".jsonl", ".json"):
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        for n, line in enumerate(_text(path).splitlines(), 1):
             if line.strip():
                 try:
                     yield n, json.loads(line)
                 except json.JSONDecodeError as e:
                     raise BridgeError(f"{path}:{n}: not a JSON object ({e.msg})") from None
     else:
-        with open(path, encoding="utf-8", newline="") as f:
-            yield from enumerate(
-                csv.DictReader(f, delimiter="\t" if path.suffix == ".tsv" else ","), 2
-            )
+        rows = io.StringIO(_text(path), newline="")
+        yield from enumerate(
+            csv.DictReader(rows, delimiter="\t" if path.suffix == ".tsv" else ","), 2
+        )
 
 
 def read_manifest(path: Path) -> Iterator[Item]:

@@ -24,6 +24,7 @@ import numpy as np
 from flax import nnx
 
 from codec_bridge.format import save_codes
+from codec_bridge.textfile import EncodingError, read_text
 from jtts import decode
 from jtts.checkpoint import CheckpointError, load_model
 from jtts.config import Config
@@ -224,9 +225,11 @@ def _sampling(run: Run, o: dict[str, Any]) -> decode.Sampling:
 
 def _read_lines(path: str) -> list[tuple[int, str]]:
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        lines = read_text(path).splitlines()
     except OSError as e:
         raise UsageError(f"--text-file {path}: {e.strerror}") from None
+    except EncodingError as e:
+        raise UsageError(f"--text-file {e}") from None
     numbered = [(n, line) for n, line in enumerate(lines, 1) if line.strip()]
     if not numbered:
         raise UsageError(f"--text-file {path}: no text in the file")
@@ -250,11 +253,16 @@ def _check_options(o: dict[str, Any]) -> None:
 
 
 def _max_frames(run: Run, max_seconds: float | None) -> int:
+    """Frames per text: --max-seconds, else `sample.max_seconds` but never fewer than the
+    longest utterance the run trained on (`data.max_frames`); at most `model.max_frames`."""
     seconds = run.cfg.sample.max_seconds if max_seconds is None else max_seconds
+    frames = round(seconds * run.frame_rate)
+    if max_seconds is None:
+        frames = max(frames, run.cfg.data.max_frames)
     limit = run.cfg.model.max_frames
-    if seconds * run.frame_rate > limit:
+    if frames > limit:
         print(f"note: audio capped at the model's {limit / run.frame_rate:.1f} s", file=sys.stderr)
-    return max(1, min(round(seconds * run.frame_rate), limit))
+    return max(1, min(frames, limit))
 
 
 def _main(o: dict[str, Any]) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from codec_bridge.cli import main
 from codec_bridge.errors import BridgeError
 from codec_bridge.readers import READERS, read_corpus
 
@@ -147,3 +148,53 @@ def test_missing_input_and_unknown_format(tmp_path):
         read_corpus("ljspeech", tmp_path / "nope")
     with pytest.raises(BridgeError, match="unknown corpus format 'timit'"):
         read_corpus("timit", tmp_path)
+
+
+LATIN1 = "caf\xe9".encode("latin-1")
+
+
+@pytest.mark.parametrize(
+    ("fmt", "layout", "bad"),
+    [
+        ("ljspeech", {"metadata.csv": b"LJ1|fine|fine\nLJ2|" + LATIN1 + b"|\n"}, "metadata.csv:2"),
+        ("arctic", {"etc/txt.done.data": b'( a0001 "' + LATIN1 + b'" )\n'}, "txt.done.data:1"),
+        ("libritts", {"1/2/1_2_3.normalized.txt": b"ok\n" + LATIN1}, "1_2_3.normalized.txt:2"),
+        ("vctk", {"txt/p225/p225_001.txt": LATIN1}, "p225_001.txt:1"),
+        ("manifest", {"list.jsonl": b'{"path": "a.wav", "text": "' + LATIN1 + b'"}\n'}, "jsonl:1"),
+    ],
+)
+def test_non_utf8_transcripts_name_file_and_line(tmp_path, capsys, fmt, layout, bad):
+    for name, data in layout.items():
+        touch(tmp_path / name).write_bytes(data)
+    where = tmp_path / "list.jsonl" if fmt == "manifest" else tmp_path
+    rc = main(["extract", "--format", fmt, "--input", str(where), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1, err
+    assert f"{bad}: not UTF-8 (byte 0xe9); re-encode the file as UTF-8" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_latin1_csv_manifest_from_the_issue(tmp_path, capsys):
+    (tmp_path / "latin1.csv").write_bytes(b"path,text\ngood.wav," + LATIN1 + b"\n")
+    rc = main(
+        ["extract", "--format", "manifest", "--input", str(tmp_path / "latin1.csv")]
+        + ["--out", str(tmp_path / "o")]
+    )
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err == (
+        f"codec_bridge extract: error: {tmp_path / 'latin1.csv'}:2: not UTF-8 (byte 0xe9); "
+        "re-encode the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+    )
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".jsonl"])
+def test_manifest_with_a_utf8_byte_order_mark(tmp_path, suffix):
+    if suffix == ".jsonl":
+        body = '{"path": "a.wav", "text": "café"}\n'
+    else:
+        sep = "\t" if suffix == ".tsv" else ","
+        body = f"path{sep}text\na.wav{sep}café\n"
+    manifest = tmp_path / f"bom{suffix}"
+    manifest.write_bytes(b"\xef\xbb\xbf" + body.encode("utf-8"))
+    (item,) = read_corpus("manifest", manifest)
+    assert (item.id, item.text) == ("a", "café")

@@ -1,6 +1,7 @@
 """`python -m jtts.sample` end to end on an overfit tiny run, and its error messages."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -186,3 +187,39 @@ def test_split_sentences_keeps_abbreviations():
         "Yes!",
         "A new line",
     ]
+
+
+def test_default_cap_covers_the_longest_training_utterance(run):
+    r = sampler.load_run(run[0])
+    assert r.cfg.sample.max_seconds * r.frame_rate < r.cfg.data.max_frames  # tiny: 2 s < 5.3 s
+    assert sampler._max_frames(r, None) == r.cfg.data.max_frames
+    assert sampler._max_frames(r, 1.0) == 75  # an explicit --max-seconds still rules
+
+
+def test_non_utf8_text_file_names_the_line(run, tmp_path, capsys):
+    lines = tmp_path / "lines.txt"
+    lines.write_bytes(b"hello there\n\ncaf\xe9 au lait\n")
+    code, _, err = cli(capsys, "--workdir", run[0], "--text-file", lines, "--out-dir", tmp_path)
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith(f"error: --text-file {lines}:3: not UTF-8 (byte 0xe9)")
+
+
+def test_a_damaged_newest_checkpoint_falls_back_with_a_warning(run, tmp_path, capsys):
+    run_dir, utts = run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    (good,) = [p for p in (copy / "checkpoints").iterdir() if p.name.isdigit()]
+    newer = copy / "checkpoints" / str(int(good.name) + 100)
+    shutil.copytree(good, newer)
+    (newer / "params" / "_METADATA").write_text("{")
+    out = tmp_path / "c.npy"
+    code, _, err = cli(
+        capsys, "--workdir", copy, "--text", utts[0].text, "--codes-out", out, *GREEDY
+    )
+    assert code == 0, err
+    (line,) = [ln for ln in err.splitlines() if "damaged" in ln]
+    assert line.startswith(
+        f"warning: damaged checkpoint in {copy / 'checkpoints'}: step {newer.name} ("
+    )
+    assert line.endswith(f"using step {good.name}")
+    np.testing.assert_array_equal(load_codes(out)[0], utts[0].codes)
