@@ -1,7 +1,8 @@
 """``python -m codec_bridge {extract,info,verify,decode}``: argparse over the Python API.
 
-Exit codes: 0 ok, 1 ``verify`` found problems, 2 bad input or arguments (one line on
-stderr), 130 interrupted (what was done is committed; re-run to resume).
+Exit codes: 0 ok, 1 ``verify`` found problems, 2 bad input, arguments or setup (unreadable
+files, a busy, read-only or full store: one line on stderr), 130 interrupted (what was done
+is committed; re-run to resume).
 """
 
 from __future__ import annotations
@@ -160,6 +161,10 @@ def main(argv: list[str] | None = None) -> int:
         return command[args.command](args)
     except BridgeError as e:
         print(f"codec_bridge {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # an unreadable or vanished input file: one line too
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"codec_bridge {args.command}: error: {where}{e.strerror or e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(

@@ -116,3 +116,12 @@ def test_bad_codes_file(store, tmp_path, capsys):
     bad, wav = str(tmp_path / "bad.npy"), str(tmp_path / "o.wav")
     rc = main(["decode", bad, "--store", str(store), "--out", wav])
     one_line_error(capsys, rc, "bad.npy: codes out of range")
+
+
+def test_unreadable_input_is_one_line(tmp_path, capsys):
+    (tmp_path / "lj" / "metadata.csv").mkdir(parents=True)  # not a file
+    rc = main(
+        ["extract", "--format", "ljspeech", "--input", str(tmp_path / "lj")]
+        + ["--out", str(tmp_path / "o")]
+    )
+    one_line_error(capsys, rc, f"{tmp_path / 'lj' / 'metadata.csv'}: Is a directory")
