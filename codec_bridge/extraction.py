@@ -19,7 +19,14 @@ from pathlib import Path
 
 from codec_bridge.codec import Codec, check_settings, load_codec
 from codec_bridge.errors import BridgeError
-from codec_bridge.format import CodeStore, StoreError, init_store, make_meta, remove_stale_tmp
+from codec_bridge.format import (
+    CodeStore,
+    StoreError,
+    init_store,
+    make_meta,
+    read_skipped,
+    remove_stale_tmp,
+)
 from codec_bridge.lock import Lock, LockedError, acquire, holder
 from codec_bridge.pipeline import Run, Summary
 from codec_bridge.readers import read_corpus
@@ -55,18 +62,25 @@ def _stop_on_signal() -> Iterator[threading.Event]:
             signal.signal(s, h)
 
 
-def _skipped(out: Path) -> set[tuple[str, str]]:
-    """(id, path) of every input skipped so far: a duplicate id skipped at another path must not
-    hide the utterance that owns the id."""
-    path = out / "skipped.jsonl"
-    if not path.exists():
-        return set()
-    keys = set()
-    for line in path.read_text(encoding="utf-8").splitlines():
-        with contextlib.suppress(ValueError, AttributeError):
-            entry = json.loads(line)
-            keys.add((entry.get("id"), entry.get("path")))
-    return keys
+class _Skipped:
+    """The inputs earlier runs skipped, keyed by (id, path) and, for a duplicate id at the same
+    path, its text: no skip may hide the utterance that owns the id. Inputs skipped as longer
+    than a ``--max-seconds`` that has since been raised are left out, to be retried."""
+
+    def __init__(self, out: Path, max_seconds: float):
+        self.keys: dict[tuple[str, str], set[str | None]] = {}
+        self.retried: set[tuple[str, str]] = set()
+        for entry in read_skipped(out):
+            key = (entry.get("id"), entry.get("path"))
+            if entry.get("seconds", 0.0) > max_seconds or "seconds" not in entry:
+                self.keys.setdefault(key, set()).add(entry.get("text"))
+            else:
+                self.retried.add(key)
+        self.retried -= self.keys.keys()
+
+    def __contains__(self, item) -> bool:
+        texts = self.keys.get((item.id, str(item.path)))
+        return texts is not None and (None in texts or item.text in texts)
 
 
 def _lock_writer(out: Path, shard_index: int, num_shards: int) -> Lock:
@@ -141,7 +155,8 @@ def extract(
     subset. A shard part is committed every ``part_utterances`` utterances or ``part_seconds``
     of audio. ``workers`` threads read audio; ``threads`` batches are encoded at once, each on
     ``cores / threads`` CPU threads (default: one per core; one on CUDA). Inputs listed in
-    skipped.jsonl are not retried (delete their lines to retry them). Raises `BridgeError` for
+    skipped.jsonl are not retried (delete their lines to retry them), except those that were
+    too long for a ``max_seconds`` lower than this one. Raises `BridgeError` for
     bad arguments, and `KeyboardInterrupt` after committing what was done when stopped by
     Ctrl-C or SIGTERM."""
     if not 0 <= shard_index < num_shards:
@@ -173,8 +188,8 @@ def extract(
         codec.set_bandwidth(bandwidth)
         prefix = lock.path.name.removeprefix(".writer-").removesuffix(".lock")
         remove_stale_tmp(out, prefix=f"{prefix}-part")
-        stored, skipped = _open_store(out, codec, format, input), _skipped(out)
-        todo = [it for it in mine if it.id not in stored and (it.id, str(it.path)) not in skipped]
+        stored, skipped = _open_store(out, codec, format, input), _Skipped(out, max_seconds)
+        todo = [it for it in mine if it.id not in stored and it not in skipped]
         run = Run(
             codec,
             out,
@@ -184,6 +199,7 @@ def extract(
             part_seconds=part_seconds,
         )
         run.summary.already = len(mine) - len(todo)
+        run.summary.retried = sum((it.id, str(it.path)) in skipped.retried for it in todo)
         if threads is None:
             threads = len(os.sched_getaffinity(0)) if codec.device.type == "cpu" else 1
         with _stop_on_signal() as stop:

@@ -399,6 +399,21 @@ def append_skipped(store: str | os.PathLike, entries: Sequence[dict[str, Any]]) 
         raise write_error(e, path, len(data)) from None
 
 
+def read_skipped(store: str | os.PathLike) -> list[dict[str, Any]]:
+    """Every entry of ``skipped.jsonl`` as written, including skips retried since."""
+    path = Path(store) / "skipped.jsonl"
+    if not path.exists():
+        return []
+    entries = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            with contextlib.suppress(ValueError):  # a line cut short by a full disk
+                entry = json.loads(line)
+                if isinstance(entry, dict):
+                    entries.append(entry)
+    return entries
+
+
 class _Shard:
     """A committed shard, opened lazily: files are mapped on first access."""
 
@@ -594,15 +609,21 @@ class CodeStore:
         )
 
     def skipped(self) -> list[dict[str, Any]]:
-        path = self.root / "skipped.jsonl"
-        if not path.exists():
-            return []
-        entries = []
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                with contextlib.suppress(ValueError):  # a line cut short by a full disk
-                    entries.append(json.loads(line))
-        return entries
+        """Inputs the store does not hold and why. An input skipped as too long (an entry with
+        ``seconds``) appears once, with its latest reason, and not at all once stored."""
+        entries = read_skipped(self.root)
+        if not any("seconds" in e for e in entries):
+            return entries
+        stored = {(r["id"], r["path"]) for r in self.records()}
+        last = {(e.get("id"), e.get("path")): i for i, e in enumerate(entries) if "seconds" in e}
+        return [
+            e
+            for i, e in enumerate(entries)
+            if "seconds" not in e
+            or (
+                last[e.get("id"), e.get("path")] == i and (e.get("id"), e.get("path")) not in stored
+            )
+        ]
 
     def verify(self) -> list[str]:
         """Re-check every shard's checksums and index; returns the problems found (empty: ok)."""
@@ -652,6 +673,7 @@ __all__ = [
     "init_store",
     "load_codes",
     "make_meta",
+    "read_skipped",
     "remove_stale_tmp",
     "save_codes",
     "size_text",

@@ -40,6 +40,7 @@ class Summary:
     stored: int = 0
     skipped: int = 0
     already: int = 0
+    retried: int = 0  # of those, inputs skipped as too long for an earlier, lower --max-seconds
     seconds: float = 0.0
     wall: float = 0.0
     interrupted: bool = False
@@ -55,6 +56,7 @@ class Summary:
             f"codec_bridge: {head} {self.stored} utterances ({self.seconds / 3600:.3f} h of audio,"
             f" {self.wall:.1f} s, {self.xrt:.1f}x real time), skipped {self.skipped}"
             f" (see {self.store / 'skipped.jsonl'}), {self.already} done by earlier runs"
+            + (f", {self.retried} retried with the higher --max-seconds" if self.retried else "")
         )
 
 
@@ -114,8 +116,11 @@ class Run:
         self.part_audio = 0.0
         self.pending_skips: list[dict] = []
 
-    def skip(self, item: Item, reason: str) -> None:
-        self.pending_skips.append({"id": item.id, "path": str(item.path), "reason": reason})
+    def skip(self, item: Item, reason: str, **detail) -> None:
+        """Record why ``item`` is skipped; ``detail`` (``seconds``, ``text``) lets a later run
+        tell which skips still hold."""
+        entry = {"id": item.id, "path": str(item.path), "reason": reason, **detail}
+        self.pending_skips.append(entry)
         self.summary.skipped += 1
 
     def triage(self, items: list[Item], readers: ThreadPoolExecutor) -> list[_Job]:
@@ -125,8 +130,11 @@ class Run:
         candidates = []
         for it in items:
             if it.id in seen:
-                if it.path != seen[it.id].path:  # the very same entry twice is simply dropped
-                    self.skip(it, f"duplicate id (also {seen[it.id].path})")
+                first = seen[it.id]
+                if it.path != first.path:
+                    self.skip(it, f"duplicate id (also {first.path})")
+                elif it.text != first.text:  # the very same entry twice is simply dropped
+                    self.skip(it, "duplicate id (same audio, other text)", text=it.text)
             elif it.text is None:
                 self.skip(it, "audio without transcript")
             elif not it.text.strip():
@@ -146,7 +154,8 @@ class Run:
             if isinstance(seconds, str):
                 self.skip(it, seconds)
             elif seconds > self.max_seconds:
-                self.skip(it, f"too long ({seconds:.1f} s > --max-seconds {self.max_seconds:g})")
+                why = f"too long ({seconds:.1f} s > --max-seconds {self.max_seconds:g})"
+                self.skip(it, why, seconds=round(seconds, 3))
             else:
                 jobs.append(_Job(it, seconds))
         return jobs

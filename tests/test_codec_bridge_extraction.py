@@ -21,6 +21,7 @@ import torch
 from encodec import EncodecModel
 from encodec.utils import convert_audio
 
+from codec_bridge.cli import main as cli_main
 from codec_bridge.codec import load_codec
 from codec_bridge.errors import BridgeError
 from codec_bridge.extraction import extract, shard_of
@@ -416,3 +417,44 @@ def test_read_only_store_is_one_line(tmp_path, store, corpora, weights_file):
         "rc=2",
         f"codec_bridge extract: error: {copy}: cannot write to the store (Read-only file system)",
     ]
+
+
+def test_raising_max_seconds_retries_what_was_too_long(tmp_path, corpora, weights_file, capsys):
+    digits = sorted((corpora[1] / "recordings").glob("*_theo_*.wav"))[:3]
+    lines = [{"id": f"d{i}", "path": str(p), "text": "x"} for i, p in enumerate(digits)]
+    (tmp_path / "list.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    args = ["extract", "--format", "manifest", "--input", str(tmp_path / "list.jsonl")]
+    args += ["--out", str(tmp_path / "codes"), "--weights", str(weights_file), "--device", "cpu"]
+    assert cli_main([*args, "--max-seconds", "0.01"]) == 0
+    assert "stored 0 utterances" in capsys.readouterr().out
+    skips = CodeStore.open(tmp_path / "codes").skipped()
+    assert [s["reason"].startswith("too long") for s in skips] == [True] * 3
+    assert cli_main([*args, "--max-seconds", "0.02"]) == 0  # known to be still too long
+    assert "skipped 0 " in capsys.readouterr().out
+    assert len(CodeStore.open(tmp_path / "codes").skipped()) == 3
+    assert cli_main(args) == 0
+    out = capsys.readouterr().out
+    assert "stored 3 utterances" in out and "3 retried with the higher --max-seconds" in out
+    store = CodeStore.open(tmp_path / "codes")
+    assert sorted(store.ids) == ["d0", "d1", "d2"] and store.skipped() == []
+    assert len((tmp_path / "codes" / "skipped.jsonl").read_text().splitlines()) == 3  # history
+
+
+def test_a_duplicate_id_with_other_text_is_recorded(tmp_path, corpora, weights_file, capsys):
+    wav = str(sorted((corpora[1] / "recordings").glob("*_theo_*.wav"))[0])
+    rows = [("u1", "first text"), ("u1", "second text"), ("u2", "x")]
+    (tmp_path / "list.jsonl").write_text(
+        "".join(json.dumps({"id": i, "path": wav, "text": t}) + "\n" for i, t in rows)
+    )
+    args = ["extract", "--format", "manifest", "--input", str(tmp_path / "list.jsonl")]
+    args += ["--out", str(tmp_path / "codes"), "--weights", str(weights_file), "--device", "cpu"]
+    assert cli_main(args) == 0
+    out = capsys.readouterr().out
+    assert "stored 2 utterances" in out and ", skipped 1 " in out
+    store = CodeStore.open(tmp_path / "codes")
+    assert store.get("u1").text == "first text"
+    (skip,) = store.skipped()
+    assert (skip["id"], skip["path"], skip["text"]) == ("u1", wav, "second text")
+    assert skip["reason"] == "duplicate id (same audio, other text)"
+    assert cli_main(args) == 0 and "skipped 0" in capsys.readouterr().out
+    assert len(CodeStore.open(tmp_path / "codes").skipped()) == 1
