@@ -625,6 +625,22 @@ class CodeStore:
             )
         ]
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of all committed shard files (what `verify` reads)."""
+        return sum(f["bytes"] for s in self.shards for f in s.manifest["files"].values())
+
+    def check(self, max_bytes: float) -> bool:
+        """`verify` when the store is at most ``max_bytes`` (seconds of hashing), raising a
+        `StoreError` naming the first problem; False, unchecked, for a larger store."""
+        if self.nbytes > max_bytes:
+            return False
+        problems = self.verify()
+        if problems:
+            more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+            raise StoreError(f"{problems[0]}{more}; python -m codec_bridge verify lists them all")
+        return True
+
     def verify(self) -> list[str]:
         """Re-check every shard's checksums and index; returns the problems found (empty: ok)."""
         return [p for s in self.shards for p in s.verify()] + self._duplicates()

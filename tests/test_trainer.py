@@ -5,6 +5,7 @@ import contextlib
 import io
 import json
 import re
+import shutil
 import socket
 import subprocess
 from pathlib import Path
@@ -285,3 +286,18 @@ def test_two_processes_on_localhost_train_like_one(tmp_path, store):
         b = [r[key] for r in single if key in r]
         assert len(a) == len(b) > 0
         np.testing.assert_allclose(a, b, rtol=1e-5)
+
+
+def test_a_shard_changed_in_place_is_refused_at_start(tmp_path, store, capsys):
+    changed = tmp_path / "store"
+    shutil.copytree(store, changed)
+    codes = next((changed / "shards").iterdir()) / "codes.npy"
+    data = bytearray(codes.read_bytes())
+    data[-1] ^= 0xFF  # same size, other bytes: only a checksum notices
+    codes.write_bytes(bytes(data))
+    args = ["--config", str(CONFIGS / "tiny.yaml"), "--data", str(changed)]
+    assert main([*args, "--workdir", str(tmp_path / "run"), "--set", *RUN]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert err.startswith(f"jtts.train: error: {codes}: checksum mismatch (file is corrupted)")
+    assert "python -m codec_bridge verify lists them all" in err
