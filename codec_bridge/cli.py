@@ -1,4 +1,4 @@
-"""``python -m codec_bridge {extract,info,verify,decode}``: argparse over the Python API.
+"""``python -m codec_bridge {extract,info,verify,decode,train,evaluate}``: argparse over the Python API.
 
 Exit codes: 0 ok, 1 ``verify`` found problems, 2 bad input, arguments or setup (unreadable
 files, a busy, read-only or full store: one line on stderr), 130 interrupted (what was done
@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 
+from codec_bridge.cli_train_eval import COMMANDS, add_commands
 from codec_bridge.errors import BridgeError
 from codec_bridge.readers import READERS
 
@@ -77,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     de.add_argument("--out-dir", help="... into DIR/{name}.wav")
     de.add_argument("--weights", help="codec weights FILE (default: what the meta records)")
     de.add_argument("--device", default="auto", help="cpu | cuda | auto")
+    add_commands(sub)
     return ap
 
 
@@ -156,7 +158,7 @@ def _decode(a) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    command = {"extract": _extract, "info": _info, "verify": _verify, "decode": _decode}
+    command = {"extract": _extract, "info": _info, "verify": _verify, "decode": _decode, **COMMANDS}
     try:
         return command[args.command](args)
     except BridgeError as e:

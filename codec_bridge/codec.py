@@ -24,6 +24,7 @@ import torch
 from encodec import EncodecModel
 
 from codec_bridge.batching import BatchEncoder
+from codec_bridge.codec_config import TRAINED_PREFIX, build_model, config_of
 from codec_bridge.errors import BridgeError
 from codec_bridge.format import file_sha256, size_text
 from codec_bridge.untrained import randomize
@@ -78,7 +79,10 @@ def _spec(model: str) -> _Spec:
 
 def check_settings(model: str, kbps: float) -> None:
     """Reject an unknown model or bandwidth before anything is loaded or written."""
-    spec = _spec(model)
+    _check_bandwidth(_spec(model), kbps)
+
+
+def _check_bandwidth(spec: _Spec, kbps: float) -> None:
     if float(kbps) not in spec.bandwidths:
         supported = ", ".join(f"{b:g}" for b in spec.bandwidths)
         raise BridgeError(f"--bandwidth {kbps:g}: the {spec.name} model supports {supported}")
@@ -124,9 +128,10 @@ def _load_state(spec: _Spec, path: Path) -> EncodecModel:
         raise BridgeError(
             f"{path}: cannot load weights ({' '.join(str(e).split())[:200]})"
         ) from None
+    trained = config_of(state, path)  # a codec made by `codec_bridge train` says its shape
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
-    model = _architecture(spec)
+    model = _architecture(spec) if trained is None else build_model(trained)
     try:
         model.load_state_dict(state)
     except (RuntimeError, TypeError, AttributeError) as e:
@@ -166,6 +171,8 @@ class Codec:
 
     def __init__(self, model: EncodecModel, spec: _Spec, weights: dict[str, Any], device):
         self.model = model.to(device).eval()
+        if model.name.startswith(TRAINED_PREFIX):  # its own name and bandwidths
+            spec = _Spec("", "", model.name, tuple(float(b) for b in model.target_bandwidths))
         self.spec = spec
         self.weights = weights
         self.device = device
@@ -202,7 +209,7 @@ class Codec:
         return float(self.model.bandwidth)
 
     def set_bandwidth(self, kbps: float) -> None:
-        check_settings(next(k for k, s in MODELS.items() if s is self.spec), kbps)
+        _check_bandwidth(self.spec, kbps)
         self.model.set_target_bandwidth(float(kbps))
 
     def meta(self, **extra: Any) -> dict[str, Any]:
@@ -269,14 +276,14 @@ class Codec:
     def decode(self, codes: np.ndarray) -> torch.Tensor:
         """Codes ``[K, T]`` -> waveform ``[channels, T * hop]`` (float32, on the cpu).
 
-        48 kHz codes are split into the model's 1 s segments (their per-segment loudness is
-        not stored, so each is rendered at `NOMINAL_RMS`)."""
+        48 kHz codes are split into the model's 1 s segments. Loudness scales are not stored,
+        so a model that normalizes (48 kHz, trained codecs) renders at `NOMINAL_RMS`."""
         c = torch.from_numpy(np.asarray(codes, dtype=np.int64))[None].to(self.device)
+        scale = torch.full((1, 1), NOMINAL_RMS, device=self.device)
         if self.model.segment is None:
-            frames = [(c, None)]
+            frames = [(c, scale if self.model.normalize else None)]
         else:
             per = math.ceil(self.model.segment_length / self.hop)
-            scale = torch.full((1, 1), NOMINAL_RMS, device=self.device)
             frames = [(c[..., i : i + per], scale) for i in range(0, c.shape[-1], per)]
         return self.model.decode(frames)[0].float().cpu()
 
@@ -338,11 +345,11 @@ def codec_from_meta(
     against ``store_dir`` (or the meta's own ``store_dir``)."""
     name = str(meta.get("codec", ""))
     model = next((k for k, s in MODELS.items() if s.name == name), None)
-    if model is None:
+    if model is None and not name.startswith(TRAINED_PREFIX):  # trained: shape in the file
         raise BridgeError(
             f"codec {name!r} in the metadata is not one of {[s.name for s in MODELS.values()]}"
         )
-    spec = MODELS[model]
+    spec = MODELS[model or "24khz"]
     record = dict(meta.get("weights") or {})
     kind = record.get("kind")
     if weights is None and kind == "pretrained":

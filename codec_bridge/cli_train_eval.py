@@ -1,0 +1,96 @@
+"""Arguments of ``codec_bridge train`` and ``codec_bridge evaluate``, kept out of `cli` so
+that adding them there is two lines. Heavy modules load only when a command runs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from codec_bridge.readers import READERS
+
+
+def add_commands(sub) -> None:
+    tr = sub.add_parser("train", help="train an EnCodec-architecture codec (resumable)")
+    tr.add_argument("--format", required=True, choices=sorted(READERS), help="corpus layout")
+    tr.add_argument("--input", required=True, help="corpus folder (or manifest file)")
+    tr.add_argument("--out", required=True, help="run directory (created or resumed)")
+    tr.add_argument("--config", help="codec_bridge/configs name (tiny, small) or YAML path")
+    tr.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="e.g. train.lr=1e-3")
+    lim = tr.add_mutually_exclusive_group()
+    lim.add_argument("--steps", type=int, help="stop at this step")
+    lim.add_argument("--minutes", type=float, help="stop after this many minutes of training")
+    tr.add_argument("--limit", type=int, help="only the first N utterances by id")
+    tr.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    tr.add_argument("--device", default="cpu", help="cpu | cuda")
+    tr.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    ev = sub.add_parser("evaluate", help="offline-ASR intelligibility (WER/CER) and codec fidelity")
+    ev.add_argument("--format", required=True, choices=sorted(READERS), help="corpus layout")
+    ev.add_argument("--input", required=True, help="corpus with the reference recordings")
+    ev.add_argument("--limit", type=int, help="only the first N utterances by id")
+    ev.add_argument(
+        "--weights", help="codec to judge by resynthesis: pretrained | untrained | FILE"
+    )
+    ev.add_argument("--model", default="24khz", choices=["24khz", "48khz"])
+    ev.add_argument("--bandwidth", type=float, help="kbps (default: the codec's largest)")
+    ev.add_argument("--synth", help="folder of {id}.wav to judge against the same texts (TTS)")
+    ev.add_argument(
+        "--vocabulary",
+        default="corpus",
+        help="closed vocabulary: corpus (the texts' words) | none (open LM) | FILE (words)",
+    )
+    ev.add_argument("--jsgf", help="JSGF grammar FILE for the ASR (overrides --vocabulary)")
+    ev.add_argument("--asr", default="auto", choices=["auto", "pocketsphinx", "whisper"])
+    ev.add_argument("--out", help="write the JSON report here (default: stdout)")
+    ev.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+    ev.add_argument("--quiet", action="store_true", help="no progress bar or table")
+
+
+def run_train(a: argparse.Namespace) -> int:
+    from codec_bridge.train import train
+
+    return train(
+        a.format,
+        a.input,
+        a.out,
+        config=a.config,
+        overrides=a.set,
+        steps=a.steps,
+        minutes=a.minutes,
+        limit=a.limit,
+        threads=a.threads,
+        device=a.device,
+        progress=not a.quiet,
+    )
+
+
+def run_evaluate(a: argparse.Namespace) -> int:
+    from codec_bridge.evaluate import evaluate_corpus, format_table
+
+    report = evaluate_corpus(
+        a.format,
+        a.input,
+        limit=a.limit,
+        weights=a.weights,
+        model=a.model,
+        bandwidth=a.bandwidth,
+        synth_dir=a.synth,
+        vocabulary=a.vocabulary,
+        jsgf=a.jsgf,
+        asr=a.asr,
+        device=a.device,
+        progress=not a.quiet,
+    )
+    text = json.dumps(report, indent=2)
+    if a.out:
+        with open(a.out, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+    else:
+        print(text)
+    if not a.quiet:
+        print(format_table(report), file=sys.stderr if not a.out else sys.stdout)
+    return 0
+
+
+COMMANDS = {"train": run_train, "evaluate": run_evaluate}
