@@ -30,6 +30,7 @@ from flax import nnx
 from jax import numpy as jnp
 
 from jtts import decode
+from jtts.conditioning import Cond
 from jtts.config import load_config
 from jtts.model import build_model, count_params
 
@@ -55,12 +56,17 @@ def read_bandwidth() -> float:
 
 
 def step_bytes(model) -> int:
-    """Parameter bytes one decoder step reads: fused decoder weights, heads and K embeddings."""
-    enc_1x1xD = jnp.zeros((1, 1, model.cfg.d_model), model.dtype)
-    ctx = model.decode_context(enc_1x1xD, jnp.ones((1, 1), bool))
-    k, _, d = ctx.embed_KxNxD.shape
-    own = jax.tree.leaves((ctx.layers, ctx.norm_D, ctx.heads_DxKV))
-    return sum(x.nbytes for x in own) + k * d * ctx.embed_KxNxD.dtype.itemsize
+    """Parameter bytes one decoder step reads: decoder layers (less the cross-attention K/V
+    projection, used once per text), output heads and K embedding rows."""
+    params = nnx.state(model.decoder, nnx.Param)
+    per_layer = sum(
+        x.nbytes
+        for path, x in jax.tree_util.tree_leaves_with_path(params)
+        if "kv" not in jax.tree_util.keystr(path)
+    )
+    k, _, d = model.code_embed[...].shape
+    rows = k * d * model.code_embed[...].dtype.itemsize
+    return per_layer + model.heads[...].nbytes + model.dec_norm.scale[...].nbytes + rows
 
 
 def rates(seconds: float, batch: int) -> dict:
@@ -91,7 +97,7 @@ def no_cache_seconds(model, batch: int, cache_steps: int, steps: int) -> float:
     graphdef, state = nnx.split(model)
     k = model.cfg.n_codebooks
     text = np.tile(np.asarray(TEXT, np.int32), (batch, 1))
-    mask = np.ones_like(text, bool)
+    cond = Cond.of_text(text, np.ones_like(text, bool))
     seq = np.random.default_rng(0).integers(0, model.cfg.codebook_size, (batch, k, cache_steps))
     seq = seq.astype(np.int32)
     counts: dict[int, int] = {}
@@ -100,7 +106,7 @@ def no_cache_seconds(model, batch: int, cache_steps: int, steps: int) -> float:
         counts[p] = counts.get(p, 0) + 1
     total = 0.0
     for prefix, count in counts.items():
-        args = (graphdef, prefix, False, state, text, mask, seq, np.int32(prefix - 1))
+        args = (graphdef, prefix, False, state, cond, seq, np.int32(prefix - 1))
         decode.forward_logits(*args).block_until_ready()
         best = float("inf")
         for _ in range(2):

@@ -76,7 +76,11 @@ def measure_jax(cfg, batch: dict, steps: int, blocks: int) -> dict:
     graphdef, _ = abstract_model(cfg)
     shardings = state_shardings(abstract_state(cfg, tx), mesh)
     step = TrainStep(cfg, graphdef, tx, mesh, shardings)
-    batch = {k: jax.device_put(v, batch_sharding(mesh)) for k, v in batch.items()}
+    from jtts.conditioning import Cond
+
+    cond = Cond.of_text(batch["text"], batch["text_mask"])
+    batch = {k: v for k, v in batch.items() if k not in ("text", "text_mask")} | {"cond": cond}
+    batch = jax.tree.map(lambda v: jax.device_put(v, batch_sharding(mesh)), batch)
     box = {"state": init_state(cfg, tx, shardings)}
 
     def run_steps(n: int) -> None:

@@ -158,6 +158,34 @@ class OptimConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class AlignConfig:
+    """Training-only aids that make cross-attention align text and audio (jtts.alignment).
+    Sampling needs none of them: the prior is annealed away before training ends."""
+
+    prior: bool = False  # beta-binomial diagonal prior on cross-attention logits
+    prior_scaling: float = 0.5  # the prior's a, b scale: smaller is wider
+    prior_hold_steps: int = 1000  # full-strength prior until this step
+    prior_end_step: int = 2000  # then annealed linearly to no prior at this step
+    ctc_weight: float = 0.0  # forward-sum (CTC) loss on the attention; 0 disables
+    input_dropout: float = 0.0  # P(a decoder input step is replaced by PAD): forces reading
+    blank_logprob: float = -1.0  # the CTC blank's constant log-probability
+    layers: tuple[int, ...] | None = None  # decoder layers with prior and loss; None: all
+
+    def __post_init__(self) -> None:
+        _check(self.prior_scaling > 0, f"align.prior_scaling must be > 0, got {self.prior_scaling}")
+        _at_least(self, "align", 0, "prior_hold_steps", "ctc_weight")
+        _check(
+            0.0 <= self.input_dropout < 1.0,
+            f"align.input_dropout must be in [0, 1), got {self.input_dropout}",
+        )
+        _check(
+            self.prior_end_step >= self.prior_hold_steps,
+            f"align.prior_end_step={self.prior_end_step} is before "
+            f"align.prior_hold_steps={self.prior_hold_steps}",
+        )
+
+
+@dataclasses.dataclass(frozen=True)
 class MeshConfig:
     """Device mesh axis sizes; exactly one axis may be -1 (fill with the remaining devices)."""
 
@@ -220,7 +248,7 @@ class SampleConfig:
     temperature: float = 1.0
     top_k: int = 0  # 0 disables
     top_p: float = 1.0  # 1 disables
-    cfg_scale: float = 3.0  # 1 disables classifier-free guidance
+    cfg_scale: float = 1.0  # 1: no guidance; >1 mixes in the null condition (opt-in)
     max_seconds: float = 20.0
 
     def __post_init__(self) -> None:
@@ -235,6 +263,7 @@ class Config:
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
+    align: AlignConfig = dataclasses.field(default_factory=AlignConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     checkpoint: CheckpointConfig = dataclasses.field(default_factory=CheckpointConfig)
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
@@ -246,6 +275,11 @@ class Config:
             self.data.max_frames <= self.model.max_frames,
             f"data.max_frames={self.data.max_frames} exceeds "
             f"model.max_frames={self.model.max_frames}",
+        )
+        layers = self.align.layers or ()
+        _check(
+            all(0 <= i < self.model.dec_layers for i in layers),
+            f"align.layers={list(layers)} must name decoder layers 0..{self.model.dec_layers - 1}",
         )
         weights = self.optim.codebook_weights
         _check(

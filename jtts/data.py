@@ -11,9 +11,10 @@ Why it looks like this:
   target, see `has_eos`) or dropped; texts longer than `model.max_text_len` are dropped. Both
   are counted in `Corpus.summary`.
 
-Batch arrays (global, sharded over rows): text int32 BxS, text_mask bool BxS, codes int32
-BxKxT, lengths int32 B (frames), has_eos bool B, valid bool B (False for filler rows that pad
-the last batch of a bucket). The delay pattern is applied on device (jtts.train_step).
+Batch arrays (global, sharded over rows): cond (a `jtts.conditioning.Cond`: text int32 BxS,
+text_mask bool BxS, drop bool B), codes int32 BxKxT, lengths int32 B (frames), has_eos bool B,
+valid bool B (False for filler rows that pad the last batch of a bucket). The delay pattern is
+applied on device (jtts.train_step).
 """
 
 from __future__ import annotations
@@ -28,12 +29,12 @@ import jax
 import numpy as np
 
 from codec_bridge.format import CodeStore
+from jtts.conditioning import Cond
 from jtts.config import Config
 from jtts.text import get_tokenizer, normalize
 
 TEXT_ROUND = 16  # text lengths are padded to multiples of this
 FRAME_ROUND = 8  # bucket edges (frames) are multiples of this, unless capped by max_frames
-ARRAY_KEYS = ("text", "text_mask", "codes", "lengths", "has_eos", "valid")
 
 
 def encode_text(text: str, normalizer: str) -> np.ndarray:
@@ -59,7 +60,7 @@ class Bucket:
 
 @dataclasses.dataclass(frozen=True)
 class Batch:
-    arrays: dict[str, jax.Array]  # global arrays, see the module docstring
+    arrays: dict[str, Any]  # global arrays (and the Cond of them), see the module docstring
     ids: tuple[str, ...]  # this process's utterance ids ('' for filler rows), for messages
     bucket: Bucket
     state: dict[str, int]  # iterator state after this batch
@@ -174,16 +175,16 @@ class Corpus:
         """Padded numpy arrays for `rows` (store indices, -1 = filler) of one bucket."""
         n, k = len(rows), int(self.store.meta["n_codebooks"])
         s, t = bucket.text_len, bucket.frames
+        text, text_mask = np.zeros((n, s), np.int32), np.zeros((n, s), bool)
+        text[:, 0] = self.eot  # filler rows attend to one real key
+        text_mask[:, 0] = True
         out = {
-            "text": np.zeros((n, s), np.int32),
-            "text_mask": np.zeros((n, s), bool),
+            "cond": Cond.of_text(text, text_mask),
             "codes": np.zeros((n, k, t), np.int32),
             "lengths": np.zeros(n, np.int32),
             "has_eos": np.zeros(n, bool),
             "valid": np.zeros(n, bool),
         }
-        out["text"][:, 0] = self.eot  # filler rows attend to one real key
-        out["text_mask"][:, 0] = True
         ids = []
         for j, i in enumerate(int(r) for r in rows):
             if i < 0:
@@ -191,8 +192,8 @@ class Corpus:
                 continue
             ids.append(self.ids[i])
             tok = self.tokens[i]
-            out["text"][j, : len(tok)] = tok
-            out["text_mask"][j, : len(tok)] = True
+            text[j, : len(tok)] = tok
+            text_mask[j, : len(tok)] = True
             codes_KxT = self.store[i].codes
             length = codes_KxT.shape[1]
             if length > self.max_frames:
@@ -275,12 +276,12 @@ class Loader:
                 bucket = self.corpus.buckets[b]
                 local = rows[process_rows(self.sharding, bucket.rows)]
                 arrays, ids = self.corpus.host_batch(bucket, local, epoch)
-                arrays = {
-                    k: jax.make_array_from_process_local_data(
-                        self.sharding, v, (bucket.rows, *v.shape[1:])
-                    )
-                    for k, v in arrays.items()
-                }
+                arrays = jax.tree.map(
+                    lambda v, b=bucket: jax.make_array_from_process_local_data(
+                        self.sharding, v, (b.rows, *v.shape[1:])
+                    ),
+                    arrays,
+                )
                 position += 1
                 yield Batch(arrays, ids, bucket, {"epoch": epoch, "position": position})
             epoch, position = epoch + 1, 0

@@ -24,6 +24,7 @@ import numpy as np
 from flax import nnx
 from jax import numpy as jnp
 
+from jtts.conditioning import Cond, with_null_rows
 from jtts.config import ModelConfig
 from jtts.patterns import Pattern, get_pattern
 
@@ -122,13 +123,8 @@ def _rows(cfg: bool, x: jax.Array) -> jax.Array:
     return jnp.concatenate([x, x], axis=0) if cfg else x
 
 
-def _drop(cfg: bool, b: int) -> jax.Array | None:
-    return jnp.arange(2 * b) >= b if cfg else None
-
-
-def _encode(model: nnx.Module, cfg: bool, text_BxS: jax.Array, mask_BxS: jax.Array):
-    b = text_BxS.shape[0]
-    return model.encode(_rows(cfg, text_BxS), _rows(cfg, mask_BxS), _drop(cfg, b))
+def _cond_rows(cfg: bool, cond: Cond) -> Cond:
+    return with_null_rows(cond) if cfg else cond
 
 
 def _argmax(x_BxKxV: jax.Array) -> jax.Array:
@@ -190,22 +186,33 @@ def _choose(spec: _Spec, knobs: _Knobs, logits: jax.Array, loop: _Loop) -> _Loop
     )
 
 
-def _prepare(model, spec, cache_steps, text_BxS, mask_BxS, valid_B):
+def _prepare(model, spec, cache_steps, cond, valid_B):
     """Everything computed once per batch: decode context, empty cache and loop state."""
-    enc, enc_mask = _encode(model, spec.cfg, text_BxS, mask_BxS)
-    ctx, cache = model.decode_context(enc, enc_mask), model.init_cache(enc.shape[0], cache_steps)
+    cond = _cond_rows(spec.cfg, cond)
+    ctx, cache = model.decode_context(cond), model.init_cache(cond.drop_B.shape[0], cache_steps)
     return ctx, cache, _init_loop(spec.pattern, valid_B, cache_steps)
 
 
 def _advance(model, spec, knobs, ctx, loop, cache):
-    logits, cache = model.decode_step(_rows(spec.cfg, loop.tokens_BxK), loop.step, cache, ctx)
+    tokens = _rows(spec.cfg, loop.tokens_BxK)
+    logits, cache, _ = model.decode_step(tokens, loop.step, cache, ctx)
     return _choose(spec, knobs, logits, loop), cache
 
 
-def _program(graphdef, spec, cache_steps, state, text_BxS, mask_BxS, valid_B, max_steps, knobs):
+def _merge(graphdef: nnx.GraphDef, state: Any) -> nnx.Module:
+    """The model with its float parameters cast to the compute dtype once, not at every step."""
+    dtype = nnx.merge(graphdef, state).dtype
+
+    def cast(x: jax.Array) -> jax.Array:
+        return x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x
+
+    return nnx.merge(graphdef, jax.tree.map(cast, state))
+
+
+def _program(graphdef, spec, cache_steps, state, cond, valid_B, max_steps, knobs):
     """The compiled decode: returns (seq_BxKxS, steps run, done_B)."""
-    model = nnx.merge(graphdef, state)
-    ctx, cache, loop = _prepare(model, spec, cache_steps, text_BxS, mask_BxS, valid_B)
+    model = _merge(graphdef, state)
+    ctx, cache, loop = _prepare(model, spec, cache_steps, cond, valid_B)
 
     def body(carry):
         return _advance(model, spec, knobs, ctx, *carry)
@@ -281,8 +288,7 @@ class Generation:
 
 
 class _Batch(NamedTuple):
-    text_BxS: np.ndarray
-    mask_BxS: np.ndarray
+    cond: Cond
     valid_B: np.ndarray
 
 
@@ -299,7 +305,7 @@ def _batch(text_ids: Sequence[Sequence[int]], max_text_len: int) -> _Batch:
     for i, ids in enumerate(text_ids):
         text[i, : len(ids)] = ids
         mask[i, : len(ids)] = True
-    return _Batch(text, mask, np.arange(b) < len(text_ids))
+    return _Batch(Cond.of_text(text, mask), np.arange(b) < len(text_ids))
 
 
 def _steps(spec: _Spec, max_frames: int) -> tuple[int, int]:
@@ -361,13 +367,13 @@ def generate(
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def _prepare_jit(graphdef, spec, cache_steps, state, text_BxS, mask_BxS, valid_B):
-    return _prepare(nnx.merge(graphdef, state), spec, cache_steps, text_BxS, mask_BxS, valid_B)
+def _prepare_jit(graphdef, spec, cache_steps, state, cond, valid_B):
+    return _prepare(_merge(graphdef, state), spec, cache_steps, cond, valid_B)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1), donate_argnums=(5, 6))
 def _advance_jit(graphdef, spec, knobs, state, ctx, loop, cache):
-    return _advance(nnx.merge(graphdef, state), spec, knobs, ctx, loop, cache)
+    return _advance(_merge(graphdef, state), spec, knobs, ctx, loop, cache)
 
 
 def generate_stepwise(
@@ -385,19 +391,14 @@ def generate_stepwise(
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def forward_logits(graphdef, prefix, cfg, state, text_BxS, mask_BxS, seq_BxKxS, step):
+def forward_logits(graphdef, prefix, cfg, state, cond, seq_BxKxS, step):
     """One naive step: logits_BxKxV of `step` from the teacher-forced forward over the first
     `prefix` decoder steps (recomputing the text encoder and every earlier step)."""
-    model = nnx.merge(graphdef, state)
+    model = _merge(graphdef, state)
     b, k = seq_BxKxS.shape[:2]
     bos_BxKx1 = jnp.full((b, k, 1), _pattern(model.cfg).bos, jnp.int32)
     inputs_BxKxT = jnp.concatenate([bos_BxKx1, seq_BxKxS[:, :, : prefix - 1]], axis=2)
-    logits_BxTxKxV = model(
-        _rows(cfg, text_BxS),
-        _rows(cfg, mask_BxS),
-        _rows(cfg, inputs_BxKxT),
-        drop_cond_B=_drop(cfg, b),
-    )
+    logits_BxTxKxV, _ = model(_cond_rows(cfg, cond), _rows(cfg, inputs_BxKxT))
     return jax.lax.dynamic_index_in_dim(logits_BxTxKxV, step, axis=1, keepdims=False)
 
 
@@ -409,12 +410,12 @@ def generate_naive(
 ) -> Generation:
     """Reference: no cache; every step re-runs `model.__call__` over the whole prefix."""
     r = _request(model, text_ids, sampling, max_frames)
-    text_BxS, mask_BxS, valid_B = r.batch
+    cond, valid_B = r.batch
     t0 = time.perf_counter()
     loop = _init_loop(r.spec.pattern, jnp.asarray(valid_B), r.cache_steps)
     for step in range(r.max_steps):
         prefix = prefix_bucket(step + 1, r.cache_steps)
-        args = (r.state, text_BxS, mask_BxS, loop.seq_BxKxS, step)
+        args = (r.state, cond, loop.seq_BxKxS, step)
         logits = forward_logits(r.graphdef, prefix, r.spec.cfg, *args)
         loop = _choose_jit(r.spec, r.knobs, logits, loop)
         if bool(loop.done_B.all()):

@@ -1,7 +1,7 @@
 """`make demo`: the whole pipeline on a corpus it makes itself, with no network and no dataset.
 
 Each stage runs the same command a user would type (printed before it runs), so the demo
-doubles as a walkthrough: eSpeak NG corpus → `codec_bridge extract` → `jtts.train` (`small`)
+doubles as a walkthrough: eSpeak NG corpus → `codec_bridge extract` → `jtts.train` (`configs/demo.yaml`)
 → `jtts.sample` on three unseen sentences → `demo/report.png`.
 """
 
@@ -39,18 +39,13 @@ Train on a real dataset (LJ Speech) with the pretrained codec:
 """
 
 
-# Short, similar-length sentences: few length buckets (few compiles), frequent logs and evals.
-DEMO_OVERRIDES = [
-    "data.num_buckets=2",
-    "data.batch_frames=1024",
-    "data.val_fraction=0.03",
-    "optim.warmup_steps=50",
-    "log.every=10",
-    "eval.every=100",
-    "eval.batches=2",
-    "eval.num_samples=1",
-    "checkpoint.every=100",
-]
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "configs" / "demo.yaml"
+# A codec trained by `codec_bridge train` on eSpeak NG speech, shipped with the repository
+# (see codecs/README.md); used when the pretrained EnCodec weights cannot be loaded.
+DEMO_CODEC = ROOT / "codecs" / "demo_codec.pt"
+SENTENCES = 1200
+STEPS = 1000
 
 
 def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
@@ -58,32 +53,35 @@ def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, **kw)
 
 
-def _extract(corpus: Path, store: Path) -> str:
-    """Codes with the pretrained codec when it can be loaded, else the untrained one (loudly)."""
-    base = [
-        sys.executable,
-        "-m",
-        "codec_bridge",
-        "extract",
-        "--format",
-        "ljspeech",
-        "--input",
-        str(corpus),
-        "--out",
-        str(store),
-        "--bandwidth",
-        "6",
-    ]
+def extract(corpus: Path, store: Path, weights: str | None = None) -> str:
+    """Codes for `corpus` in `store` with `weights`, or by default: the pretrained codec when
+    it can be loaded, else the repository's demo codec, else the untrained one (loudly).
+    Returns the weights used; a store that exists is resumed with the weights it records."""
+    base = [sys.executable, "-m", "codec_bridge", "extract", "--format", "ljspeech"]
+    base += ["--input", str(corpus), "--out", str(store), "--bandwidth", "6"]
     if (store / "meta.json").exists():
         record = json.loads((store / "meta.json").read_text())["weights"]
         weights = record["path"] if record["kind"] == "file" else record["kind"]
+    if weights is not None:
         _run([*base, "--weights", weights], check=True)
-        return record["kind"]
+        return weights
     if _run([*base, "--weights", "pretrained"]).returncode == 0:
         return "pretrained"
+    if DEMO_CODEC.exists():
+        _run([*base, "--weights", str(DEMO_CODEC)], check=True)
+        return str(DEMO_CODEC)
     print(_NO_PRETRAINED, file=sys.stderr, flush=True)
     _run([*base, "--weights", "untrained", "--seed", "0"], check=True)
     return "untrained"
+
+
+def train_command(store: Path, run: Path, steps: int, overrides: list[str] = ()) -> list[str]:
+    """`python -m jtts.train` with the demo config for `steps` steps (plus `overrides`)."""
+    sets = [f"train.steps={steps}", *overrides]
+    return [
+        *(sys.executable, "-m", "jtts.train", "--config", str(CONFIG)),
+        *("--data", str(store), "--workdir", str(run), "--set", *sets),
+    ]
 
 
 def _spectrogram(path: Path) -> tuple[np.ndarray, int]:
@@ -97,15 +95,35 @@ def _spectrogram(path: Path) -> tuple[np.ndarray, int]:
     return 10 * np.log10(power.T + 1e-10), sr
 
 
+def latest_attention(run: Path) -> tuple[np.ndarray, int] | None:
+    """The last evaluation's attention picture (text tokens x steps) and its step."""
+    saved = sorted(run.glob("attention/step_*.npy"), key=lambda p: int(p.stem.split("_")[1]))
+    if not saved:
+        return None
+    return np.load(saved[-1]).astype(np.float32), int(saved[-1].stem.split("_")[1])
+
+
+def reading_summary(run: Path) -> dict[str, float] | None:
+    """The last evaluation's held-out text gain (cb0 and mean) and attention figures."""
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line]
+    evals = [r for r in rows if "eval/text_gain" in r]
+    if not evals:
+        return None
+    last = evals[-1]
+    keys = ("text_gain", "text_gain_cb0", "null_gain", "attn_focus", "attn_monotonicity")
+    return {"step": last["step"], **{k: last[f"eval/{k}"] for k in keys}}
+
+
 def write_report(run: Path, reference_wav: Path, synth_wav: Path, out: Path) -> None:
-    """Loss curves and the spectrograms of a sentence spoken by eSpeak NG and by jtts."""
+    """Loss curves, held-out text gain, the attention of a validation sentence, and the
+    spectrograms of an unseen sentence spoken by eSpeak NG and by jtts."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line]
-    fig, axes = plt.subplots(3, 1, figsize=(10, 11))
+    fig, axes = plt.subplots(5, 1, figsize=(10, 18))
     for key, label in (("train/loss", "train"), ("eval/loss", "validation")):
         pts = [(r["step"], r[key]) for r in rows if key in r]
         if pts:
@@ -117,7 +135,27 @@ def write_report(run: Path, reference_wav: Path, synth_wav: Path, out: Path) -> 
         axes[0].axhline(baseline[-1], color="gray", linestyle="--", label="unigram baseline")
     axes[0].set(xlabel="step", ylabel="loss (nats / code)", title="Training")
     axes[0].legend()
-    for ax, wav, title in ((axes[1], reference_wav, "eSpeak NG"), (axes[2], synth_wav, "jtts")):
+    for key, label in (("eval/text_gain_cb0", "codebook 0"), ("eval/text_gain", "mean")):
+        pts = [(r["step"], r[key]) for r in rows if key in r]
+        if pts:
+            axes[1].plot(*zip(*pts, strict=True), marker="o", label=label)
+    axes[1].axhline(0, color="gray", linewidth=0.5)
+    axes[1].set(
+        xlabel="step",
+        ylabel="nats / code",
+        title="Held-out text gain: loss with another sentence's text minus with its own",
+    )
+    axes[1].legend()
+    attention = latest_attention(run)
+    if attention is not None:
+        image_SxT, step = attention
+        axes[2].imshow(image_SxT, origin="lower", aspect="auto", cmap="viridis")
+        axes[2].set(
+            xlabel="decoder step",
+            ylabel="text token",
+            title=f"Cross-attention of a validation sentence (best head, step {step})",
+        )
+    for ax, wav, title in ((axes[3], reference_wav, "eSpeak NG"), (axes[4], synth_wav, "jtts")):
         spec, sr = _spectrogram(wav)
         ax.imshow(
             spec,
@@ -135,31 +173,19 @@ def write_report(run: Path, reference_wav: Path, synth_wav: Path, out: Path) -> 
 
 def run_demo(out: Path, sentences: int, steps: int) -> None:
     t0 = time.time()
+
+    def stage(i: int, what: str) -> None:
+        print(f"[{i}/5 at {(time.time() - t0) / 60:.1f} min] {what}", flush=True)
+
     out.mkdir(parents=True, exist_ok=True)
-    print(f"[1/5] speaking {sentences} template sentences with eSpeak NG", flush=True)
+    stage(1, f"speaking {sentences} template sentences with eSpeak NG")
     corpus = demo_corpus.build_corpus(out / "corpus", n=sentences)
-    print("[2/5] extracting EnCodec codes", flush=True)
-    weights = _extract(corpus, out / "store")
-    print(f"[3/5] training `small` for {steps} steps on the CPU", flush=True)
+    stage(2, "extracting EnCodec codes")
+    weights = extract(corpus, out / "store")
+    stage(3, f"training `{CONFIG.stem}` for {steps} steps on the CPU")
     run = out / "run"
-    _run(
-        [
-            sys.executable,
-            "-m",
-            "jtts.train",
-            "--config",
-            "configs/small.yaml",
-            "--data",
-            str(out / "store"),
-            "--workdir",
-            str(run),
-            "--set",
-            f"train.steps={steps}",
-            *DEMO_OVERRIDES,
-        ],
-        check=True,
-    )
-    print("[4/5] synthesizing three sentences the model never heard", flush=True)
+    _run(train_command(out / "store", run, steps), check=True)
+    stage(4, "synthesizing three sentences the model never heard")
     held = demo_corpus.held_out(3, corpus_size=sentences)
     (out / "unseen.txt").write_text("\n".join(held) + "\n")
     _run(
@@ -179,7 +205,7 @@ def run_demo(out: Path, sentences: int, steps: int) -> None:
         ],
         check=True,
     )
-    print("[5/5] writing the report", flush=True)
+    stage(5, "writing the report")
     reference = out / "unseen_espeak_0001.wav"
     import soundfile as sf
 
@@ -187,6 +213,15 @@ def run_demo(out: Path, sentences: int, steps: int) -> None:
     sf.write(reference, engine.synth(held[0]), engine.sample_rate, subtype="PCM_16")
     write_report(run, reference, out / "0001.wav", out / "report.png")
     made = sorted(p.name for p in out.glob("*.wav")) + ["report.png"]
+    reading = reading_summary(run)
+    if reading is not None:
+        print(
+            f"\nDoes it read? Held-out sentences at step {reading['step']}: text gain "
+            f"{reading['text_gain_cb0']:.3f} nats/code on codebook 0, {reading['text_gain']:.3f} "
+            f"mean (loss with another sentence's text minus with its own; 0 = ignores text); "
+            f"attention focus {reading['attn_focus']:.2f}, "
+            f"monotonicity {reading['attn_monotonicity']:.2f}."
+        )
     print(
         f"\nDemo finished in {(time.time() - t0) / 60:.1f} min. Made in {out}/: {', '.join(made)}"
     )
@@ -200,8 +235,8 @@ def run_demo(out: Path, sentences: int, steps: int) -> None:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("demo"))
-    p.add_argument("--sentences", type=int, default=300)
-    p.add_argument("--steps", type=int, default=400)
+    p.add_argument("--sentences", type=int, default=SENTENCES)
+    p.add_argument("--steps", type=int, default=STEPS)
     a = p.parse_args(argv)
     run_demo(a.out, a.sentences, a.steps)
 

@@ -10,7 +10,6 @@ codec bridge reads it with ``--format ljspeech``.
 from __future__ import annotations
 
 import ctypes
-import itertools
 import random
 import shutil
 import subprocess
@@ -104,12 +103,40 @@ PLACES = [
 SAMPLE_RATE = 22050
 
 
+TEMPLATES = (
+    "{S} {v} the {a} {o} {p}.",
+    "{P}, {s} {v} a {a} {o}.",
+    "{S} {v} the {o} and the {a2} {o2}.",
+)
+
+
 def sentences(n: int, seed: int = 0) -> list[str]:
-    """``n`` distinct sentences from the template grammar, in a seeded random order."""
-    combos = itertools.product(SUBJECTS, VERBS, ADJECTIVES, OBJECTS, PLACES)
-    pool = [f"{s.capitalize()} {v} the {a} {o} {p}." for s, v, a, o, p in combos]
+    """``n`` distinct sentences from the template grammar, in a seeded random order.
+
+    Three templates put the same words at different places and give sentences of different
+    lengths, so a model must read the text (not count frames) to say it."""
     rng = random.Random(seed)
-    return rng.sample(pool, n)
+    out: list[str] = []
+    seen: set[str] = set()
+    while len(out) < n:
+        s = rng.choice(SUBJECTS)
+        (a, a2), (o, o2) = rng.sample(ADJECTIVES, 2), rng.sample(OBJECTS, 2)
+        p = rng.choice(PLACES)
+        text = rng.choice(TEMPLATES).format(
+            S=s.capitalize(),
+            s=s,
+            v=rng.choice(VERBS),
+            a=a,
+            a2=a2,
+            o=o,
+            o2=o2,
+            p=p,
+            P=p.capitalize(),
+        )
+        if text not in seen:
+            seen.add(text)
+            out.append(text)
+    return out
 
 
 class Espeak:

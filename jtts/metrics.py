@@ -129,6 +129,11 @@ class MetricsLogger:
                 if value is not None:
                     self._tb.add_scalar(key, value, step)
 
+    def image(self, tag: str, image_HxW: np.ndarray, step: int) -> None:
+        """A greyscale picture (values in [0, 1], row 0 at the bottom) in TensorBoard."""
+        if self._tb is not None:
+            self._tb.add_image(tag, np.asarray(image_HxW)[None, ::-1], step, dataformats="CHW")
+
     def progress(self, step: int, **postfix: float) -> None:
         """Advances the tqdm bar (created on first use, after the startup messages)."""
         if self.enabled and self._bar is None and self._bar_args is not None:

@@ -16,6 +16,15 @@ import optax
 from flax import nnx
 from jax import numpy as jnp
 
+from jtts import conditioning
+from jtts.alignment import (
+    attention_sums,
+    beta_binomial_log_prior,
+    forward_sum_loss,
+    head_mean_log_probs,
+    prior_bias,
+    prior_weight,
+)
 from jtts.config import Config, OptimConfig
 from jtts.mesh import batch_sharding, replicated
 from jtts.model import build_model
@@ -119,26 +128,14 @@ def decoder_io(
     return inputs_BxKxS, targets_BxKxS, mask_BxKxS
 
 
-def loss_sums(
-    model: nnx.Module,
-    batch: dict[str, jax.Array],
-    pattern: Pattern,
-    *,
-    drop_cond_B: jax.Array | None = None,
-    dropout_rng: jax.Array | None = None,
+def ce_sums(
+    logits_BxSxKxV: jax.Array, targets_BxKxS: jax.Array, mask_BxKxS: jax.Array
 ) -> dict[str, jax.Array]:
     """Per-codebook sums over a batch: ce_K, correct_K, count_K (targets), zsq_K.
 
     Sums (not means) let micro-batches and eval batches add up.
     """
-    inputs_BxKxS, targets_BxKxS, mask_BxKxS = decoder_io(batch, pattern)
-    logits_BxSxKxV = model(
-        batch["text"],
-        batch["text_mask"],
-        inputs_BxKxS,
-        drop_cond_B=drop_cond_B,
-        dropout_rng=dropout_rng,
-    ).astype(jnp.float32)
+    logits_BxSxKxV = logits_BxSxKxV.astype(jnp.float32)
     targets_BxSxK = targets_BxKxS.transpose(0, 2, 1)
     mask_BxSxK = mask_BxKxS.transpose(0, 2, 1).astype(jnp.float32)
     max_BxSxK = jnp.max(logits_BxSxKxV, axis=-1)
@@ -157,9 +154,73 @@ def loss_sums(
     }
 
 
-def _micro_batches(batch: dict[str, jax.Array], n: int) -> dict[str, jax.Array]:
+def _align_layers(cfg: Config) -> list[int]:
+    return list(cfg.align.layers) if cfg.align.layers else list(range(cfg.model.dec_layers))
+
+
+def alignment_bias(
+    cfg: Config, batch: dict[str, Any], pattern: Pattern, step: jax.Array
+) -> jax.Array | None:
+    """The annealed beta-binomial log-prior (BxTxS) for a batch at `step`; None when off."""
+    if not cfg.align.prior:
+        return None
+    mask_BxKxS = decoder_io(batch, pattern)[2]
+    cond = batch["cond"]
+    log_prior = beta_binomial_log_prior(
+        mask_BxKxS.any(axis=1).sum(axis=1),
+        cond.text_lengths_B,
+        mask_BxKxS.shape[2],
+        cond.text_BxS.shape[1],
+        cfg.align.prior_scaling,
+    )
+    return prior_bias(log_prior, prior_weight(cfg.align, step))
+
+
+def loss_sums(
+    model: nnx.Module,
+    batch: dict[str, Any],
+    pattern: Pattern,
+    *,
+    cfg: Config | None = None,
+    dropout_rng: jax.Array | None = None,
+    corrupt_rng: jax.Array | None = None,
+) -> dict[str, jax.Array]:
+    """`ce_sums` of the teacher-forced forward; with a `cfg` whose align.ctc_weight > 0 also
+    the forward-sum alignment loss sum ("align") over its rows ("align_rows"). A batch's
+    "attn_bias" (see `alignment_bias`) is added to the cross-attention logits. With
+    `corrupt_rng`, decoder input steps are replaced by PAD with P = align.input_dropout: the
+    audio context becomes unreliable, so the text is worth reading (Tacotron's prenet
+    dropout, NeMo's decoder input dropout)."""
+    inputs_BxKxS, targets_BxKxS, mask_BxKxS = decoder_io(batch, pattern)
+    if corrupt_rng is not None and cfg is not None and cfg.align.input_dropout > 0:
+        b, _, s = inputs_BxKxS.shape
+        hit_BxS = jax.random.bernoulli(corrupt_rng, cfg.align.input_dropout, (b, s))
+        hit_BxS &= jnp.arange(s)[None, :] > 0  # step 0 keeps its BOS
+        inputs_BxKxS = jnp.where(hit_BxS[:, None, :], pattern.pad, inputs_BxKxS)
+    ctc = cfg is not None and cfg.align.ctc_weight > 0
+    logits_BxSxKxV, attn = model(
+        batch["cond"],
+        inputs_BxKxS,
+        attn_bias_BxTxS=batch.get("attn_bias"),
+        dropout_rng=dropout_rng,
+        with_attention=ctc,
+    )
+    sums = ce_sums(logits_BxSxKxV, targets_BxKxS, mask_BxKxS)
+    if ctc:
+        cond = batch["cond"]
+        sums["align"], sums["align_rows"] = forward_sum_loss(
+            head_mean_log_probs(attn[jnp.asarray(_align_layers(cfg))]),
+            mask_BxKxS.any(axis=1),
+            cond.text_mask_BxS,
+            batch["valid"] & ~cond.drop_B,
+            cfg.align.blank_logprob,
+        )
+    return sums
+
+
+def _micro_batches(batch: dict[str, Any], n: int) -> dict[str, Any]:
     """[B, ...] -> [n, B/n, ...] taking every n-th row, so each device keeps its own rows."""
-    return {k: v.reshape(v.shape[0] // n, n, *v.shape[1:]).swapaxes(0, 1) for k, v in batch.items()}
+    return jax.tree.map(lambda v: v.reshape(v.shape[0] // n, n, *v.shape[1:]).swapaxes(0, 1), batch)
 
 
 class TrainStep:
@@ -203,10 +264,17 @@ class TrainStep:
         def loss_fn(params: Any) -> tuple[jax.Array, dict[str, jax.Array]]:
             model = nnx.merge(self.graphdef, params)
             sums = loss_sums(
-                model, batch, self.pattern, drop_cond_B=batch["drop_cond"], dropout_rng=dropout_rng
+                model,
+                batch,
+                self.pattern,
+                cfg=self.cfg,
+                dropout_rng=dropout_rng,
+                corrupt_rng=jax.random.fold_in(key, 1),
             )
             loss = jnp.sum(self.weights_K * sums["ce"]) / norm["ce"]
             loss += self.cfg.optim.z_loss * jnp.sum(sums["zsq"]) / norm["count"]
+            if "align" in sums:
+                loss += self.cfg.align.ctc_weight * sums["align"] / norm["align"]
             return loss, sums
 
         return jax.grad(loss_fn, has_aux=True)(params)
@@ -219,13 +287,18 @@ class TrainStep:
         # Drawn for the whole batch, so accumulation sees the same mask as one big batch.
         rows = batch["codes"].shape[0]
         drop = jax.random.bernoulli(drop_key, self.cfg.model.cond_drop_prob, (rows,))
-        batch = {**batch, "drop_cond": drop}
+        batch = {**batch, "cond": conditioning.drop(batch["cond"], drop)}
+        bias = alignment_bias(self.cfg, batch, self.pattern, step)
+        if bias is not None:
+            batch["attn_bias"] = bias
         # The loss normaliser depends only on the masks, so it is known before any forward
         # pass and gradient accumulation sums to exactly the full-batch gradient.
         mask_sums = jnp.sum(decoder_io(batch, self.pattern)[2], axis=(0, 2)).astype(jnp.float32)
+        align_rows = jnp.sum(batch["valid"] & ~batch["cond"].drop_B) * len(_align_layers(self.cfg))
         norm = {
             "ce": jnp.maximum(jnp.sum(self.weights_K * mask_sums), 1.0),
             "count": jnp.maximum(jnp.sum(mask_sums), 1.0),
+            "align": jnp.maximum(align_rows.astype(jnp.float32), 1.0),
         }
         n_micro = self.cfg.optim.grad_accum
         if n_micro == 1:
@@ -275,6 +348,8 @@ class TrainStep:
             "acc_cb": sums["correct"] / count_K,
             "acc": jnp.sum(sums["correct"]) / norm["count"],
             "z_loss": jnp.sum(sums["zsq"]) / norm["count"],
+            "align_loss": sums["align"] / norm["align"] if "align" in sums else jnp.nan,
+            "prior_weight": prior_weight(self.cfg.align, step),
             "grad_norm": grad_norm,
             "lr": lr,
             "finite": finite,
@@ -285,7 +360,10 @@ class TrainStep:
 
 
 class EvalStep:
-    """`sums = eval_step(params, batch)`: per-codebook ce/correct/count sums, no dropout."""
+    """`sums = eval_step(params, batch)`, no dropout, no prior: per-codebook ce/correct/count
+    with the utterance's own text, ce with a mismatched text ("ce_mismatched") and with the
+    null condition ("ce_null"), the cross-attention `attention_sums` of every layer and head,
+    and the first row's attention probabilities ("attn_row0": LxHxTxS) for pictures."""
 
     def __init__(
         self, cfg: Config, graphdef: nnx.GraphDef, mesh: jax.sharding.Mesh, shardings: Any
@@ -301,10 +379,24 @@ class EvalStep:
             out_shardings=replicated(mesh),
         )
 
-    def __call__(self, params: Any, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    def __call__(self, params: Any, batch: dict[str, Any]) -> dict[str, jax.Array]:
         return self._jitted(params, batch)
 
-    def _eval(self, params: Any, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    def _eval(self, params: Any, batch: dict[str, Any]) -> dict[str, jax.Array]:
         self.traces += 1
-        sums = loss_sums(nnx.merge(self.graphdef, params), batch, self.pattern)
-        return {k: sums[k] for k in ("ce", "correct", "count")}
+        model = nnx.merge(self.graphdef, params)
+        inputs_BxKxS, targets_BxKxS, mask_BxKxS = decoder_io(batch, self.pattern)
+        cond, valid = batch["cond"], batch["valid"]
+        logits, attn = model(cond, inputs_BxKxS, with_attention=True)
+        sums = {k: v for k, v in ce_sums(logits, targets_BxKxS, mask_BxKxS).items() if k != "zsq"}
+        for name, other in (
+            ("mismatched", conditioning.mismatched(cond, valid)),
+            ("null", conditioning.drop(cond, jnp.ones_like(valid))),
+        ):
+            sums[f"ce_{name}"] = ce_sums(model(other, inputs_BxKxS)[0], targets_BxKxS, mask_BxKxS)[
+                "ce"
+            ]
+        steps_BxT = mask_BxKxS.any(axis=1) & valid[:, None]
+        sums["attention"] = attention_sums(attn, steps_BxT, cond.text_mask_BxS)
+        sums["attn_row0"] = jax.nn.softmax(attn[:, 0], axis=-1)
+        return sums

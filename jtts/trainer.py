@@ -25,6 +25,7 @@ from flax import nnx
 
 from codec_bridge.format import CodeStore, file_stem, save_codes
 from jtts import decode
+from jtts.alignment import best_head
 from jtts.checkpoint import Checkpointer
 from jtts.config import Config, ModelConfig, load_config, save_config
 from jtts.data import Batch, Corpus, Loader
@@ -188,7 +189,7 @@ class Trainer:
         self._seen_shapes: set[tuple[int, int, int]] = set()
         self._interval = {"tokens": 0.0, "time": 0.0, "flops": 0.0, "steps": 0.0}
         self._last_loss: float | None = None
-        self._last_done = time.perf_counter()
+        self._last_done = self._started = time.perf_counter()
 
     def _announce(self) -> None:
         say = self.log.say
@@ -239,37 +240,53 @@ class Trainer:
             iv = self._interval
             values = flatten(
                 "train",
-                {k: m[k] for k in ("loss", "acc", "loss_cb", "acc_cb", "grad_norm", "lr")},
+                {
+                    k: m[k]
+                    for k in ("loss", "acc", "loss_cb", "acc_cb", "grad_norm", "lr", "prior_weight")
+                },
             )
             values["train/z_loss"] = float(m["z_loss"])
+            if np.isfinite(m["align_loss"]):
+                values["train/align_loss"] = float(m["align_loss"])
             values["train/skipped"] = int(m["skipped"])
             values["train/tokens_per_s"] = iv["tokens"] / iv["time"] if iv["time"] else None
             values["train/flops_per_s"] = iv["flops"] / iv["time"] if iv["time"] else None
             values["train/mfu"] = mfu(iv["flops"], iv["time"], list(self.mesh.devices.flat))
             values["train/step_time_s"] = iv["time"] / iv["steps"] if iv["steps"] else None
+            values["train/elapsed_s"] = time.perf_counter() - self._started
             self.log.write(p.step, values)
             self._interval = dict.fromkeys(iv, 0.0)
         self._last_loss = float(m["loss"])
         self.log.progress(p.step, loss=self._last_loss)
 
     def _evaluate(self, step: int) -> dict[str, float]:
-        sums = None
+        sums, row0 = None, None
         sharding = batch_sharding(self.mesh)
         with Loader(self.corpus, "val", sharding, shuffle=False, epochs=1, prefetch=1) as val:
             for batch in itertools.islice(val, self.cfg.eval.batches):
-                out = self.eval_step(self.state["params"], batch.arrays)
+                out = dict(self.eval_step(self.state["params"], batch.arrays))
+                first = out.pop("attn_row0")
+                row0 = first if row0 is None else row0
                 sums = out if sums is None else jax.tree.map(np.add, sums, out)
         s = jax.tree.map(np.asarray, jax.device_get(sums))
         count_K = np.maximum(s["count"], 1.0)
         loss = float((self.weights_K * s["ce"]).sum() / max((self.weights_K * s["count"]).sum(), 1))
+        gain_K = (s["ce_mismatched"] - s["ce"]) / count_K
+        head = best_head(s["attention"])
         values = {
             "eval/loss": loss,
             "eval/acc": float(s["correct"].sum() / max(s["count"].sum(), 1)),
             **flatten("eval", {"loss_cb": s["ce"] / count_K, "acc_cb": s["correct"] / count_K}),
             "eval/unigram": float((self.weights_K * self.unigram_K).sum() / self.weights_K.sum()),
             **flatten("eval", {"unigram_cb": self.unigram_K}),
+            "eval/text_gain": float(gain_K.mean()),
+            **flatten("eval", {"text_gain_cb": gain_K}),
+            "eval/null_gain": float(((s["ce_null"] - s["ce"]) / count_K).mean()),
+            **{f"eval/attn_{k}": v for k, v in head.items()},
+            "eval/elapsed_s": time.perf_counter() - self._started,
         }
         self.log.write(step, values)
+        self._save_attention(step, np.asarray(jax.device_get(row0))[head["layer"], head["head"]])
         cb = " ".join(
             f"{a:.3f}/{u:.3f}" for a, u in zip(s["ce"] / count_K, self.unigram_K, strict=True)
         )
@@ -277,8 +294,25 @@ class Trainer:
             f"jtts: step {step} eval loss {loss:.4f} (unigram {values['eval/unigram']:.4f}); "
             f"per codebook loss/unigram {cb}"
         )
+        self.log.say(
+            f"jtts: step {step} text gain {values['eval/text_gain']:.3f} nats/code "
+            f"(cb0 {gain_K[0]:.3f}); attention focus {head['focus']:.2f}, monotonicity "
+            f"{head['monotonicity']:.2f}, coverage {head['coverage']:.2f} "
+            f"(layer {head['layer']} head {head['head']})"
+        )
         self._write_samples(step)
         return values
+
+    def _save_attention(self, step: int, probs_TxS: np.ndarray) -> None:
+        """The first validation utterance's attention (best head) as RUN_DIR/attention/
+        step_N.npy (text tokens x steps) and a TensorBoard image."""
+        if not self.lead:
+            return
+        image_SxT = probs_TxS.T.astype(np.float32)
+        out = self.run_dir / "attention"
+        out.mkdir(exist_ok=True)
+        np.save(out / f"step_{step}.npy", image_SxT.astype(np.float16))
+        self.log.image("eval/attention", image_SxT / max(float(image_SxT.max()), 1e-9), step)
 
     def _write_samples(self, step: int) -> None:
         """Samples `eval.num_samples` validation texts with jtts.decode into

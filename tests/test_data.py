@@ -39,7 +39,11 @@ def take(loader, n):
 
 
 def host(batch):
-    return {k: np.asarray(v) for k, v in batch.arrays.items()}
+    """Host copies, with the condition's text and mask under "text" and "text_mask"."""
+    a = {k: np.asarray(v) for k, v in batch.arrays.items() if k != "cond"}
+    cond = batch.arrays["cond"]
+    assert not np.asarray(cond.drop_B).any()
+    return {**a, "text": np.asarray(cond.text_BxS), "text_mask": np.asarray(cond.text_mask_BxS)}
 
 
 def test_encode_text_normalizes_and_ends_with_eot():
@@ -111,8 +115,8 @@ def test_restoring_the_state_continues_exactly(store, one_device, prefetch):
     rest = take(Loader(corpus, "train", one_device, prefetch=prefetch, state=state), total - cut)
     for x, y in zip(full[cut:], rest, strict=True):
         assert x.ids == y.ids and x.state == y.state
-        for k in x.arrays:
-            np.testing.assert_array_equal(np.asarray(x.arrays[k]), np.asarray(y.arrays[k]))
+        for a, b in zip(jax.tree.leaves(x.arrays), jax.tree.leaves(y.arrays), strict=True):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert rest[-1].state["epoch"] == 1
 
 

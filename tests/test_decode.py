@@ -111,18 +111,18 @@ def counter_model(starts: dict[int, int], *, eos: bool = True):
     )
     m = build_model(cfg, nnx.Rngs(0))
     d, vocab = cfg.d_model, cfg.text_vocab_size
-    m.text_embed[...] = jnp.eye(vocab, d, TEXT_DIM)
+    m.conditioner.text_embed[...] = jnp.eye(vocab, d, TEXT_DIM)
     embed = np.zeros((K, C + 3, d), np.float32)
     for k in range(K):
         embed[k, :, k * (C + 3) : (k + 1) * (C + 3)] = np.eye(C + 3)
     m.code_embed[...] = jnp.asarray(embed)
-    for layer in m.encoder.layers:
+    for layer in m.conditioner.encoder.layers:
         layer.attn.o.kernel[...] = jnp.zeros_like(layer.attn.o.kernel[...])
         layer.mlp.down.kernel[...] = jnp.zeros_like(layer.mlp.down.kernel[...])
     for layer in m.decoder.layers:
         for p in (layer.self_attn.o.kernel, layer.mlp.down.kernel, layer.cross_attn.q.kernel):
             p[...] = jnp.zeros_like(p[...])
-        layer.cross_attn.v.kernel[...] = jnp.eye(d)
+        layer.cross_attn.kv.kernel[...] = jnp.concatenate([jnp.eye(d), jnp.eye(d)], axis=1)
         layer.cross_attn.o.kernel[...] = jnp.eye(d)
     heads = np.zeros((K, d, C + 1), np.float32)
     for c in range(C - 1):

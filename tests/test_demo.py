@@ -12,8 +12,16 @@ def test_report_has_curves_and_spectrograms(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     rows = [{"step": s, "train/loss": 7.0 - s / 10} for s in range(1, 30)]
-    rows += [{"step": 30, "eval/loss": 4.0, "eval/unigram": 5.0}]
+    gains = {"eval/text_gain": 0.4, "eval/text_gain_cb0": 1.2, "eval/null_gain": 0.5}
+    gains |= {"eval/attn_focus": 0.7, "eval/attn_monotonicity": 0.9}
+    rows += [{"step": 30, "eval/loss": 4.0, "eval/unigram": 5.0, **gains}]
     (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    (run / "attention").mkdir()
+    for step in (10, 30):
+        np.save(run / "attention" / f"step_{step}.npy", np.eye(8, 40, dtype=np.float16) * step)
+    image, step = demo.latest_attention(run)
+    assert step == 30 and image.max() == 30
+    assert demo.reading_summary(run) == {"step": 30, **{k[5:]: v for k, v in gains.items()}}
     t = np.arange(22050) / 22050
     sf.write(tmp_path / "a.wav", 0.5 * np.sin(2 * np.pi * 440 * t), 22050)
     sf.write(tmp_path / "b.wav", 0.5 * np.sin(2 * np.pi * 1000 * t), 24000)

@@ -16,6 +16,7 @@ from synthetic import make_store, subprocess_env
 from codec_bridge.format import CodeStore, load_codes
 from jtts import sample, sampler
 from jtts.checkpoint import Checkpointer
+from jtts.conditioning import Cond
 from jtts.config import load_config, save_config
 from jtts.data import encode_text
 from jtts.model import build_model
@@ -43,7 +44,8 @@ def overfit(cfg, texts, codes, max_steps=400):
     @jax.jit
     def step(params, opt):
         def loss_fn(p):
-            logits = nnx.merge(graphdef, p)(text, text > 0, inputs).transpose(0, 2, 1, 3)
+            cond = Cond.of_text(text, text > 0)
+            logits = nnx.merge(graphdef, p)(cond, inputs)[0].transpose(0, 2, 1, 3)
             ce = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
             exact = ((logits.argmax(-1) == targets) | ~mask).all()
             return (ce * mask).sum() / mask.sum(), exact

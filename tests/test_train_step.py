@@ -88,7 +88,7 @@ def test_eval_sums_count_exactly_the_unmasked_targets(setup):
     mask &= batch["valid"][:, None, None]
     mask &= ~((targets == pattern.eos) & ~batch["has_eos"][:, None, None])
     model = nnx.merge(step.graphdef, state["params"])
-    logits = np.asarray(model(batch["text"], batch["text_mask"], inputs), np.float64)
+    logits = np.asarray(model(batch["cond"], inputs)[0], np.float64)
     logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     nll = -np.take_along_axis(logp, targets.transpose(0, 2, 1)[..., None], -1)[..., 0]
     ce = (nll * mask.transpose(0, 2, 1)).sum(axis=(0, 1))
@@ -102,7 +102,7 @@ def test_nonfinite_step_is_not_applied_and_counted(setup):
     state, _ = step(state, device_batch(mesh, random_batch(ROWS, FRAMES, TEXT, seed=5)))
     before = jax.device_get(state)
     bad = random_batch(ROWS, FRAMES, TEXT, seed=6)
-    bad["text"][0, 0] = 10**7  # out-of-range id: jnp.take fills NaN
+    bad["cond"].text_BxS[0, 0] = 10**7  # out-of-range id: jnp.take fills NaN
     state, m = step(state, device_batch(mesh, bad))
     after = jax.device_get(state)
     assert not m["finite"] and int(m["skipped"]) == 1 and int(after["step"]) == 2

@@ -1,0 +1,110 @@
+"""How fast each conditioning design learns to read its text, on the demo corpus.
+
+Prints one JSON object. Every candidate trains the demo's model (`configs/demo.yaml`) on the
+same eSpeak NG corpus and codes for the same number of steps; from its held-out evaluations
+(`eval/text_gain_cb0`: validation loss of codebook 0 with another sentence's text minus with
+its own) the benchmark reports the first step and wall time at which the gain reaches 0.5 and
+1.0 nats, and the final gain, mean gain over codebooks and attention focus. `today` is the
+design before this benchmark existed (the old learning rate); "default" is `configs/demo.yaml`
+as it is; the others add the alignment aids of `jtts.alignment` or reweight codebook 0. The
+gain of `today` is the baseline the others are compared with, measured in the same run.
+
+    python bench/alignment.py                                   # codes from the demo's codec
+    python bench/alignment.py --weights FILE --steps 600 --only today,default,prior_ctc
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from jtts import demo, demo_corpus  # noqa: E402
+
+# Overrides on top of configs/demo.yaml and the demo's own; "default" is the config as is.
+CANDIDATES = {
+    "today": ["optim.lr=5e-4"],
+    "default": [],
+    "prior_ctc": ["align.prior=true", "align.ctc_weight=0.1"],
+    "input_dropout": ["align.input_dropout=0.3"],
+    "prior_ctc_dropout": ["align.prior=true", "align.ctc_weight=0.1", "align.input_dropout=0.3"],
+    "cb0_weight": ["optim.codebook_weights=[4, 1, 1, 1, 1, 1, 1, 1]"],
+}
+THRESHOLDS = (0.5, 1.0)
+
+
+def first_reaching(evals: list[dict], threshold: float) -> dict | None:
+    for r in evals:
+        if r["eval/text_gain_cb0"] >= threshold:
+            return {"step": r["step"], "wall_s": round(r["eval/elapsed_s"], 1)}
+    return None
+
+
+def summarize(run: Path) -> dict:
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in rows if "eval/text_gain_cb0" in r]
+    last = evals[-1]
+    return {
+        **{f"gain_cb0_{t}": first_reaching(evals, t) for t in THRESHOLDS},
+        "final_step": last["step"],
+        "final_wall_s": round(last["eval/elapsed_s"], 1),
+        "final_gain_cb0": round(last["eval/text_gain_cb0"], 3),
+        "final_gain_mean": round(last["eval/text_gain"], 3),
+        "final_null_gain": round(last["eval/null_gain"], 3),
+        "final_focus": round(last["eval/attn_focus"], 3),
+        "final_monotonicity": round(last["eval/attn_monotonicity"], 3),
+        "final_loss": round(last["eval/loss"], 4),
+        "unigram": round(last["eval/unigram"], 4),
+        "curve_gain_cb0": [(r["step"], round(r["eval/text_gain_cb0"], 3)) for r in evals],
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--work", type=Path, default=Path("/tmp/jtts-bench-alignment"))
+    p.add_argument("--sentences", type=int, default=demo.SENTENCES)
+    p.add_argument("--steps", type=int, default=demo.STEPS)
+    p.add_argument("--weights", default=None, help="codec for the codes (default: the demo's)")
+    p.add_argument("--only", default=None, help="comma-separated candidate names")
+    a = p.parse_args()
+    names = a.only.split(",") if a.only else list(CANDIDATES)
+    corpus = demo_corpus.build_corpus(a.work / "corpus", n=a.sentences)
+    store = a.work / "store"
+    weights = demo.extract(corpus, store, a.weights)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    results = {}
+    for name in names:
+        run = a.work / "runs" / name
+        if not (run / "metrics.jsonl").exists():
+            cmd = demo.train_command(store, run, a.steps, CANDIDATES[name])
+            t0 = time.perf_counter()
+            subprocess.run(cmd, check=True, env=env, cwd=ROOT, capture_output=True)
+            print(f"{name}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+        results[name] = summarize(run)
+    base = results.get("today", {}).get("final_gain_cb0")
+    for r in results.values():
+        r["gain_cb0_vs_today"] = round(r["final_gain_cb0"] - base, 3) if base is not None else None
+    print(
+        json.dumps(
+            {
+                "benchmark": "held-out text gain (reading) per conditioning design",
+                "corpus": {"sentences": a.sentences, "codec": weights},
+                "steps": a.steps,
+                "cpus": os.cpu_count(),
+                "candidates": {n: CANDIDATES[n] for n in names},
+                "results": results,
+            },
+            indent=1,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+"""Alignment aids and measurements against NumPy/SciPy references, and a model that reads."""
+
+import itertools
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+import scipy.stats
+from jax import numpy as jnp
+from synthetic import make_spoken_store, make_store, subprocess_env, train_command
+
+from codec_bridge.format import CodeStore, load_codes
+from jtts import alignment
+from jtts.config import AlignConfig, load_config
+from jtts.trainer import Trainer
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def test_beta_binomial_prior_is_scipy_betabinom():
+    steps, tokens, scaling = np.array([7, 4]), np.array([3, 5]), 0.5
+    log_prior = np.asarray(alignment.beta_binomial_log_prior(steps, tokens, 8, 6, scaling))
+    assert log_prior.shape == (2, 8, 6)
+    for b in range(2):
+        n, t_max = tokens[b] - 1, steps[b]
+        for t in range(1, t_max + 1):
+            want = scipy.stats.betabinom.logpmf(
+                np.arange(n + 1), n, scaling * t, scaling * (t_max - t + 1)
+            )
+            np.testing.assert_allclose(log_prior[b, t - 1, : n + 1], want, rtol=1e-4, atol=1e-4)
+        assert (log_prior[b, t_max:] == 0).all() and (log_prior[b, :, n + 1 :] == 0).all()
+    # A diagonal: early steps favour the first token, late ones the last.
+    assert log_prior[0, 0, :3].argmax() == 0 and log_prior[0, 6, :3].argmax() == 2
+
+
+def test_prior_weight_schedule_and_bias():
+    cfg = AlignConfig(prior_hold_steps=10, prior_end_step=20)
+    weights = [float(alignment.prior_weight(cfg, jnp.asarray(s))) for s in (0, 10, 15, 20, 99)]
+    assert weights == [1.0, 1.0, 0.5, 0.0, 0.0]
+    assert float(alignment.prior_weight(AlignConfig(prior=False), jnp.asarray(0))) == 0.0
+    lp = jnp.log(jnp.array([0.7, 0.2, 0.1]))
+    np.testing.assert_allclose(alignment.prior_bias(lp, jnp.asarray(1.0)), lp, rtol=1e-6)
+    np.testing.assert_allclose(alignment.prior_bias(lp, jnp.asarray(0.0)), 0.0, atol=1e-7)
+    half = np.log(0.5 * np.array([0.7, 0.2, 0.1]) + 0.5)
+    np.testing.assert_allclose(alignment.prior_bias(lp, jnp.asarray(0.5)), half, rtol=1e-6)
+
+
+def _ctc_brute_force(logp_TxS: np.ndarray, blank: float) -> float:
+    """-log of the summed probability of every blank/label path of length T that collapses
+    to the labels 1..S: CTC written out by enumeration."""
+    t, s = logp_TxS.shape
+    classes = np.concatenate([np.full((t, 1), blank), logp_TxS], axis=1)
+    classes = classes - np.log(np.exp(classes).sum(axis=1, keepdims=True))
+    total = 0.0
+    for path in itertools.product(range(s + 1), repeat=t):
+        collapsed = [c for i, c in enumerate(path) if c and (i == 0 or path[i - 1] != c)]
+        if collapsed == list(range(1, s + 1)):
+            total += np.exp(sum(classes[i, c] for i, c in enumerate(path)))
+    return -np.log(total)
+
+
+def test_forward_sum_loss_is_ctc_over_monotonic_paths():
+    rng = np.random.default_rng(0)
+    logp = np.log(rng.dirichlet(np.ones(3), size=(1, 2, 5)))  # L=1, B=2, T=5, S=3
+    text_mask = np.array([[True, True, True], [True, True, False]])
+    step_mask = np.array([[True] * 5, [True, True, True, True, False]])
+    total, rows = alignment.forward_sum_loss(
+        jnp.asarray(logp, jnp.float32), step_mask, text_mask, np.array([True, True]), -1.0
+    )
+    want = _ctc_brute_force(logp[0, 0], -1.0) / 3 + _ctc_brute_force(logp[0, 1, :4, :2], -1.0) / 2
+    assert float(rows) == 2
+    np.testing.assert_allclose(float(total), want, rtol=1e-4)
+    _, none = alignment.forward_sum_loss(
+        jnp.asarray(logp, jnp.float32), step_mask, text_mask, np.array([False, False]), -1.0
+    )
+    assert float(none) == 0
+
+
+def test_attention_sums_and_best_head_match_numpy():
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(2, 3, 2, 6, 4)).astype(np.float32)  # L, B, H, T, S
+    logits[1, :, 1] = np.where(np.arange(4)[None, None, :] == np.arange(6)[:, None] * 4 // 6, 9, 0)
+    steps = np.arange(6)[None, :] < np.array([6, 4, 0])[:, None]  # row 2: a filler row
+    text = np.arange(4)[None, :] < np.array([4, 4, 4])[:, None]
+    sums = jax.device_get(alignment.attention_sums(jnp.asarray(logits), steps, text))
+    p = np.exp(logits - logits.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    for layer, head in itertools.product(range(2), range(2)):
+        focus = monotone = coverage = 0.0
+        for b in range(2):
+            t = steps[b].sum()
+            path = p[layer, b, head, :t].argmax(-1)
+            focus += p[layer, b, head, :t].max(-1).sum()
+            monotone += (np.diff(path) >= 0).sum()
+            coverage += len(set(path.tolist())) / 4
+        np.testing.assert_allclose(sums["focus"][layer, head], focus, rtol=1e-5)
+        assert sums["monotone"][layer, head] == monotone
+        np.testing.assert_allclose(sums["coverage"][layer, head], coverage, rtol=1e-5)
+    assert (sums["steps"], sums["pairs"], sums["rows"]) == (10, 8, 2)
+    best = alignment.best_head(sums)
+    assert (best["layer"], best["head"]) == (1, 1)  # the planted diagonal
+    # Row 0 visits all 4 tokens in its 6 steps, row 1 three in its 4 (0, 0, 1, 2).
+    assert best["monotonicity"] == 1.0 and best["coverage"] == (1 + 3 / 4) / 2
+    assert best["focus"] > 0.99
+
+
+def _train(tmp_path, name, *overrides, constant_text=False):
+    store = make_spoken_store(tmp_path / f"{name}_store", 240, constant_text=constant_text)
+    cfg = load_config(
+        CONFIGS / "tiny.yaml",
+        [
+            "train.steps=400",
+            "data.batch_frames=1024",
+            "data.val_fraction=0.1",
+            "optim.warmup_steps=20",
+            "optim.lr=3e-3",
+            "eval.every=400",
+            "eval.batches=2",
+            "eval.num_samples=0",
+            "checkpoint.every=400",
+            "log.tensorboard=false",
+            *overrides,
+        ],
+    )
+    trainer = Trainer(cfg, store, tmp_path / name, progress=False)
+    assert trainer.run() == 0
+    rows = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").open()]
+    return [r for r in rows if "eval/text_gain" in r][-1]
+
+
+@pytest.mark.slow
+def test_a_model_trained_on_text_determined_codes_reads_its_text(tmp_path):
+    """Which word comes next only the text says: the held-out loss with a mismatched text is
+    clearly worse than with the utterance's own. The control, trained with every text
+    replaced by one constant sentence, gains nothing (so the test can fail)."""
+    reads = _train(tmp_path, "reads")
+    assert reads["eval/text_gain_cb0"] > 0.1
+    assert reads["eval/attn_coverage"] > 0.5
+    deaf = _train(tmp_path, "deaf", constant_text=True)
+    assert abs(deaf["eval/text_gain_cb0"]) < 0.02
+
+
+@pytest.mark.slow
+def test_trainer_and_sampler_reproduce_memorized_utterances(tmp_path):
+    """The real `jtts.train`, overfit to three utterances of distinct texts and 2 to 4 s, then
+    the real `jtts.sample --greedy` with the run's default options: each text gives back its
+    own utterance's codes and length, exactly."""
+    store = CodeStore.open(make_store(tmp_path / "store", 3, frames=(150, 300), structured=True))
+    run = tmp_path / "run"
+    sets = ["train.steps=400", "data.val_fraction=0", "optim.lr=3e-3", "optim.warmup_steps=20"]
+    sets += ["checkpoint.every=400", "log.tensorboard=false"]
+    train = train_command(CONFIGS / "tiny.yaml", store.root, run, *sets)
+    subprocess.run(train, check=True, env=subprocess_env(), capture_output=True)
+    for i, utt in enumerate(store[j] for j in range(len(store))):
+        out = tmp_path / f"{i}.npy"
+        cmd = [sys.executable, "-m", "jtts.sample", "--workdir", str(run), "--text", utt.text]
+        proc = subprocess.run(
+            [*cmd, "--greedy", "--codes-out", str(out)],
+            env=subprocess_env(),
+            capture_output=True,
+            text=True,
+        )
+        assert proc.returncode == 0, proc.stderr
+        codes, _ = load_codes(out)
+        assert codes.shape == utt.codes.shape
+        np.testing.assert_array_equal(codes, utt.codes)
