@@ -95,7 +95,8 @@ def _lock_writer(out: Path, shard_index: int, num_shards: int) -> Lock:
         raise BridgeError(str(e)) from None
     except OSError as e:
         raise BridgeError(f"{out}: cannot write to the store ({e.strerror})") from None
-    for other in sorted(out.glob(".writer-*.lock")):
+    digits = "[0-9]" * 5
+    for other in sorted(out.glob(f".writer-{digits}-of-{digits}.lock")):
         who = None if other.name.endswith(f"{split}.lock") else holder(other)
         if who:
             lock.release()
