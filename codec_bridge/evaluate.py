@@ -1,0 +1,252 @@
+"""``python -m codec_bridge evaluate``: is the speech understood, and what did the codec cost?
+
+Every figure comes beside the same figure for reference recordings, because an offline ASR's
+absolute word error rate says little (pocketsphinx misreads even clean eSpeak speech):
+
+* ``original``: the corpus recordings themselves;
+* ``resynthesis`` (with ``--weights``): the recordings encoded to codes and decoded again,
+  exactly as ``extract`` + ``decode`` would, plus log-mel distance, SI-SNR and duration ratio
+  against the original;
+* ``synthesis`` (with ``--synth DIR``): ``DIR/{id}.wav`` for each utterance, e.g. what a TTS
+  model said for that text, with its duration ratio to the original.
+
+Per set: WER and CER (jiwer, after lower-casing and removing punctuation), and the fraction
+of utterances whose transcript is nearer its own text than any other text of the set. The
+JSON report also holds every transcript.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jiwer
+import numpy as np
+import soundfile as sf
+from tqdm import tqdm
+
+from codec_bridge.asr import recognizer, words_of
+from codec_bridge.errors import BridgeError
+from codec_bridge.readers import read_corpus
+
+_NORMALIZE = jiwer.Compose(
+    [
+        jiwer.ToLowerCase(),
+        jiwer.RemovePunctuation(),
+        jiwer.RemoveMultipleSpaces(),
+        jiwer.Strip(),
+    ]
+)
+
+
+def normalize(text: str) -> str:
+    return _NORMALIZE(text)
+
+
+def error_rates(refs: list[str], hyps: list[str]) -> dict[str, float]:
+    """Corpus-level WER and CER: errors over all reference words (characters)."""
+    refs, hyps = [normalize(r) for r in refs], [normalize(h) for h in hyps]
+    words = jiwer.process_words(refs, hyps)
+    chars = jiwer.process_characters(refs, hyps)
+    return {
+        "wer": float(words.wer),
+        "cer": float(chars.cer),
+        "words": sum(len(r.split()) for r in refs),
+    }
+
+
+def nearest_own_text(refs: list[str], hyps: list[str]) -> float:
+    """Fraction of hypotheses whose word error rate is lowest against their own reference,
+    strictly below every other distinct reference of the set."""
+    refs = [normalize(r) for r in refs]
+    distinct = sorted(set(refs))
+    hits = 0
+    for ref, hyp in zip(refs, hyps, strict=True):
+        hyp = normalize(hyp)
+        own = jiwer.wer(ref, hyp) if hyp else 1.0
+        others = [jiwer.wer(r, hyp) if hyp else 1.0 for r in distinct if r != ref]
+        hits += all(own < o for o in others)
+    return hits / len(refs) if refs else 0.0
+
+
+def _read(path: Path) -> tuple[np.ndarray, int]:
+    try:
+        wav, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.SoundFileError, RuntimeError) as e:
+        raise BridgeError(f"{path}: unreadable audio ({e})") from None
+    return wav.T, sr
+
+
+def _summary(rows: list[dict[str, Any]], refs: list[str]) -> dict[str, Any]:
+    hyps = [r["hyp"] for r in rows]
+    out: dict[str, Any] = {**error_rates(refs, hyps), "utterances": len(rows)}
+    out["nearest_own_text"] = nearest_own_text(refs, hyps)
+    for key in ("duration_ratio", "log_mel_distance", "si_snr"):
+        values = [r[key] for r in rows if key in r]
+        if values:
+            out[key] = float(np.mean(values))
+    return out
+
+
+def evaluate(
+    items: list[tuple[str, str, Path]],
+    *,
+    codec=None,
+    synth_dir: str | Path | None = None,
+    vocabulary: str | list[str] | None = "corpus",
+    jsgf: str | Path | None = None,
+    asr: str = "auto",
+    device: str = "cpu",
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Judge ``items`` (id, text, reference wav); see the module docstring for the sets.
+
+    ``codec`` is a `codec_bridge.codec.Codec` (or None); ``vocabulary`` is ``corpus`` (the
+    words of the texts), ``None``/``none`` (open language model), a text file whose words
+    form it, or a word list."""
+    if not items:
+        raise BridgeError("evaluate: no utterances to judge")
+    texts = [t for _, t, _ in items]
+    if vocabulary == "corpus":
+        words = words_of(texts)
+    elif vocabulary in (None, "none"):
+        words = None
+    elif isinstance(vocabulary, (str, Path)):
+        try:
+            words = words_of([Path(vocabulary).read_text(encoding="utf-8")])
+        except (OSError, UnicodeDecodeError) as e:
+            raise BridgeError(f"{vocabulary}: cannot read the vocabulary file ({e})") from None
+    else:
+        words = list(vocabulary)
+    asr_ = recognizer(asr, words=words, jsgf=jsgf, device=device)
+    synth = Path(synth_dir) if synth_dir is not None else None
+    if synth is not None:
+        missing = [uid for uid, _, _ in items if not (synth / f"{uid}.wav").is_file()]
+        if missing:
+            raise BridgeError(
+                f"{synth / (missing[0] + '.wav')}: not found ({len(missing)} of {len(items)}"
+                " utterances have no synthesis in --synth)"
+            )
+    sets: dict[str, list[dict[str, Any]]] = {"original": []}
+    if codec is not None:
+        sets["resynthesis"] = []
+    if synth is not None:
+        sets["synthesis"] = []
+    per_utt, codes = [], []
+    for uid, text, path in tqdm(items, desc="evaluate", disable=not progress, unit="utt"):
+        wav, sr = _read(path)
+        seconds = wav.shape[-1] / sr
+        entry: dict[str, Any] = {"id": uid, "text": text}
+        row = {"hyp": asr_.transcribe(wav, sr)}
+        sets["original"].append(row)
+        entry["original"] = row
+        if codec is not None:
+            row, c = _resynthesis(codec, path, asr_, seconds)
+            codes.append(c)
+            sets["resynthesis"].append(row)
+            entry["resynthesis"] = row
+        if synth is not None:
+            s_wav, s_sr = _read(synth / f"{uid}.wav")
+            row = {
+                "hyp": asr_.transcribe(s_wav, s_sr),
+                "duration_ratio": s_wav.shape[-1] / s_sr / seconds,
+            }
+            sets["synthesis"].append(row)
+            entry["synthesis"] = row
+        per_utt.append(entry)
+    summary = {name: _summary(rows, texts) for name, rows in sets.items()}
+    if codes:  # distinct codes per level over the whole set: how much of each codebook lives
+        levels = np.concatenate(codes, axis=1)
+        summary["resynthesis"]["codes_used"] = [len(np.unique(c)) for c in levels]
+        summary["resynthesis"]["codebook_size"] = codec.codebook_size
+    report: dict[str, Any] = {
+        "asr": {
+            "engine": asr_.engine,
+            "vocabulary": asr_.vocabulary,
+            "words_not_in_dictionary": asr_.unknown,
+        },
+        "sets": summary,
+        "ratios": _ratios(summary),
+        "utterances": per_utt,
+    }
+    if codec is not None:
+        report["codec"] = {k: v for k, v in codec.meta().items() if k != "weights"}
+        report["codec"]["weights"] = codec.weights
+    return report
+
+
+def _resynthesis(codec, path: Path, asr_, seconds: float) -> tuple[dict[str, Any], np.ndarray]:
+    import torch
+
+    from codec_bridge.audio import Skip, load
+    from codec_bridge.codec_losses import log_mel_distance, si_snr
+
+    try:
+        wav = load(path, codec.sample_rate, codec.channels, max_seconds=3600.0, min_samples=1)
+    except Skip as e:
+        raise BridgeError(f"{path}: cannot resynthesize ({e})") from None
+    codes = codec.encode([wav])[0]
+    out = codec.decode(codes)[..., : wav.shape[-1]]
+    row = {
+        "hyp": asr_.transcribe(out.numpy(), codec.sample_rate),
+        "duration_ratio": out.shape[-1] / codec.sample_rate / seconds,
+        "log_mel_distance": log_mel_distance(out, wav, codec.sample_rate),
+        "si_snr": si_snr(out, torch.as_tensor(wav)),
+    }
+    return row, codes
+
+
+def _ratios(summary: dict[str, dict[str, Any]]) -> dict[str, float | None]:
+    """WER of each set over the set it is judged against (None when that WER is 0)."""
+
+    def ratio(a: str, b: str) -> float | None:
+        if a not in summary or b not in summary or summary[b]["wer"] == 0:
+            return None
+        return summary[a]["wer"] / summary[b]["wer"]
+
+    out = {}
+    if "resynthesis" in summary:
+        out["resynthesis_over_original"] = ratio("resynthesis", "original")
+    if "synthesis" in summary:
+        out["synthesis_over_original"] = ratio("synthesis", "original")
+        if "resynthesis" in summary:
+            out["synthesis_over_resynthesis"] = ratio("synthesis", "resynthesis")
+    return out
+
+
+def evaluate_corpus(
+    format: str,
+    input: str | Path,
+    *,
+    limit: int | None = None,
+    weights: str | None = None,
+    model: str = "24khz",
+    bandwidth: float | None = None,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """`evaluate` on a corpus a bridge reader understands; ``weights`` loads the codec."""
+    items = [
+        (it.id, it.normalized or it.text, it.path)
+        for it in read_corpus(format, input)[:limit]
+        if it.text and it.path.is_file()
+    ]
+    codec = None
+    if weights is not None:
+        from codec_bridge.codec import load_codec
+
+        codec = load_codec(model, weights, device=kwargs.get("device", "cpu"))
+        codec.set_bandwidth(bandwidth if bandwidth is not None else max(codec.spec.bandwidths))
+    report = evaluate(items, codec=codec, **kwargs)
+    report["corpus"] = {"format": format, "input": str(input), "utterances": len(items)}
+    return report
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The sets side by side, one line each (what the CLI prints and a report can show)."""
+    cols = ("wer", "cer", "nearest_own_text", "duration_ratio", "log_mel_distance", "si_snr")
+    head = f"{'set':<12}" + "".join(f"{c:>18}" for c in cols)
+    lines = [f"ASR: {report['asr']['engine']}, vocabulary {report['asr']['vocabulary']}", head]
+    for name, s in report["sets"].items():
+        cells = "".join(f"{s[c]:>18.3f}" if c in s else f"{'-':>18}" for c in cols)
+        lines.append(f"{name:<12}{cells}")
+    return "\n".join(lines)
