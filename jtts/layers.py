@@ -82,6 +82,9 @@ def _out_std(cfg: ModelConfig) -> float:
     return cfg.init_std / (2 * (cfg.enc_layers + cfg.dec_layers)) ** 0.5
 
 
+_NEG = -1e9  # masked attention logit: exp() is 0, and sums with a finite prior stay finite
+
+
 class KVCache(NamedTuple):
     """One decoder layer's self-attention keys (B*G, D, Tmax) and values (B*G, Tmax, D), G =
     K/V heads: the layout both attention matmuls of a one-token step read without copying."""
@@ -193,9 +196,6 @@ class CrossAttention(nnx.Module):
         p = jax.nn.softmax(biased, axis=-1).astype(mem.v_BxHxSxD.dtype)
         out = jnp.einsum("bhts,bhsd->bthd", p, mem.v_BxHxSxD)
         return self.o(out.reshape(b, t, -1)), masked
-
-
-_NEG = -1e9  # masked attention logit: exp() is 0, and sums with a finite prior stay finite
 
 
 class Mlp(nnx.Module):

@@ -67,6 +67,19 @@ def transcripts(n: int) -> list[tuple[str, str]]:
     ]
 
 
+def _init_synthetic(path: Path, n_codebooks: int, codebook_size: int, seed: int) -> None:
+    meta = make_meta(
+        codec="synthetic",
+        sample_rate=24000,
+        frame_rate=75.0,
+        n_codebooks=n_codebooks,
+        codebook_size=codebook_size,
+        bandwidth=6.0,
+        weights={"kind": "untrained", "seed": seed},
+    )
+    init_store(path, meta)
+
+
 def make_store(
     path: Path,
     n: int,
@@ -80,18 +93,7 @@ def make_store(
 ) -> Path:
     """A store of `n` utterances with lengths drawn from `frames` (inclusive range)."""
     rng = np.random.default_rng(seed)
-    init_store(
-        path,
-        make_meta(
-            codec="synthetic",
-            sample_rate=24000,
-            frame_rate=75.0,
-            n_codebooks=n_codebooks,
-            codebook_size=codebook_size,
-            bandwidth=6.0,
-            weights={"kind": "untrained", "seed": seed},
-        ),
-    )
+    _init_synthetic(path, n_codebooks, codebook_size, seed)
     items = transcripts(n)
     per_shard = -(-n // shards)
     for s in range(shards):
@@ -127,18 +129,7 @@ def make_spoken_store(
     `constant_text` writes one sentence for every utterance: the control with nothing to read."""
     rng = np.random.default_rng(seed)
     sounds = [rng.integers(0, codebook_size, (n_codebooks, int(rng.integers(4, 9)))) for _ in WORDS]
-    init_store(
-        path,
-        make_meta(
-            codec="synthetic",
-            sample_rate=24000,
-            frame_rate=75.0,
-            n_codebooks=n_codebooks,
-            codebook_size=codebook_size,
-            bandwidth=6.0,
-            weights={"kind": "untrained", "seed": seed},
-        ),
-    )
+    _init_synthetic(path, n_codebooks, codebook_size, seed)
     with ShardWriter(path, "shard-000") as w:
         for i in range(n):
             words = rng.integers(0, len(WORDS), int(rng.integers(3, 7)))
