@@ -67,7 +67,7 @@ def test_state_shardings_cover_params_and_optimizer_moments():
     shardings = state_shardings(abstract, mesh)
     for x, s in zip(jax.tree.leaves(abstract), jax.tree.leaves(shardings), strict=True):
         assert s.spec == fsdp_spec(x.shape, 4)
-    assert shardings["params"]["text_embed"].spec == P(None, "fsdp")
+    assert shardings["params"]["conditioner"]["text_embed"].spec == P(None, "fsdp")
 
 
 def test_2x4_mesh_trains_like_one_device():
@@ -90,6 +90,6 @@ def test_2x4_mesh_trains_like_one_device():
     assert loss_8[1] != loss_8[0]
     for a, b in zip(jax.tree.leaves(params_1), jax.tree.leaves(params_8), strict=True):
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
-    embed = state_8["params"]["text_embed"]
+    embed = state_8["params"]["conditioner"]["text_embed"]
     assert embed.sharding.spec == P(None, "fsdp")
     assert embed.addressable_shards[0].data.shape == (embed.shape[0], embed.shape[1] // 4)
