@@ -1,0 +1,115 @@
+"""Codec training on this machine: quality against training minutes, as JSON.
+
+Each point is one weights file of a `codec_bridge train` run (its ``snapshots/`` every
+``snapshot_minutes`` of training, then ``codec.pt``), judged by `codec_bridge.evaluate` on
+held-out eSpeak sentences in voices, rates and sample rates the run never heard: resynthesis
+WER and CER beside the recordings' own (closed-vocabulary pocketsphinx), log-mel distance,
+SI-SNR and distinct codes per codebook. The baseline, measured in the same run, is the
+untrained codec (seeded random weights): the ratio of each point's resynthesis WER to the
+recordings' WER, and of its log-mel distance to the untrained one's.
+
+    python bench/codec_train.py                     # train 6 minutes here, 3 points
+    python bench/codec_train.py --minutes 30 --points 5
+    python bench/codec_train.py --run codecs/runs/espeak_f16   # judge an existing run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from codec_corpus import heldout_corpus, train_corpus  # noqa: E402
+
+from codec_bridge.codec import load_codec  # noqa: E402
+from codec_bridge.evaluate import evaluate_corpus  # noqa: E402
+from codec_bridge.train import train  # noqa: E402
+
+
+def _judge(weights: str, heldout: Path, limit: int | None) -> dict:
+    rep = evaluate_corpus("ljspeech", heldout, weights=weights, limit=limit, device="cpu")
+    o, r = rep["sets"]["original"], rep["sets"]["resynthesis"]
+    return {
+        "original_wer": o["wer"],
+        "resynthesis_wer": r["wer"],
+        "resynthesis_cer": r["cer"],
+        "wer_over_original": rep["ratios"]["resynthesis_over_original"],
+        "log_mel_distance": r["log_mel_distance"],
+        "si_snr": r["si_snr"],
+        "codes_used": r["codes_used"],
+        "codes_used_fraction": min(r["codes_used"]) / r["codebook_size"],
+    }
+
+
+def _snapshots(run: Path) -> list[tuple[float, Path]]:
+    """(training minutes, weights file) of a run, oldest first; codec.pt at the run's end."""
+    points = []
+    for p in sorted((run / "snapshots").glob("codec_*min.pt")):
+        m = re.fullmatch(r"codec_(\d+)min\.pt", p.name)
+        if m:
+            points.append((float(m.group(1)), p))
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    last = max((r["minutes"] for r in rows if r["kind"] == "train"), default=0.0)
+    if (run / "codec.pt").exists() and (not points or last > points[-1][0] + 0.5):
+        points.append((round(last, 1), run / "codec.pt"))
+    return points
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", help="judge this run directory's snapshots instead of training")
+    ap.add_argument("--minutes", type=float, default=6.0, help="training minutes (no --run)")
+    ap.add_argument("--points", type=int, default=3, help="snapshots to judge (no --run)")
+    ap.add_argument("--utterances", type=int, default=120, help="training corpus size")
+    ap.add_argument("--heldout", type=int, default=14, help="held-out sentences judged")
+    ap.add_argument("--config", default="small")
+    ap.add_argument("--threads", type=int, default=1)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    work = Path(tempfile.mkdtemp(prefix="codec_bench_"))
+    heldout = heldout_corpus(work / "heldout", a.heldout)
+    t0 = time.perf_counter()
+    if a.run:
+        run = Path(a.run)
+    else:
+        run = work / "run"
+        corpus = train_corpus(work / "corpus", a.utterances)
+        sets = [f"train.snapshot_minutes={a.minutes / a.points}"]
+        train("ljspeech", corpus, run, config=a.config, overrides=sets, minutes=a.minutes,
+              threads=a.threads, progress=False)  # fmt: skip
+    train_wall = time.perf_counter() - t0
+    baseline = _judge("untrained", heldout, None)
+    curve = [{"minutes": m, **_judge(str(p), heldout, None)} for m, p in _snapshots(run)]
+    for point in curve:
+        point["log_mel_over_untrained"] = point["log_mel_distance"] / baseline["log_mel_distance"]
+    codec = load_codec("24khz", str(_snapshots(run)[-1][1]), device="cpu")
+    print(
+        json.dumps(
+            {
+                "bench": "codec_train",
+                "cores": len(os.sched_getaffinity(0)),
+                "threads": a.threads,
+                "run": str(run),
+                "config": json.loads((run / "config.json").read_text()),
+                "codec": codec.name,
+                "train_wall_s": None if a.run else round(train_wall, 1),
+                "heldout_utterances": a.heldout,
+                "untrained": baseline,
+                "curve": curve,
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
