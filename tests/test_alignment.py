@@ -38,7 +38,7 @@ def test_beta_binomial_prior_is_scipy_betabinom():
 
 
 def test_prior_weight_schedule_and_bias():
-    cfg = AlignConfig(prior_hold_steps=10, prior_end_step=20)
+    cfg = AlignConfig(prior=True, prior_hold_steps=10, prior_end_step=20)
     weights = [float(alignment.prior_weight(cfg, jnp.asarray(s))) for s in (0, 10, 15, 20, 99)]
     assert weights == [1.0, 1.0, 0.5, 0.0, 0.0]
     assert float(alignment.prior_weight(AlignConfig(prior=False), jnp.asarray(0))) == 0.0
