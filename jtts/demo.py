@@ -41,8 +41,8 @@ Train on a real dataset (LJ Speech) with the pretrained codec:
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "demo.yaml"
-# A codec trained by `codec_bridge train` on eSpeak NG speech, shipped with the repository
-# (see codecs/README.md); used when the pretrained EnCodec weights cannot be loaded.
+# A codec trained by `codec_bridge train` on eSpeak NG speech (`codecs/` holds its run; the
+# weights file is not shipped yet): used when the pretrained EnCodec weights cannot load.
 DEMO_CODEC = ROOT / "codecs" / "demo_codec.pt"
 SENTENCES = 1200
 STEPS = 1000
