@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from jtts import demo, demo_corpus  # noqa: E402
+from jtts.metrics import read_jsonl  # noqa: E402
 
 # Overrides on top of configs/demo.yaml and the demo's own; "default" is the config as is.
 CANDIDATES = {
@@ -48,7 +49,7 @@ def first_reaching(evals: list[dict], threshold: float) -> dict | None:
 
 
 def summarize(run: Path) -> dict:
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    rows = read_jsonl(run / "metrics.jsonl")
     evals = [r for r in rows if "eval/text_gain_cb0" in r]
     last = evals[-1]
     return {

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from jtts import demo_corpus
+from jtts.metrics import read_jsonl
 
 _NO_PRETRAINED = """
 *** The pretrained EnCodec weights are not available on this machine (no network, nothing in
@@ -105,7 +106,7 @@ def latest_attention(run: Path) -> tuple[np.ndarray, int] | None:
 
 def reading_summary(run: Path) -> dict[str, float] | None:
     """The last evaluation's held-out text gain (cb0 and mean) and attention figures."""
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line]
+    rows = read_jsonl(run / "metrics.jsonl")
     evals = [r for r in rows if "eval/text_gain" in r]
     if not evals:
         return None
@@ -122,7 +123,7 @@ def write_report(run: Path, reference_wav: Path, synth_wav: Path, out: Path) -> 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line]
+    rows = read_jsonl(run / "metrics.jsonl")
     fig, axes = plt.subplots(5, 1, figsize=(10, 18))
     for key, label in (("train/loss", "train"), ("eval/loss", "validation")):
         pts = [(r["step"], r[key]) for r in rows if key in r]

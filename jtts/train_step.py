@@ -159,13 +159,12 @@ def _align_layers(cfg: Config) -> list[int]:
 
 
 def alignment_bias(
-    cfg: Config, batch: dict[str, Any], pattern: Pattern, step: jax.Array
+    cfg: Config, cond: conditioning.Cond, mask_BxKxS: jax.Array, step: jax.Array
 ) -> jax.Array | None:
-    """The annealed beta-binomial log-prior (BxTxS) for a batch at `step`; None when off."""
+    """The annealed beta-binomial log-prior (BxTxS) at `step` for a batch's condition and
+    target mask (`decoder_io`); None when the prior is off."""
     if not cfg.align.prior:
         return None
-    mask_BxKxS = decoder_io(batch, pattern)[2]
-    cond = batch["cond"]
     log_prior = beta_binomial_log_prior(
         mask_BxKxS.any(axis=1).sum(axis=1),
         cond.text_lengths_B,
@@ -186,7 +185,7 @@ def loss_sums(
     corrupt_rng: jax.Array | None = None,
 ) -> dict[str, jax.Array]:
     """`ce_sums` of the teacher-forced forward; with a `cfg` whose align.ctc_weight > 0 also
-    the forward-sum alignment loss sum ("align") over its rows ("align_rows"). A batch's
+    the forward-sum alignment loss summed over its rows and layers ("align"). A batch's
     "attn_bias" (see `alignment_bias`) is added to the cross-attention logits. With
     `corrupt_rng`, decoder input steps are replaced by PAD with P = align.input_dropout: the
     audio context becomes unreliable, so the text is worth reading (Tacotron's prenet
@@ -208,7 +207,7 @@ def loss_sums(
     sums = ce_sums(logits_BxSxKxV, targets_BxKxS, mask_BxKxS)
     if ctc:
         cond = batch["cond"]
-        sums["align"], sums["align_rows"] = forward_sum_loss(
+        sums["align"], _ = forward_sum_loss(  # its row count is known before: norm["align"]
             head_mean_log_probs(attn[jnp.asarray(_align_layers(cfg))]),
             mask_BxKxS.any(axis=1),
             cond.text_mask_BxS,
@@ -288,12 +287,13 @@ class TrainStep:
         rows = batch["codes"].shape[0]
         drop = jax.random.bernoulli(drop_key, self.cfg.model.cond_drop_prob, (rows,))
         batch = {**batch, "cond": conditioning.drop(batch["cond"], drop)}
-        bias = alignment_bias(self.cfg, batch, self.pattern, step)
+        mask_BxKxS = decoder_io(batch, self.pattern)[2]
+        bias = alignment_bias(self.cfg, batch["cond"], mask_BxKxS, step)
         if bias is not None:
             batch["attn_bias"] = bias
         # The loss normaliser depends only on the masks, so it is known before any forward
         # pass and gradient accumulation sums to exactly the full-batch gradient.
-        mask_sums = jnp.sum(decoder_io(batch, self.pattern)[2], axis=(0, 2)).astype(jnp.float32)
+        mask_sums = jnp.sum(mask_BxKxS, axis=(0, 2)).astype(jnp.float32)
         align_rows = jnp.sum(batch["valid"] & ~batch["cond"].drop_B) * len(_align_layers(self.cfg))
         norm = {
             "ce": jnp.maximum(jnp.sum(self.weights_K * mask_sums), 1.0),
