@@ -43,6 +43,9 @@ UNIT_OVERRIDES = (
     "optim.codebook_weights=[2.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.5]",
 )
 UNIT_SHAPE = (8, 24, 16)  # rows, frames, text tokens
+# The batch shape of the trainer tests (test_trainer, test_checkpoint, test_workdir): one
+# compiled train program for all of them.
+TRAINER_SHAPE = ("data.bucket_sizes=[96]", "data.batch_frames=384")
 
 FALLBACK = [
     "Printing, in the only sense with which we are at present concerned.",

@@ -13,6 +13,7 @@ import jax
 import numpy as np
 import pytest
 from synthetic import (
+    TRAINER_SHAPE,
     UNIT_OVERRIDES,
     UNIT_SHAPE,
     device_batch,
@@ -123,8 +124,7 @@ RUN_SETTINGS = (
     "checkpoint.every=2",
     "checkpoint.async_save=true",
     "log.every=1",
-    "data.bucket_sizes=[96]",  # the batch shape of test_trainer: one compiled program
-    "data.batch_frames=384",
+    *TRAINER_SHAPE,
 )
 
 

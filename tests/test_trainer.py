@@ -14,6 +14,7 @@ import jax
 import numpy as np
 import pytest
 from synthetic import (
+    TRAINER_SHAPE,
     make_store,
     subprocess_env,
     train_command,
@@ -39,8 +40,7 @@ from jtts.trainer import NonFiniteLossError, Trainer, train
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 RUN = (
     "train.steps=8",
-    "data.bucket_sizes=[96]",
-    "data.batch_frames=384",
+    *TRAINER_SHAPE,
     "data.val_fraction=0.2",
     "eval.every=4",
     "eval.num_samples=1",

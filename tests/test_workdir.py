@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from synthetic import (
+    TRAINER_SHAPE,
     make_store,
     subprocess_env,
     train_command,
@@ -25,8 +26,7 @@ SETTINGS = (
     "train.steps=12",
     "checkpoint.every=4",
     "log.every=1",
-    "data.bucket_sizes=[96]",  # the batch shape of test_trainer: one compiled program
-    "data.batch_frames=384",
+    *TRAINER_SHAPE,
 )
 
 
