@@ -1,4 +1,4 @@
-"""Arguments of ``codec_bridge train`` and ``codec_bridge evaluate``, kept out of `cli` so
+"""Arguments of ``codec_bridge train``, ``evaluate`` and ``export``, kept out of `cli` so
 that adding them there is two lines. Heavy modules load only when a command runs."""
 
 from __future__ import annotations
@@ -45,6 +45,10 @@ def add_commands(sub) -> None:
     ev.add_argument("--out", help="write the JSON report here (default: stdout)")
     ev.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     ev.add_argument("--quiet", action="store_true", help="no progress bar or table")
+
+    ex = sub.add_parser("export", help="a trained codec as a small release file (float16)")
+    ex.add_argument("weights", help="weights file written by `codec_bridge train`")
+    ex.add_argument("out", help="release file to write")
 
 
 def run_train(a: argparse.Namespace) -> int:
@@ -93,4 +97,13 @@ def run_evaluate(a: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": run_train, "evaluate": run_evaluate}
+def run_export(a: argparse.Namespace) -> int:
+    from codec_bridge.codec_config import export_release
+    from codec_bridge.format import size_text
+
+    size = export_release(a.weights, a.out)
+    print(f"{a.out}: {size_text(size)} (float16, no quantizer EMA sums)")
+    return 0
+
+
+COMMANDS = {"train": run_train, "evaluate": run_evaluate, "export": run_export}

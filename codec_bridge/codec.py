@@ -24,7 +24,7 @@ import torch
 from encodec import EncodecModel
 
 from codec_bridge.batching import BatchEncoder
-from codec_bridge.codec_config import TRAINED_PREFIX, build_model, config_of
+from codec_bridge.codec_config import TRAINED_PREFIX, build_model, complete_state, config_of
 from codec_bridge.errors import BridgeError
 from codec_bridge.format import file_sha256, size_text
 from codec_bridge.untrained import randomize
@@ -132,6 +132,8 @@ def _load_state(spec: _Spec, path: Path) -> EncodecModel:
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     model = _architecture(spec) if trained is None else build_model(trained)
+    if trained is not None and isinstance(state, dict):
+        state = complete_state(state)
     try:
         model.load_state_dict(state)
     except (RuntimeError, TypeError, AttributeError) as e:

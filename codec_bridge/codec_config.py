@@ -127,13 +127,35 @@ def build_model(cfg: CodecConfig) -> EncodecModel:
     return model
 
 
-def save_weights(path: Path, model: EncodecModel, cfg: CodecConfig) -> None:
-    """Write the weights file (float32 state dict plus config) atomically."""
+_EMA_SUM = "_codebook.embed_avg"  # training-only: the quantizer's EMA sum, embed x cluster_size
+
+
+def save_weights(path: Path, model: EncodecModel, cfg: CodecConfig, release: bool = False) -> None:
+    """Write the weights file (state dict plus config) atomically.
+
+    A release file (what a repository ships) keeps what inference needs at half the size:
+    float16 tensors and no EMA sums; `complete_state` restores both on load."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    if release:
+        state = {
+            k: v.half() if v.is_floating_point() else v
+            for k, v in state.items()
+            if not k.endswith(_EMA_SUM)
+        }
     torch.save({CONFIG_KEY: cfg.to_dict(), "state_dict": state}, tmp)
     tmp.replace(path)
+
+
+def complete_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A release state dict made whole: float32 tensors, EMA sums from codebook x counts."""
+    out = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    for key in [k for k in out if k.endswith("_codebook.embed")]:
+        base = key[: -len("embed")]
+        if base + "embed_avg" not in out and base + "cluster_size" in out:
+            out[base + "embed_avg"] = out[key] * out[base + "cluster_size"][:, None]
+    return out
 
 
 def config_of(state: Any, path: Path) -> CodecConfig | None:
@@ -143,3 +165,22 @@ def config_of(state: Any, path: Path) -> CodecConfig | None:
             raise BridgeError(f"{path}: {CONFIG_KEY} is not a mapping")
         return CodecConfig.from_dict(state[CONFIG_KEY], f"{path}: {CONFIG_KEY}")
     return None
+
+
+def export_release(src: Path, dst: Path) -> int:
+    """Write `src` (a `codec_bridge train` weights file) as a release file at `dst`; returns
+    its size in bytes. The codes it gives equal those of `src` loaded at float16 precision."""
+    src, dst = Path(src), Path(dst)
+    try:
+        state = torch.load(src, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for a bad file
+        raise BridgeError(
+            f"{src}: cannot load weights ({' '.join(str(e).split())[:200]})"
+        ) from None
+    cfg = config_of(state, src)
+    if cfg is None:
+        raise BridgeError(f"{src}: not a codec made by `codec_bridge train` (no {CONFIG_KEY})")
+    model = build_model(cfg)
+    model.load_state_dict(complete_state(state["state_dict"]))
+    save_weights(dst, model, cfg, release=True)
+    return dst.stat().st_size

@@ -201,6 +201,42 @@ def test_weights_load_through_encodec_and_round_trip_extract_decode(trained, cor
     assert np.abs(decoded - np.clip(ref[0, 0].numpy(), -1, 1)).max() < 2e-4  # 16-bit rounding
 
 
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # encodec's deprecated weight_norm
+def test_export_halves_the_file_and_gives_the_float16_rounded_codecs_codes(
+    trained, corpus, tmp_path, capsys
+):
+    release = tmp_path / "release.pt"
+    assert main(["export", str(trained / "codec.pt"), str(release)]) == 0
+    assert "float16" in capsys.readouterr().out
+    assert release.stat().st_size < 0.55 * (trained / "codec.pt").stat().st_size
+
+    # Reference: the full file's model with every float tensor rounded to float16 by hand.
+    state = torch.load(trained / "codec.pt", weights_only=True)
+    cfg = CodecConfig.from_dict(state["encodec_config"])
+    model = _plain_encodec(cfg)
+    model.load_state_dict(
+        {
+            k: v.half().float() if v.is_floating_point() else v
+            for k, v in state["state_dict"].items()
+        }
+    )
+    model.eval().set_target_bandwidth(cfg.bandwidths[-1])
+    store = tmp_path / "store"
+    args = ["extract", "--format", "ljspeech", "--input", str(corpus), "--out", str(store)]
+    assert main([*args, "--weights", str(release), "--bandwidth", "1.5", "--quiet"]) == 0
+    audio, sr = sf.read(corpus / "wavs" / "DEMO-0001.wav", dtype="float32")
+    from encodec.utils import convert_audio
+
+    with torch.no_grad():
+        frames = model.encode(
+            convert_audio(torch.from_numpy(audio)[None], sr, cfg.sample_rate, 1)[None]
+        )
+    assert np.array_equal(frames[0][0][0].numpy(), CodeStore.open(store).get("DEMO-0001").codes)
+
+    assert main(["export", str(corpus / "metadata.csv"), str(tmp_path / "x.pt")]) == 2
+    assert "cannot load weights" in capsys.readouterr().err
+
+
 def test_bad_config_and_changed_settings_are_one_line_errors(corpus, trained, tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("codec:\n  n_filterz: 4\n")
