@@ -35,6 +35,7 @@ def add_commands(sub) -> None:
     ev.add_argument("--model", default="24khz", choices=["24khz", "48khz"])
     ev.add_argument("--bandwidth", type=float, help="kbps (default: the codec's largest)")
     ev.add_argument("--synth", help="folder of {id}.wav to judge against the same texts (TTS)")
+    ev.add_argument("--resynthesis-out", help="also write the codec's resynthesis as DIR/{id}.wav")
     ev.add_argument(
         "--vocabulary",
         default="corpus",
@@ -80,6 +81,7 @@ def run_evaluate(a: argparse.Namespace) -> int:
         model=a.model,
         bandwidth=a.bandwidth,
         synth_dir=a.synth,
+        resynthesis_dir=a.resynthesis_out,
         vocabulary=a.vocabulary,
         jsgf=a.jsgf,
         asr=a.asr,

@@ -93,6 +93,7 @@ def evaluate(
     *,
     codec=None,
     synth_dir: str | Path | None = None,
+    resynthesis_dir: str | Path | None = None,
     vocabulary: str | list[str] | None = "corpus",
     jsgf: str | Path | None = None,
     asr: str = "auto",
@@ -101,7 +102,8 @@ def evaluate(
 ) -> dict[str, Any]:
     """Judge ``items`` (id, text, reference wav); see the module docstring for the sets.
 
-    ``codec`` is a `codec_bridge.codec.Codec` (or None); ``vocabulary`` is ``corpus`` (the
+    ``codec`` is a `codec_bridge.codec.Codec` (or None), whose resynthesis is also written
+    to ``resynthesis_dir/{id}.wav`` when given; ``vocabulary`` is ``corpus`` (the
     words of the texts), ``None``/``none`` (open language model), a text file whose words
     form it, or a word list."""
     if not items:
@@ -141,7 +143,7 @@ def evaluate(
         sets["original"].append(row)
         entry["original"] = row
         if codec is not None:
-            row, c = _resynthesis(codec, path, asr_, seconds)
+            row, c = _resynthesis(codec, path, asr_, seconds, resynthesis_dir, uid)
             codes.append(c)
             sets["resynthesis"].append(row)
             entry["resynthesis"] = row
@@ -175,7 +177,10 @@ def evaluate(
     return report
 
 
-def _resynthesis(codec, path: Path, asr_, seconds: float) -> tuple[dict[str, Any], np.ndarray]:
+def _resynthesis(
+    codec, path: Path, asr_, seconds: float, out_dir: str | Path | None, uid: str
+) -> tuple[dict[str, Any], np.ndarray]:
+    import soundfile as sf
     import torch
 
     from codec_bridge.audio import Skip, load
@@ -187,6 +192,9 @@ def _resynthesis(codec, path: Path, asr_, seconds: float) -> tuple[dict[str, Any
         raise BridgeError(f"{path}: cannot resynthesize ({e})") from None
     codes = codec.encode([wav])[0]
     out = codec.decode(codes)[..., : wav.shape[-1]]
+    if out_dir is not None:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        sf.write(Path(out_dir) / f"{uid}.wav", out.numpy().T, codec.sample_rate, subtype="PCM_16")
     row = {
         "hyp": asr_.transcribe(out.numpy(), codec.sample_rate),
         "duration_ratio": out.shape[-1] / codec.sample_rate / seconds,

@@ -70,8 +70,16 @@ def test_cli_report_sets_resynthesis_and_synthesis_beside_originals(
     shutil.copytree(espeak_corpus / "wavs", synth)  # a "TTS" that returns the recordings
     out = tmp_path / "report.json"
     args = ["evaluate", "--format", "ljspeech", "--input", str(espeak_corpus), "--quiet"]
-    rc = main([*args, "--weights", "untrained", "--synth", str(synth), "--out", str(out)])
+    resynth = tmp_path / "resynth"
+    rc = main(
+        [*args, "--weights", "untrained", "--synth", str(synth), "--out", str(out)]
+        + ["--resynthesis-out", str(resynth)]
+    )
     assert rc == 0
+    for uid in ("S0", "S1"):  # the resynthesis written is the one judged: same length
+        audio, rate = sf.read(resynth / f"{uid}.wav")
+        ref, ref_rate = sf.read(espeak_corpus / "wavs" / f"{uid}.wav")
+        assert rate == 24000 and len(audio) / rate == pytest.approx(len(ref) / ref_rate, abs=0.01)
     report = json.loads(out.read_text())
     sets = report["sets"]
     assert set(sets) == {"original", "resynthesis", "synthesis"}
