@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 import yaml
 
+from codec_bridge.textfile import EncodingError, read_text
+
 
 class ConfigError(ValueError):
     """A config key is unknown, has the wrong type, or holds an invalid value."""
@@ -393,6 +395,13 @@ def config_from_dict(d: dict[str, Any]) -> Config:
     return _build(Config, d)
 
 
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """A YAML error in one line: what is wrong and where (PyYAML's own message is a drawing)."""
+    mark = getattr(e, "problem_mark", None)
+    problem = getattr(e, "problem", None) or type(e).__name__
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem
+
+
 def _parse_override(item: str) -> tuple[list[str], Any]:
     key, sep, raw = item.partition("=")
     if not sep or not key.strip():
@@ -400,7 +409,7 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
     try:
         value = yaml.safe_load(raw)
     except yaml.YAMLError as e:
-        raise ConfigError(f"override {item!r}: cannot parse value {raw!r}: {e}") from None
+        raise ConfigError(f"override {item!r}: cannot parse value ({_yaml_problem(e)})") from None
     return key.strip().split("."), value
 
 
@@ -438,7 +447,14 @@ def load_config(path: str | Path, overrides: typing.Iterable[str] = ()) -> Confi
     `name` defaults to the file stem when the file does not set it.
     """
     path = Path(path)
-    d = yaml.safe_load(path.read_text()) or {}
+    try:
+        d = yaml.safe_load(read_text(path)) or {}
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the config ({e.strerror})") from None
+    except EncodingError as e:
+        raise ConfigError(str(e)) from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(e)})") from None
     if not isinstance(d, dict):
         raise ConfigError(f"{path}: expected a mapping at top level")
     d.setdefault("name", path.stem)

@@ -155,3 +155,32 @@ def test_config_diff():
     assert config_diff(a.model, b.model, ignore=MODEL_RUNTIME_FIELDS) == ["d_model"]
     assert config_diff(a, b) == ["model.d_model", "model.dtype", "train.mesh.data"]
     assert config_diff(a, a) == []
+
+
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        (None, "cannot read the config (No such file or directory)"),
+        (b"model: [d_model: 64\n  oops: {\n", "not valid YAML ("),
+        (b"name: caf\xe9\n", ":1: not UTF-8 (byte 0xe9)"),
+    ],
+    ids=["missing", "garbage", "latin1"],
+)
+def test_unreadable_config_file_is_one_line_naming_it(tmp_path, capsys, text, fragment):
+    from jtts.train import main
+
+    path = tmp_path / "run.yaml"
+    if text is not None:
+        path.write_bytes(text)
+    args = ["--config", str(path), "--data", str(tmp_path), "--workdir", str(tmp_path / "r")]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"jtts.train: error: {path}")
+    assert fragment in err
+
+
+def test_unparsable_override_value_is_one_line():
+    with pytest.raises(ConfigError) as err:
+        load_config(CONFIGS / "tiny.yaml", ["data.bucket_sizes=[96"])
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith("override 'data.bucket_sizes=[96': cannot parse")
