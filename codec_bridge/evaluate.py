@@ -138,7 +138,7 @@ def evaluate(
     for uid, text, path in tqdm(items, desc="evaluate", disable=not progress, unit="utt"):
         wav, sr = _read(path)
         seconds = wav.shape[-1] / sr
-        entry: dict[str, Any] = {"id": uid, "text": text}
+        entry: dict[str, Any] = {"id": uid, "text": text, "seconds": seconds}
         row = {"hyp": asr_.transcribe(wav, sr)}
         sets["original"].append(row)
         entry["original"] = row

@@ -10,6 +10,11 @@ NeMo's MagpieTTS, make the text the easy path early in training:
 - a forward-sum (CTC) loss on the attention itself (without the prior): the likelihood of
   all monotonic paths that visit every text token in order.
 
+Measured on the demo corpus, neither is enough: once the annealed prior is gone, attention
+collapses onto one token (and the CTC loss is satisfied by rushing through the text in the
+last frames). A prior that stays (`model.attention_prior`) is what made the demo read; sampling
+then spreads it over the length the model predicts (`log_prior_at`).
+
 `attention_sums` gives the focus, monotonicity and coverage of each layer and head, and
 `best_head` picks the head that aligns.
 """
@@ -25,6 +30,24 @@ from jax.scipy.special import betaln, gammaln
 from jtts.config import AlignConfig
 
 
+def _log_pmf(
+    t: jnp.ndarray, steps: jnp.ndarray, n: jnp.ndarray, k: jnp.ndarray, scaling: float
+) -> jnp.ndarray:
+    """log BetaBinomial(k | n, scaling * t, scaling * (steps - t + 1)), 0 outside the row."""
+    valid = (t <= steps) & (k <= n)
+    a = scaling * t
+    b = scaling * jnp.maximum(steps - t + 1.0, 1.0)
+    k = jnp.minimum(k, n)
+    log_pmf = (
+        gammaln(n + 1.0)
+        - gammaln(k + 1.0)
+        - gammaln(n - k + 1.0)
+        + betaln(k + a, n - k + b)
+        - betaln(a, b)
+    )
+    return jnp.where(valid, log_pmf, 0.0)
+
+
 def beta_binomial_log_prior(
     steps_B: jnp.ndarray, tokens_B: jnp.ndarray, t: int, s: int, scaling: float
 ) -> jnp.ndarray:
@@ -33,22 +56,30 @@ def beta_binomial_log_prior(
     Row b spreads its `tokens_B[b]` tokens over its `steps_B[b]` steps; outside them the prior
     is 0 (no bias), and masking does the rest.
     """
-    steps_Bx1x1 = steps_B.astype(jnp.float32)[:, None, None]
-    n_Bx1x1 = tokens_B.astype(jnp.float32)[:, None, None] - 1.0
-    t_1xTx1 = jnp.arange(1, t + 1, dtype=jnp.float32)[None, :, None]
-    k_1x1xS = jnp.arange(s, dtype=jnp.float32)[None, None, :]
-    valid = (t_1xTx1 <= steps_Bx1x1) & (k_1x1xS <= n_Bx1x1)
-    a = scaling * t_1xTx1
-    b = scaling * jnp.maximum(steps_Bx1x1 - t_1xTx1 + 1.0, 1.0)
-    k = jnp.minimum(k_1x1xS, n_Bx1x1)
-    log_pmf = (
-        gammaln(n_Bx1x1 + 1.0)
-        - gammaln(k + 1.0)
-        - gammaln(n_Bx1x1 - k + 1.0)
-        + betaln(k + a, n_Bx1x1 - k + b)
-        - betaln(a, b)
+    return _log_pmf(
+        jnp.arange(1, t + 1, dtype=jnp.float32)[None, :, None],
+        steps_B.astype(jnp.float32)[:, None, None],
+        tokens_B.astype(jnp.float32)[:, None, None] - 1.0,
+        jnp.arange(s, dtype=jnp.float32)[None, None, :],
+        scaling,
     )
-    return jnp.where(valid, log_pmf, 0.0)
+
+
+def log_prior_at(
+    steps_T: jnp.ndarray, steps_B: jnp.ndarray, tokens_B: jnp.ndarray, s: int, scaling: float
+) -> jnp.ndarray:
+    """Rows `steps_T` (0-based decoder steps) of `beta_binomial_log_prior`, BxTxS, for
+    sampling with predicted `steps_B`. Past a row's last step the prior stays at that step's,
+    which sits on the last token, instead of vanishing."""
+    steps_Bx1x1 = jnp.maximum(steps_B, 1).astype(jnp.float32)[:, None, None]
+    t_1xTx1 = jnp.asarray(steps_T, jnp.float32)[None, :, None] + 1.0
+    return _log_pmf(
+        jnp.minimum(t_1xTx1, steps_Bx1x1),
+        steps_Bx1x1,
+        tokens_B.astype(jnp.float32)[:, None, None] - 1.0,
+        jnp.arange(s, dtype=jnp.float32)[None, None, :],
+        scaling,
+    )
 
 
 def prior_weight(cfg: AlignConfig, step: jnp.ndarray) -> jnp.ndarray:

@@ -58,6 +58,10 @@ class ModelConfig:
     remat: bool = False
     scan_layers: bool = False
     cond_drop_prob: float = 0.1  # classifier-free guidance: P(text replaced by null condition)
+    # Cross-attention always adds RAD-TTS's beta-binomial alignment prior with this scaling
+    # (smaller is wider): over the true length in training, over the length the model's
+    # length head predicts from the text in sampling. None: no prior in the model.
+    attention_prior: float | None = None
     rope_theta: float = 10000.0
     norm_eps: float = 1e-6
     init_std: float = 0.02
@@ -81,6 +85,10 @@ class ModelConfig:
         _check(
             0.0 <= self.cond_drop_prob <= 1.0,
             f"model.cond_drop_prob must be in [0, 1], got {self.cond_drop_prob}",
+        )
+        _check(
+            self.attention_prior is None or self.attention_prior > 0,
+            f"model.attention_prior must be > 0 or null, got {self.attention_prior}",
         )
 
     @property
@@ -162,7 +170,8 @@ class OptimConfig:
 @dataclasses.dataclass(frozen=True)
 class AlignConfig:
     """Training-only aids that make cross-attention align text and audio (jtts.alignment).
-    Sampling needs none of them: the prior is annealed away before training ends."""
+    Sampling needs none of them: the prior is annealed away before training ends (a prior
+    that stays, in sampling too, is the model's: `model.attention_prior`)."""
 
     prior: bool = False  # beta-binomial diagonal prior on cross-attention logits
     prior_scaling: float = 0.5  # the prior's a, b scale: smaller is wider
@@ -277,6 +286,10 @@ class Config:
             self.data.max_frames <= self.model.max_frames,
             f"data.max_frames={self.data.max_frames} exceeds "
             f"model.max_frames={self.model.max_frames}",
+        )
+        _check(
+            not (self.align.prior and self.model.attention_prior is not None),
+            "align.prior (annealed) and model.attention_prior (kept) are two priors: choose one",
         )
         layers = self.align.layers or ()
         _check(

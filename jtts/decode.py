@@ -24,6 +24,7 @@ import numpy as np
 from flax import nnx
 from jax import numpy as jnp
 
+from jtts.alignment import log_prior_at
 from jtts.conditioning import Cond, with_null_rows
 from jtts.config import ModelConfig
 from jtts.patterns import Pattern, get_pattern
@@ -62,6 +63,7 @@ class _Spec:
     top_k: int
     top_p: bool
     cfg: bool
+    prior: float | None  # the model's alignment prior scaling (`model.attention_prior`)
 
 
 class _Knobs(NamedTuple):
@@ -84,6 +86,7 @@ def _spec(cfg: ModelConfig, s: Sampling) -> _Spec:
         top_k=0 if greedy else s.top_k,
         top_p=not greedy and s.top_p < 1.0,
         cfg=s.cfg_scale != 1.0,
+        prior=cfg.attention_prior,
     )
 
 
@@ -125,6 +128,29 @@ def _rows(cfg: bool, x: jax.Array) -> jax.Array:
 
 def _cond_rows(cfg: bool, cond: Cond) -> Cond:
     return with_null_rows(cond) if cfg else cond
+
+
+class _Prior(NamedTuple):
+    """What the decode loop spreads a model's alignment prior over: the decoder steps its
+    length head predicts for each row, and the row's text tokens (guidance rows included)."""
+
+    steps_B: jax.Array
+    tokens_B: jax.Array
+
+
+def _prior(model, spec: _Spec, cond: Cond) -> _Prior | None:
+    if spec.prior is None:
+        return None
+    frames_B = jnp.maximum(jnp.round(model.predicted_frames(cond)), 1).astype(jnp.int32)
+    steps_B = spec.pattern.num_steps(frames_B)
+    return _Prior(_rows(spec.cfg, steps_B), _rows(spec.cfg, cond.text_lengths_B))
+
+
+def _prior_bias(spec: _Spec, prior: _Prior | None, steps_T: jax.Array, s: int):
+    """The prior's rows for decoder `steps_T` over `s` text positions (BxTxS), or None."""
+    if prior is None:
+        return None
+    return log_prior_at(steps_T, prior.steps_B, prior.tokens_B, s, spec.prior)
 
 
 def _argmax(x_BxKxV: jax.Array) -> jax.Array:
@@ -187,15 +213,20 @@ def _choose(spec: _Spec, knobs: _Knobs, logits: jax.Array, loop: _Loop) -> _Loop
 
 
 def _prepare(model, spec, cache_steps, cond, valid_B):
-    """Everything computed once per batch: decode context, empty cache and loop state."""
+    """Everything computed once per batch: decode context (cross-attention K/V and the
+    alignment prior's lengths), empty cache and loop state."""
+    prior = _prior(model, spec, cond)
     cond = _cond_rows(spec.cfg, cond)
     ctx, cache = model.decode_context(cond), model.init_cache(cond.drop_B.shape[0], cache_steps)
-    return ctx, cache, _init_loop(spec.pattern, valid_B, cache_steps)
+    return (ctx, prior), cache, _init_loop(spec.pattern, valid_B, cache_steps)
 
 
 def _advance(model, spec, knobs, ctx, loop, cache):
+    kv, prior = ctx
     tokens = _rows(spec.cfg, loop.tokens_BxK)
-    logits, cache, _ = model.decode_step(tokens, loop.step, cache, ctx)
+    bias = _prior_bias(spec, prior, loop.step[None], kv[0].mask_BxS.shape[1])
+    bias = None if bias is None else bias[:, 0]
+    logits, cache, _ = model.decode_step(tokens, loop.step, cache, kv, bias)
     return _choose(spec, knobs, logits, loop), cache
 
 
@@ -391,14 +422,18 @@ def generate_stepwise(
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def forward_logits(graphdef, prefix, cfg, state, cond, seq_BxKxS, step):
+def forward_logits(graphdef, prefix, spec, state, cond, seq_BxKxS, step):
     """One naive step: logits_BxKxV of `step` from the teacher-forced forward over the first
     `prefix` decoder steps (recomputing the text encoder and every earlier step)."""
     model = _merge(graphdef, state)
     b, k = seq_BxKxS.shape[:2]
     bos_BxKx1 = jnp.full((b, k, 1), _pattern(model.cfg).bos, jnp.int32)
     inputs_BxKxT = jnp.concatenate([bos_BxKx1, seq_BxKxS[:, :, : prefix - 1]], axis=2)
-    logits_BxTxKxV, _ = model(_cond_rows(cfg, cond), _rows(cfg, inputs_BxKxT))
+    s = cond.text_BxS.shape[1]
+    bias = _prior_bias(spec, _prior(model, spec, cond), jnp.arange(prefix), s)
+    logits_BxTxKxV, _ = model(
+        _cond_rows(spec.cfg, cond), _rows(spec.cfg, inputs_BxKxT), attn_bias_BxTxS=bias
+    )
     return jax.lax.dynamic_index_in_dim(logits_BxTxKxV, step, axis=1, keepdims=False)
 
 
@@ -416,7 +451,7 @@ def generate_naive(
     for step in range(r.max_steps):
         prefix = prefix_bucket(step + 1, r.cache_steps)
         args = (r.state, cond, loop.seq_BxKxS, step)
-        logits = forward_logits(r.graphdef, prefix, r.spec.cfg, *args)
+        logits = forward_logits(r.graphdef, prefix, r.spec, *args)
         loop = _choose_jit(r.spec, r.knobs, logits, loop)
         if bool(loop.done_B.all()):
             break

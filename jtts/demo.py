@@ -46,7 +46,9 @@ CONFIG = ROOT / "configs" / "demo.yaml"
 # weights file is not shipped yet): used when the pretrained EnCodec weights cannot load.
 DEMO_CODEC = ROOT / "codecs" / "demo_codec.pt"
 SENTENCES = 1200
-STEPS = 1000
+STEPS = 1500
+UNSEEN = 20  # held-out sentences synthesized and judged
+CAP_SECONDS = 8.0  # jtts.sample's length cap in the demo
 
 
 def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
@@ -54,12 +56,12 @@ def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, **kw)
 
 
-def extract(corpus: Path, store: Path, weights: str | None = None) -> str:
+def extract(corpus: Path, store: Path, weights: str | None = None, kbps: float = 6.0) -> str:
     """Codes for `corpus` in `store` with `weights`, or by default: the pretrained codec when
     it can be loaded, else the repository's demo codec, else the untrained one (loudly).
     Returns the weights used; a store that exists is resumed with the weights it records."""
     base = [sys.executable, "-m", "codec_bridge", "extract", "--format", "ljspeech"]
-    base += ["--input", str(corpus), "--out", str(store), "--bandwidth", "6"]
+    base += ["--input", str(corpus), "--out", str(store), "--bandwidth", f"{kbps:g}"]
     if (store / "meta.json").exists():
         record = json.loads((store / "meta.json").read_text())["weights"]
         weights = record["path"] if record["kind"] == "file" else record["kind"]
@@ -115,16 +117,19 @@ def reading_summary(run: Path) -> dict[str, float] | None:
     return {"step": last["step"], **{k: last[f"eval/{k}"] for k in keys}}
 
 
-def write_report(run: Path, reference_wav: Path, synth_wav: Path, out: Path) -> None:
-    """Loss curves, held-out text gain, the attention of a validation sentence, and the
-    spectrograms of an unseen sentence spoken by eSpeak NG and by jtts."""
+def write_report(
+    run: Path, spectrograms: list[tuple[str, Path]], out: Path, table: str | None = None
+) -> None:
+    """Loss curves, held-out text gain, the attention of a validation sentence, the
+    spectrograms of an unseen sentence (`spectrograms`: title, wav), and the intelligibility
+    `table` (`codec_bridge.evaluate.format_table`) under them."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     rows = read_jsonl(run / "metrics.jsonl")
-    fig, axes = plt.subplots(5, 1, figsize=(10, 18))
+    fig, axes = plt.subplots(3 + len(spectrograms), 1, figsize=(10, 6 + 3 * len(spectrograms)))
     for key, label in (("train/loss", "train"), ("eval/loss", "validation")):
         pts = [(r["step"], r[key]) for r in rows if key in r]
         if pts:
@@ -156,7 +161,7 @@ def write_report(run: Path, reference_wav: Path, synth_wav: Path, out: Path) -> 
             ylabel="text token",
             title=f"Cross-attention of a validation sentence (best head, step {step})",
         )
-    for ax, wav, title in ((axes[3], reference_wav, "eSpeak NG"), (axes[4], synth_wav, "jtts")):
+    for ax, (title, wav) in zip(axes[3:], spectrograms, strict=True):
         spec, sr = _spectrogram(wav)
         ax.imshow(
             spec,
@@ -168,52 +173,84 @@ def write_report(run: Path, reference_wav: Path, synth_wav: Path, out: Path) -> 
         )
         ax.set(xlabel="seconds", ylabel="kHz", title=f"{title}: {wav.name}")
     fig.tight_layout()
+    if table is not None:
+        fig.subplots_adjust(bottom=0.3 / len(axes) + 0.02)
+        fig.text(0.01, 0.005, table, family="monospace", fontsize=7, va="bottom")
     fig.savefig(out, dpi=100)
     plt.close(fig)
 
 
-def run_demo(out: Path, sentences: int, steps: int) -> None:
+def _kbps(config: Path) -> float:
+    """The codec bandwidth that gives the config's codebooks (10-bit codes at 75 frames/s)."""
+    from jtts.config import load_config
+
+    return load_config(config).model.n_codebooks * 0.75
+
+
+def _evaluate(out: Path, heldout: Path, synth: Path, weights: str, kbps: float) -> dict:
+    """`codec_bridge evaluate` of the recordings, their resynthesis and jtts's synthesis,
+    judged by pocketsphinx restricted to the demo's grammar."""
+    grammar = out / "demo.gram"
+    grammar.write_text(demo_corpus.jsgf(), encoding="utf-8")
+    report = out / "intelligibility.json"
+    cmd = [sys.executable, "-m", "codec_bridge", "evaluate", "--format", "ljspeech"]
+    cmd += ["--input", str(heldout), "--weights", weights, "--bandwidth", f"{kbps:g}"]
+    cmd += ["--synth", str(synth), "--jsgf", str(grammar), "--quiet"]
+    cmd += ["--resynthesis-out", str(out / "resynthesis"), "--out", str(report)]
+    _run(cmd, check=True)
+    return json.loads(report.read_text())
+
+
+def speaking_summary(report: dict, cap_s: float) -> dict[str, float]:
+    """From an intelligibility report: the share of jtts's utterances that ended before the
+    length cap, and of those within 20% of eSpeak's duration for the same sentence."""
+    rows = [u for u in report["utterances"] if "synthesis" in u]
+    ratios = np.array([u["synthesis"]["duration_ratio"] for u in rows])
+    seconds = ratios * np.array([u["seconds"] for u in rows])
+    return {
+        "utterances": len(rows),
+        "ended": float(np.mean(seconds < cap_s - 0.05)),
+        "duration_within_20pct": float(np.mean(np.abs(ratios - 1.0) <= 0.2)),
+    }
+
+
+def run_demo(out: Path, sentences: int, steps: int, unseen: int = UNSEEN) -> None:
     t0 = time.time()
 
     def stage(i: int, what: str) -> None:
-        print(f"[{i}/5 at {(time.time() - t0) / 60:.1f} min] {what}", flush=True)
+        print(f"[{i}/6 at {(time.time() - t0) / 60:.1f} min] {what}", flush=True)
 
     out.mkdir(parents=True, exist_ok=True)
     stage(1, f"speaking {sentences} template sentences with eSpeak NG")
     corpus = demo_corpus.build_corpus(out / "corpus", n=sentences)
-    stage(2, "extracting EnCodec codes")
-    weights = extract(corpus, out / "store")
+    kbps = _kbps(CONFIG)
+    stage(2, f"extracting EnCodec codes at {kbps:g} kbps")
+    weights = extract(corpus, out / "store", kbps=kbps)
     stage(3, f"training `{CONFIG.stem}` for {steps} steps on the CPU")
     run = out / "run"
     _run(train_command(out / "store", run, steps), check=True)
-    stage(4, "synthesizing three sentences the model never heard")
-    held = demo_corpus.held_out(3, corpus_size=sentences)
+    stage(4, f"synthesizing {unseen} sentences the model never heard")
+    held = demo_corpus.held_out(unseen, corpus_size=sentences)
+    ids = [f"{i:04d}" for i in range(1, unseen + 1)]  # jtts.sample names its wavs so
+    heldout = demo_corpus.speak(out / "heldout", dict(zip(ids, held, strict=True)))
     (out / "unseen.txt").write_text("\n".join(held) + "\n")
-    _run(
-        [
-            sys.executable,
-            "-m",
-            "jtts.sample",
-            "--workdir",
-            str(run),
-            "--text-file",
-            str(out / "unseen.txt"),
-            "--out-dir",
-            str(out),
-            "--greedy",
-            "--max-seconds",
-            "6",
-        ],
-        check=True,
-    )
-    stage(5, "writing the report")
-    reference = out / "unseen_espeak_0001.wav"
-    import soundfile as sf
+    synth = out / "synth"
+    cmd = [sys.executable, "-m", "jtts.sample", "--workdir", str(run), "--greedy"]
+    cmd += ["--text-file", str(out / "unseen.txt"), "--out-dir", str(synth)]
+    _run([*cmd, "--max-seconds", f"{CAP_SECONDS:g}"], check=True)
+    stage(5, "judging speech by an offline ASR (pocketsphinx, the demo's grammar)")
+    report = _evaluate(out, heldout, synth, weights, kbps)
+    stage(6, "writing the report")
+    from codec_bridge.evaluate import format_table
 
-    engine = demo_corpus.Espeak()
-    sf.write(reference, engine.synth(held[0]), engine.sample_rate, subtype="PCM_16")
-    write_report(run, reference, out / "0001.wav", out / "report.png")
-    made = sorted(p.name for p in out.glob("*.wav")) + ["report.png"]
+    table = format_table(report)
+    first = ids[0] + ".wav"
+    spectrograms = [
+        ("eSpeak NG (unseen sentence)", heldout / "wavs" / first),
+        ("codec resynthesis", out / "resynthesis" / first),
+        ("jtts", synth / first),
+    ]
+    write_report(run, spectrograms, out / "report.png", table)
     reading = reading_summary(run)
     if reading is not None:
         print(
@@ -223,9 +260,15 @@ def run_demo(out: Path, sentences: int, steps: int) -> None:
             f"attention focus {reading['attn_focus']:.2f}, "
             f"monotonicity {reading['attn_monotonicity']:.2f}."
         )
+    speaking = speaking_summary(report, CAP_SECONDS)
     print(
-        f"\nDemo finished in {(time.time() - t0) / 60:.1f} min. Made in {out}/: {', '.join(made)}"
+        f"\nIs it understood? {unseen} unseen sentences, ASR restricted to the demo grammar:\n"
+        f"{table}\n"
+        f"jtts ended {speaking['ended']:.0%} of them before the {CAP_SECONDS:g} s cap; "
+        f"{speaking['duration_within_20pct']:.0%} are within 20% of eSpeak's duration."
     )
+    print(f"\nDemo finished in {(time.time() - t0) / 60:.1f} min. Made in {out}/: report.png, ")
+    print("  synth/ (jtts), heldout/ (eSpeak), resynthesis/ (codec), intelligibility.json")
     print(
         f"Codec weights: {weights}."
         + (" (Untrained: the audio is noise-like.)" if weights == "untrained" else "")

@@ -110,6 +110,34 @@ TEMPLATES = (
 )
 
 
+def jsgf() -> str:
+    """The template grammar in JSGF, for an ASR judge that knows what the demo can say."""
+
+    def rule(name: str, options: list[str]) -> str:
+        return f"<{name}> = {' | '.join(options)} ;"
+
+    public = " | ".join(
+        [
+            "<s> <v> the <a> <o> <p>",
+            "<p> <s> <v> a <a> <o>",
+            "<s> <v> the <o> and the <a> <o>",
+        ]
+    )
+    return "\n".join(
+        [
+            "#JSGF V1.0;",
+            "grammar demo;",
+            rule("s", SUBJECTS),
+            rule("v", VERBS),
+            rule("a", ADJECTIVES),
+            rule("o", OBJECTS),
+            rule("p", PLACES),
+            f"public <sentence> = {public} ;",
+            "",
+        ]
+    )
+
+
 def sentences(n: int, seed: int = 0) -> list[str]:
     """``n`` distinct sentences from the template grammar, in a seeded random order.
 
@@ -194,24 +222,30 @@ def build_corpus(out: str | Path, n: int = 300, seed: int = 0) -> Path:
     """Write ``n`` spoken sentences to ``out`` in LJ Speech layout; returns ``out``.
 
     Already-built corpora of the same size are reused, so re-running the demo is quick."""
+    texts = sentences(n, seed)
+    return speak(out, {f"DEMO-{i:04d}": text for i, text in enumerate(texts)})
+
+
+def speak(out: str | Path, texts: dict[str, str]) -> Path:
+    """Write ``texts`` (id -> sentence) spoken by eSpeak NG to ``out`` in LJ Speech layout.
+
+    A folder whose metadata already lists exactly these ids and texts is reused as it is."""
     out = Path(out)
     meta = out / "metadata.csv"
-    if meta.exists() and len(meta.read_text().splitlines()) == n:
+    lines = [f"{utt_id}|{text}|{text}" for utt_id, text in texts.items()]
+    if meta.exists() and meta.read_text(encoding="utf-8").splitlines() == lines:
         return out
     (out / "wavs").mkdir(parents=True, exist_ok=True)
     try:
         engine: Espeak | None = Espeak()
     except (ImportError, OSError, RuntimeError):
         engine = None
-    lines = []
-    for i, text in enumerate(sentences(n, seed)):
-        utt_id = f"DEMO-{i:04d}"
+    for utt_id, text in texts.items():
         wav = out / "wavs" / f"{utt_id}.wav"
         if engine is not None:
             sf.write(wav, engine.synth(text), engine.sample_rate, subtype="PCM_16")
         else:
             _synth_with_program(text, wav)
-        lines.append(f"{utt_id}|{text}|{text}")
     meta.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return out
 

@@ -19,6 +19,7 @@ from jtts.config import ModelConfig
 from jtts.layers import CrossKV, DecoderLayer, KVCache, LayerStack, RMSNorm, split_rng
 
 Cache = tuple[KVCache, ...]  # one per decoder layer
+FRAMES_PER_UNIT = 16.0  # the length head's unit: about a Whisper token of speech at 75 frames/s
 Context = tuple[CrossKV, ...]  # one per decoder layer: what stays fixed while a batch decodes
 
 
@@ -35,6 +36,8 @@ class TTSModel(nnx.Module):
         )
         self.dec_norm = RMSNorm(cfg)
         self.heads = nnx.Param(init(rngs.params(), (k, d, cfg.out_vocab_size), pdt))
+        if cfg.attention_prior is not None:  # per-token durations, summed: the text's length
+            self.length_head = nnx.Linear(d, 1, dtype=jnp.float32, param_dtype=pdt, rngs=rngs)
 
     @property
     def dtype(self) -> jnp.dtype:
@@ -83,6 +86,18 @@ class TTSModel(nnx.Module):
         )
         return self._logits(x), attn
 
+    def predicted_frames(self, cond: Cond) -> jax.Array:
+        """The codec frames each row's text will take (float32 B), from a length head on the
+        text encoding; rows dropped for guidance are measured by their text all the same.
+
+        The head reads the encoding through a stop-gradient: its loss trains only itself.
+        Its unit is `FRAMES_PER_UNIT` frames, so it starts near a spoken token's length
+        instead of having to climb there at the learning rate."""
+        mem = self.conditioner(cond._replace(drop_B=jnp.zeros_like(cond.drop_B)))
+        enc_BxSxD = jax.lax.stop_gradient(mem.enc_BxSxD).astype(jnp.float32)
+        per_token_BxS = FRAMES_PER_UNIT * jax.nn.softplus(self.length_head(enc_BxSxD)[..., 0])
+        return jnp.sum(jnp.where(mem.mask_BxS, per_token_BxS, 0.0), axis=1)
+
     def init_cache(self, batch: int, max_steps: int) -> Cache:
         """Zeroed self-attention K/V caches for `max_steps` decoder steps."""
         cfg = self.cfg
@@ -103,10 +118,16 @@ class TTSModel(nnx.Module):
         )
 
     def decode_step(
-        self, tokens_BxK: jax.Array, step: jax.Array, cache: Cache, ctx: Context
+        self,
+        tokens_BxK: jax.Array,
+        step: jax.Array,
+        cache: Cache,
+        ctx: Context,
+        attn_bias_BxS: jax.Array | None = None,
     ) -> tuple[jax.Array, Cache, jax.Array]:
-        """Feeds the decoder inputs of `step` through the same layers as `__call__`; returns
-        (float32 logits_BxKxV, new cache, cross-attention logits_LxBxHxS of the step).
+        """Feeds the decoder inputs of `step` through the same layers as `__call__` (with
+        `attn_bias_BxS`, the step's row of an alignment log-prior); returns (float32
+        logits_BxKxV, new cache, cross-attention logits_LxBxHxS of the step).
 
         Layers run unrolled even when scanned: per-layer caches let XLA update each in place.
         """
@@ -114,9 +135,10 @@ class TTSModel(nnx.Module):
         k = tokens_BxK.shape[1]
         table = self.code_embed[...]
         x = table[jnp.arange(k)[None, :], tokens_BxK].sum(axis=1).astype(self.dtype)[:, None]
+        bias = None if attn_bias_BxS is None else attn_bias_BxS[:, None, :]
         new_cache, attn = [], []
         for layer, layer_cache, kv in zip(self.decoder.unstacked(), cache, ctx, strict=True):
-            x, layer_cache, logits = layer(x, step[None], kv, layer_cache)
+            x, layer_cache, logits = layer(x, step[None], kv, layer_cache, bias_BxTxS=bias)
             new_cache.append(layer_cache)
             attn.append(logits[:, :, 0])
         return self._logits(x)[:, 0], tuple(new_cache), jnp.stack(attn)

@@ -161,18 +161,36 @@ def _align_layers(cfg: Config) -> list[int]:
 def alignment_bias(
     cfg: Config, cond: conditioning.Cond, mask_BxKxS: jax.Array, step: jax.Array
 ) -> jax.Array | None:
-    """The annealed beta-binomial log-prior (BxTxS) at `step` for a batch's condition and
-    target mask (`decoder_io`); None when the prior is off."""
-    if not cfg.align.prior:
+    """The beta-binomial log-prior (BxTxS) for a batch's condition and target mask
+    (`decoder_io`): the model's own (`model.attention_prior`), or the training aid annealed
+    to its weight at `step`; None when there is neither."""
+    scaling = cfg.model.attention_prior or (cfg.align.prior_scaling if cfg.align.prior else None)
+    if scaling is None:
         return None
     log_prior = beta_binomial_log_prior(
         mask_BxKxS.any(axis=1).sum(axis=1),
         cond.text_lengths_B,
         mask_BxKxS.shape[2],
         cond.text_BxS.shape[1],
-        cfg.align.prior_scaling,
+        scaling,
     )
+    if cfg.model.attention_prior is not None:
+        return log_prior
     return prior_bias(log_prior, prior_weight(cfg.align, step))
+
+
+def length_sums(model: nnx.Module, batch: dict[str, Any]) -> dict[str, jax.Array]:
+    """The length head's squared log error and absolute relative error, summed over the rows
+    whose whole utterance is in the batch ("length_rows")."""
+    rows_B = (batch["valid"] & batch["has_eos"]).astype(jnp.float32)
+    predicted_B = model.predicted_frames(batch["cond"])
+    true_B = jnp.maximum(batch["lengths"], 1).astype(jnp.float32)
+    log_err_B = jnp.log1p(predicted_B) - jnp.log1p(true_B)
+    return {
+        "length": jnp.sum(rows_B * log_err_B**2),
+        "length_abs_rel": jnp.sum(rows_B * jnp.abs(predicted_B / true_B - 1.0)),
+        "length_rows": jnp.sum(rows_B),
+    }
 
 
 def loss_sums(
@@ -205,6 +223,8 @@ def loss_sums(
         with_attention=ctc,
     )
     sums = ce_sums(logits_BxSxKxV, targets_BxKxS, mask_BxKxS)
+    if cfg is not None and cfg.model.attention_prior is not None:
+        sums["length"] = length_sums(model, batch)["length"]
     if ctc:
         cond = batch["cond"]
         sums["align"], _ = forward_sum_loss(  # its row count is known before: norm["align"]
@@ -274,6 +294,8 @@ class TrainStep:
             loss += self.cfg.optim.z_loss * jnp.sum(sums["zsq"]) / norm["count"]
             if "align" in sums:
                 loss += self.cfg.align.ctc_weight * sums["align"] / norm["align"]
+            if "length" in sums:
+                loss += sums["length"] / norm["length"]
             return loss, sums
 
         return jax.grad(loss_fn, has_aux=True)(params)
@@ -299,6 +321,9 @@ class TrainStep:
             "ce": jnp.maximum(jnp.sum(self.weights_K * mask_sums), 1.0),
             "count": jnp.maximum(jnp.sum(mask_sums), 1.0),
             "align": jnp.maximum(align_rows.astype(jnp.float32), 1.0),
+            "length": jnp.maximum(jnp.sum(batch["valid"] & batch["has_eos"]), 1).astype(
+                jnp.float32
+            ),
         }
         n_micro = self.cfg.optim.grad_accum
         if n_micro == 1:
@@ -349,6 +374,7 @@ class TrainStep:
             "acc": jnp.sum(sums["correct"]) / norm["count"],
             "z_loss": jnp.sum(sums["zsq"]) / norm["count"],
             "align_loss": sums["align"] / norm["align"] if "align" in sums else jnp.nan,
+            "length_loss": sums["length"] / norm["length"] if "length" in sums else jnp.nan,
             "prior_weight": prior_weight(self.cfg.align, step),
             "grad_norm": grad_norm,
             "lr": lr,
@@ -360,15 +386,18 @@ class TrainStep:
 
 
 class EvalStep:
-    """`sums = eval_step(params, batch)`, no dropout, no prior: per-codebook ce/correct/count
-    with the utterance's own text, ce with a mismatched text ("ce_mismatched") and with the
-    null condition ("ce_null"), the cross-attention `attention_sums` of every layer and head,
-    and the first row's attention probabilities ("attn_row0": LxHxTxS) for pictures."""
+    """`sums = eval_step(params, batch)`, no dropout, no training aid: per-codebook
+    ce/correct/count with the utterance's own text, ce with a mismatched text ("ce_mismatched")
+    and with the null condition ("ce_null"), the cross-attention `attention_sums` of every
+    layer and head, and the first row's attention probabilities ("attn_row0": LxHxTxS) for
+    pictures. A model with its own prior (`model.attention_prior`) is measured with it, each
+    condition's prior spread over its own text, and its length head by `length_sums`."""
 
     def __init__(
         self, cfg: Config, graphdef: nnx.GraphDef, mesh: jax.sharding.Mesh, shardings: Any
     ):
         self.graphdef = graphdef
+        self.cfg = cfg
         self.pattern = get_pattern(
             cfg.model.pattern, cfg.model.n_codebooks, cfg.model.codebook_size
         )
@@ -387,15 +416,22 @@ class EvalStep:
         model = nnx.merge(self.graphdef, params)
         inputs_BxKxS, targets_BxKxS, mask_BxKxS = decoder_io(batch, self.pattern)
         cond, valid = batch["cond"], batch["valid"]
-        logits, attn = model(cond, inputs_BxKxS, with_attention=True)
+
+        def forward(c: conditioning.Cond, **kw: Any) -> tuple[jax.Array, jax.Array | None]:
+            if self.cfg.model.attention_prior is None:
+                return model(c, inputs_BxKxS, **kw)
+            bias = alignment_bias(self.cfg, c, mask_BxKxS, jnp.zeros((), jnp.int32))
+            return model(c, inputs_BxKxS, attn_bias_BxTxS=bias, **kw)
+
+        logits, attn = forward(cond, with_attention=True)
         sums = {k: v for k, v in ce_sums(logits, targets_BxKxS, mask_BxKxS).items() if k != "zsq"}
         for name, other in (
             ("mismatched", conditioning.mismatched(cond, valid)),
             ("null", conditioning.drop(cond, jnp.ones_like(valid))),
         ):
-            sums[f"ce_{name}"] = ce_sums(model(other, inputs_BxKxS)[0], targets_BxKxS, mask_BxKxS)[
-                "ce"
-            ]
+            sums[f"ce_{name}"] = ce_sums(forward(other)[0], targets_BxKxS, mask_BxKxS)["ce"]
+        if self.cfg.model.attention_prior is not None:
+            sums.update(length_sums(model, batch))
         steps_BxT = mask_BxKxS.any(axis=1) & valid[:, None]
         sums["attention"] = attention_sums(attn, steps_BxT, cond.text_mask_BxS)
         sums["attn_row0"] = jax.nn.softmax(attn[:, 0], axis=-1)

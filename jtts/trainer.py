@@ -246,8 +246,9 @@ class Trainer:
                 },
             )
             values["train/z_loss"] = float(m["z_loss"])
-            if np.isfinite(m["align_loss"]):
-                values["train/align_loss"] = float(m["align_loss"])
+            for key in ("align_loss", "length_loss"):
+                if np.isfinite(m[key]):
+                    values[f"train/{key}"] = float(m[key])
             values["train/skipped"] = int(m["skipped"])
             values["train/tokens_per_s"] = iv["tokens"] / iv["time"] if iv["time"] else None
             values["train/flops_per_s"] = iv["flops"] / iv["time"] if iv["time"] else None
@@ -285,6 +286,8 @@ class Trainer:
             **{f"eval/attn_{k}": v for k, v in head.items()},
             "eval/elapsed_s": time.perf_counter() - self._started,
         }
+        if "length_rows" in s:  # mean |predicted / true - 1| of the length head
+            values["eval/length_error"] = float(s["length_abs_rel"] / max(s["length_rows"], 1))
         self.log.write(step, values)
         self._save_attention(step, np.asarray(jax.device_get(row0))[head["layer"], head["head"]])
         cb = " ".join(

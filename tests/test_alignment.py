@@ -37,6 +37,20 @@ def test_beta_binomial_prior_is_scipy_betabinom():
     assert log_prior[0, 0, :3].argmax() == 0 and log_prior[0, 6, :3].argmax() == 2
 
 
+def test_sampling_rows_of_the_prior_are_the_training_rows_then_stay_at_the_end():
+    steps, tokens, scaling = np.array([7, 4]), np.array([3, 5]), 0.5
+    full = np.asarray(alignment.beta_binomial_log_prior(steps, tokens, 7, 6, scaling))
+    rows = np.asarray(alignment.log_prior_at(np.arange(10), steps, tokens, 6, scaling))
+    assert rows.shape == (2, 10, 6)
+    np.testing.assert_allclose(rows[0, :7], full[0], rtol=1e-6)
+    np.testing.assert_allclose(rows[1, :4], full[1, :4], rtol=1e-6)
+    for b, last in ((0, 6), (1, 3)):  # past the predicted length: the last step's row
+        np.testing.assert_allclose(
+            rows[b, last + 1 :], np.broadcast_to(rows[b, last], rows[b, last + 1 :].shape)
+        )
+        assert rows[b, last, : tokens[b]].argmax() == tokens[b] - 1
+
+
 def test_prior_weight_schedule_and_bias():
     cfg = AlignConfig(prior=True, prior_hold_steps=10, prior_end_step=20)
     weights = [float(alignment.prior_weight(cfg, jnp.asarray(s))) for s in (0, 10, 15, 20, 99)]

@@ -50,6 +50,19 @@ def test_compiled_loop_matches_python_loop_and_no_cache_reference(model, cfg_sca
     assert all(c.shape[0] == 4 and 1 <= c.shape[1] <= 12 for c in compiled.codes)
 
 
+@pytest.mark.parametrize("cfg_scale", [1.0, 3.0])
+def test_a_models_own_prior_is_spread_alike_by_all_three_decoders(cfg_scale):
+    """The prior rows the compiled loop adds step by step equal those the no-cache reference
+    adds to its full forward; and they matter: the same weights without the prior differ."""
+    sampling = dataclasses.replace(fixed(12, greedy=True), cfg_scale=cfg_scale)
+    with_prior = build_model(small_cfg(attention_prior=0.05), nnx.Rngs(0))
+    compiled = decode.generate(with_prior, TEXTS, sampling, max_frames=12)
+    assert_same_codes(compiled, decode.generate_stepwise(with_prior, TEXTS, sampling, 12))
+    assert_same_codes(compiled, decode.generate_naive(with_prior, TEXTS, sampling, 12))
+    plain = decode.generate(build_model(small_cfg(), nnx.Rngs(0)), TEXTS, sampling, 12)
+    assert not all(np.array_equal(a, b) for a, b in zip(compiled.codes, plain.codes, strict=True))
+
+
 def test_top_k_1_and_tiny_top_p_equal_greedy(model):
     greedy = decode.generate(model, TEXTS, fixed(12, greedy=True), max_frames=12)
     top_k = decode.generate(model, TEXTS, fixed(12, top_k=1, seed=3), max_frames=12)

@@ -25,8 +25,22 @@ def test_report_has_curves_and_spectrograms(tmp_path):
     t = np.arange(22050) / 22050
     sf.write(tmp_path / "a.wav", 0.5 * np.sin(2 * np.pi * 440 * t), 22050)
     sf.write(tmp_path / "b.wav", 0.5 * np.sin(2 * np.pi * 1000 * t), 24000)
-    demo.write_report(run, tmp_path / "a.wav", tmp_path / "b.wav", tmp_path / "report.png")
+    wavs = [
+        ("eSpeak", tmp_path / "a.wav"),
+        ("codec", tmp_path / "a.wav"),
+        ("jtts", tmp_path / "b.wav"),
+    ]
+    demo.write_report(run, wavs, tmp_path / "report.png", "set  wer\noriginal 0.5")
     assert (tmp_path / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_speaking_summary_counts_capped_rows_and_durations_off_by_more_than_20pct():
+    def utt(seconds, ratio):
+        return {"seconds": seconds, "synthesis": {"duration_ratio": ratio}}
+
+    report = {"utterances": [utt(3.0, 1.0), utt(2.0, 4.0), utt(3.0, 0.7), utt(2.5, 1.19)]}
+    summary = demo.speaking_summary(report, cap_s=8.0)  # the second row hit the 8 s cap
+    assert summary == {"utterances": 4, "ended": 0.75, "duration_within_20pct": 0.5}
 
 
 def test_spectrogram_peaks_at_the_tone(tmp_path):

@@ -47,3 +47,16 @@ def test_build_corpus_in_ljspeech_layout(tmp_path):
     mtime = (out / "metadata.csv").stat().st_mtime_ns
     demo_corpus.build_corpus(out, n=4)
     assert (out / "metadata.csv").stat().st_mtime_ns == mtime
+
+
+def test_the_grammar_loads_in_pocketsphinx_and_judges_a_recording(tmp_path):
+    from codec_bridge.asr import Sphinx
+
+    grammar = tmp_path / "demo.gram"
+    grammar.write_text(demo_corpus.jsgf())
+    engine = demo_corpus.Espeak()
+    text = "On a cold night, the baker repaired a golden ladder."
+    asr = Sphinx(jsgf=grammar)
+    assert (
+        asr.transcribe(engine.synth(text), engine.sample_rate) == text.lower().replace(",", "")[:-1]
+    )
