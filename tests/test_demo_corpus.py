@@ -55,7 +55,7 @@ def test_the_grammar_loads_in_pocketsphinx_and_judges_a_recording(tmp_path):
     grammar = tmp_path / "demo.gram"
     grammar.write_text(demo_corpus.jsgf())
     engine = demo_corpus.Espeak()
-    text = "On a cold night, the baker repaired a golden ladder."
+    text = "The baker wanted the red lamp at the market."  # lost without dither
     asr = Sphinx(jsgf=grammar)
     assert (
         asr.transcribe(engine.synth(text), engine.sample_rate) == text.lower().replace(",", "")[:-1]
