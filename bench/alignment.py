@@ -5,9 +5,13 @@ same eSpeak NG corpus and codes for the same number of steps; from its held-out 
 (`eval/text_gain_cb0`: validation loss of codebook 0 with another sentence's text minus with
 its own) the benchmark reports the first step and wall time at which the gain reaches 0.5 and
 1.0 nats, and the final gain, mean gain over codebooks and attention focus. `today` is the
-design before this benchmark existed (the old learning rate); "default" is `configs/demo.yaml`
-as it is; the others add the alignment aids of `jtts.alignment` or reweight codebook 0. The
-gain of `today` is the baseline the others are compared with, measured in the same run.
+design before this benchmark existed (no prior, the old learning rate, codebooks weighted
+alike); "default" is `configs/demo.yaml` as it is (the prior the model keeps, see
+`model.attention_prior`); the others take that prior away, replace it by the annealed
+training aids of `jtts.alignment`, or sharpen it. The gain of `today` is the baseline the
+others are compared with, measured in the same run. All candidates share the demo's codes
+(its codebook count), so codebook counts are compared by running it with another
+`configs/demo.yaml`.
 
     python bench/alignment.py                                   # codes from the demo's codec
     python bench/alignment.py --weights FILE --steps 600 --only today,default,prior_ctc
@@ -30,13 +34,14 @@ from jtts import demo, demo_corpus  # noqa: E402
 from jtts.metrics import read_jsonl  # noqa: E402
 
 # Overrides on top of configs/demo.yaml and the demo's own; "default" is the config as is.
+NO_PRIOR = "model.attention_prior=null"
 CANDIDATES = {
-    "today": ["optim.lr=5e-4"],
+    "today": [NO_PRIOR, "optim.lr=5e-4", "optim.codebook_weights=null"],
     "default": [],
-    "prior_ctc": ["align.prior=true", "align.ctc_weight=0.1"],
-    "input_dropout": ["align.input_dropout=0.3"],
-    "prior_ctc_dropout": ["align.prior=true", "align.ctc_weight=0.1", "align.input_dropout=0.3"],
-    "cb0_weight": ["optim.codebook_weights=[4, 1, 1, 1, 1, 1, 1, 1]"],
+    "no_prior": [NO_PRIOR],
+    "annealed_prior_ctc": [NO_PRIOR, "align.prior=true", "align.ctc_weight=0.1"],
+    "input_dropout": [NO_PRIOR, "align.input_dropout=0.3"],
+    "sharper_prior": ["model.attention_prior=1.0"],
 }
 THRESHOLDS = (0.5, 1.0)
 
@@ -78,7 +83,7 @@ def main() -> None:
     names = a.only.split(",") if a.only else list(CANDIDATES)
     corpus = demo_corpus.build_corpus(a.work / "corpus", n=a.sentences)
     store = a.work / "store"
-    weights = demo.extract(corpus, store, a.weights)
+    weights = demo.extract(corpus, store, a.weights, kbps=demo.codec_kbps(demo.CONFIG))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     results = {}
     for name in names:

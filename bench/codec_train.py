@@ -11,6 +11,7 @@ recordings' WER, and of its log-mel distance to the untrained one's.
     python bench/codec_train.py                     # train 6 minutes here, 3 points
     python bench/codec_train.py --minutes 30 --points 5
     python bench/codec_train.py --run codecs/runs/espeak_f16   # judge an existing run
+    python bench/codec_train.py --run codecs/runs/espeak_f16 --bandwidth 1.5 --grammar
 """
 
 from __future__ import annotations
@@ -33,10 +34,13 @@ from codec_corpus import heldout_corpus, train_corpus  # noqa: E402
 from codec_bridge.codec import load_codec  # noqa: E402
 from codec_bridge.evaluate import evaluate_corpus  # noqa: E402
 from codec_bridge.train import train  # noqa: E402
+from jtts.demo_corpus import jsgf as jsgf_text  # noqa: E402
 
 
-def _judge(weights: str, heldout: Path, limit: int | None) -> dict:
-    rep = evaluate_corpus("ljspeech", heldout, weights=weights, limit=limit, device="cpu")
+def _judge(weights: str, heldout: Path, bandwidth: float | None, jsgf: Path | None) -> dict:
+    rep = evaluate_corpus(
+        "ljspeech", heldout, weights=weights, bandwidth=bandwidth, jsgf=jsgf, device="cpu"
+    )
     o, r = rep["sets"]["original"], rep["sets"]["resynthesis"]
     return {
         "original_wer": o["wer"],
@@ -73,10 +77,18 @@ def main() -> None:
     ap.add_argument("--heldout", type=int, default=14, help="held-out sentences judged")
     ap.add_argument("--config", default="small")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--bandwidth", type=float, help="kbps judged (default: the codec's largest)")
+    ap.add_argument(
+        "--grammar", action="store_true", help="ASR restricted to the demo's template grammar"
+    )
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     work = Path(tempfile.mkdtemp(prefix="codec_bench_"))
     heldout = heldout_corpus(work / "heldout", a.heldout)
+    jsgf = None
+    if a.grammar:
+        jsgf = work / "demo.gram"
+        jsgf.write_text(jsgf_text(), encoding="utf-8")
     t0 = time.perf_counter()
     if a.run:
         run = Path(a.run)
@@ -87,8 +99,10 @@ def main() -> None:
         train("ljspeech", corpus, run, config=a.config, overrides=sets, minutes=a.minutes,
               threads=a.threads, progress=False)  # fmt: skip
     train_wall = time.perf_counter() - t0
-    baseline = _judge("untrained", heldout, None)
-    curve = [{"minutes": m, **_judge(str(p), heldout, None)} for m, p in _snapshots(run)]
+    baseline = _judge("untrained", heldout, a.bandwidth, jsgf)
+    curve = [
+        {"minutes": m, **_judge(str(p), heldout, a.bandwidth, jsgf)} for m, p in _snapshots(run)
+    ]
     for point in curve:
         point["log_mel_over_untrained"] = point["log_mel_distance"] / baseline["log_mel_distance"]
     codec = load_codec("24khz", str(_snapshots(run)[-1][1]), device="cpu")
@@ -103,6 +117,8 @@ def main() -> None:
                 "codec": codec.name,
                 "train_wall_s": None if a.run else round(train_wall, 1),
                 "heldout_utterances": a.heldout,
+                "bandwidth": a.bandwidth,
+                "asr": "pocketsphinx, demo grammar" if a.grammar else "pocketsphinx, word loop",
                 "untrained": baseline,
                 "curve": curve,
             },

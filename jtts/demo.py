@@ -180,7 +180,7 @@ def write_report(
     plt.close(fig)
 
 
-def _kbps(config: Path) -> float:
+def codec_kbps(config: Path) -> float:
     """The codec bandwidth that gives the config's codebooks (10-bit codes at 75 frames/s)."""
     from jtts.config import load_config
 
@@ -223,7 +223,7 @@ def run_demo(out: Path, sentences: int, steps: int, unseen: int = UNSEEN) -> Non
     out.mkdir(parents=True, exist_ok=True)
     stage(1, f"speaking {sentences} template sentences with eSpeak NG")
     corpus = demo_corpus.build_corpus(out / "corpus", n=sentences)
-    kbps = _kbps(CONFIG)
+    kbps = codec_kbps(CONFIG)
     stage(2, f"extracting EnCodec codes at {kbps:g} kbps")
     weights = extract(corpus, out / "store", kbps=kbps)
     stage(3, f"training `{CONFIG.stem}` for {steps} steps on the CPU")

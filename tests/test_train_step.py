@@ -176,3 +176,35 @@ def test_weight_decay_skips_embeddings_and_norms():
     updates, _ = tx.update(zeros, tx.init(p), p)
     out = optax.apply_updates(p, updates)
     assert (out["text_embed"] == 1).all() and (out["heads"] < 1).all()
+
+
+def test_the_length_head_trains_only_itself_and_learns_the_lengths():
+    """`model.attention_prior` adds a length loss whose gradient reaches the length head
+    alone (it reads the text encoding through a stop-gradient), and training on one batch
+    brings the predicted frame counts to the true ones."""
+    from jtts.model import build_model
+    from jtts.train_step import length_sums
+
+    cfg = tiny("model.attention_prior=0.5", "optim.lr=3e-2", "optim.warmup_steps=1")
+    host = random_batch(ROWS, FRAMES, TEXT)
+    model = build_model(cfg.model, nnx.Rngs(0))
+    graphdef, params = nnx.split(model, nnx.Param)
+
+    def length_loss(p):
+        return length_sums(nnx.merge(graphdef, p), jax.tree.map(np.asarray, host))["length"]
+
+    grads = jax.tree_util.tree_flatten_with_path(jax.grad(length_loss)(params))[0]
+    moved = {jax.tree_util.keystr(k) for k, g in grads if float(np.abs(g).max()) > 0}
+    assert moved and all("length_head" in k for k in moved), moved
+
+    mesh, step, state = train_setup(cfg, jax.devices()[:1])
+    batch = device_batch(mesh, host)
+    errors = []
+    for _ in range(60):
+        state, metrics = step(state, batch)
+        errors.append(float(metrics["length_loss"]))
+    assert errors[-1] < 0.1 * errors[0], errors[::10]
+    ev = EvalStep(cfg, step.graphdef, mesh, jax.tree.map(lambda x: x.sharding, state["params"]))
+    sums = jax.device_get(ev(state["params"], batch))
+    assert sums["length_rows"] == np.sum(host["valid"] & host["has_eos"])
+    assert sums["length_abs_rel"] / sums["length_rows"] < 0.3
