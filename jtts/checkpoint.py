@@ -11,7 +11,10 @@ loss when `keep_best`.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
+import shutil
 import time
 import warnings
 from pathlib import Path
@@ -20,6 +23,7 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 from flax import nnx
+from jax.experimental import multihost_utils
 from orbax.checkpoint._src.checkpoint_managers import preservation_policy as policy
 
 from jtts.config import MODEL_RUNTIME_FIELDS, Config, config_diff, config_from_dict, config_to_dict
@@ -58,6 +62,17 @@ def _none_intact(directory: Path, failures: list[tuple[int, str]]) -> Checkpoint
         f"no intact checkpoint in {directory} ({steps}); move the damaged steps aside to "
         "start over, or use another --workdir"
     )
+
+
+def _disk_full(e: BaseException | None) -> bool:
+    """Whether `e` or what caused it is a full disk (orbax and tensorstore wrap the OSError)."""
+    while e is not None:
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "No space left on device" in str(e) or "Disk quota exceeded" in str(e):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
 
 
 class _QuietOrbax(logging.Filter):
@@ -161,6 +176,9 @@ class Checkpointer:
                         path.rename(
                             path.with_name(f"{bad}.damaged-{time.strftime('%Y%m%d%H%M%S')}")
                         )
+                if jax.process_count() > 1:  # a process that reloads before the move would
+                    # still list the damaged steps, and refuse to save them again
+                    multihost_utils.sync_global_devices("jtts: damaged checkpoints moved aside")
                 self.manager.reload()
             return step, state, data_state
         if failures:
@@ -180,17 +198,42 @@ class Checkpointer:
     ) -> None:
         """Starts a save (async when configured); `metrics` with eval/loss rank it for best."""
         opt = {k: v for k, v in state.items() if k != "params"}
-        self.manager.save(
-            step,
-            args=ocp.args.Composite(
-                params=ocp.args.StandardSave(state["params"]),
-                opt=ocp.args.StandardSave(opt),
-                data=ocp.args.JsonSave(data_state),
-                meta=ocp.args.JsonSave({"step": step, "config": config_to_dict(self.cfg)}),
-            ),
-            metrics=metrics if metrics and BEST_METRIC in metrics else None,
-            force=True,
-        )
+        need = sum(x.nbytes for x in jax.tree.leaves(state))
+        free = shutil.disk_usage(
+            self.directory if self.directory.is_dir() else self.directory.parent
+        ).free
+        if need > free:  # refuse before orbax's writer threads fail one by one, each loudly
+            raise CheckpointError(
+                f"{self.directory}: no space left on device for the checkpoint of step {step} "
+                f"(needs {need / 1e6:.1f} MB, {free / 1e6:.1f} MB free); free some space and "
+                "rerun the command to resume from the last checkpoint"
+            )
+        with self._disk_full_is_one_line():
+            self.manager.save(
+                step,
+                args=ocp.args.Composite(
+                    params=ocp.args.StandardSave(state["params"]),
+                    opt=ocp.args.StandardSave(opt),
+                    data=ocp.args.JsonSave(data_state),
+                    meta=ocp.args.JsonSave({"step": step, "config": config_to_dict(self.cfg)}),
+                ),
+                metrics=metrics if metrics and BEST_METRIC in metrics else None,
+                force=True,
+            )
+
+    @contextlib.contextmanager
+    def _disk_full_is_one_line(self):
+        """A full disk while saving becomes a one-line CheckpointError; the partial save is a
+        temporary directory that orbax removes when the run is started again."""
+        try:
+            yield
+        except Exception as e:
+            if not _disk_full(e):
+                raise
+            raise CheckpointError(
+                f"{self.directory}: no space left on device while saving a checkpoint; free "
+                "some space and rerun the command to resume from the last checkpoint"
+            ) from None
 
     def restore(self, step: int, target: dict[str, Any]) -> tuple[dict[str, Any], dict[str, int]]:
         """(train state, data iterator state) of `step`, laid out like `target`.
@@ -213,7 +256,8 @@ class Checkpointer:
         return {"params": out["params"], **out["opt"]}, dict(out["data"])
 
     def wait(self) -> None:
-        self.manager.wait_until_finished()
+        with self._disk_full_is_one_line():  # an async save fails here
+            self.manager.wait_until_finished()
 
     def close(self) -> None:
         self.manager.close()

@@ -1,8 +1,8 @@
 """`python -m jtts.sample --workdir RUN (--text T | --text-file F) (--out X.wav | --out-dir D)`.
 
 Synthesizes speech with a trained run's best (or latest, or --step) checkpoint. Sampling
-options default to the run's `sample` config. Exit code 2 for bad arguments or input, 1 when
-the codec cannot decode.
+options default to the run's `sample` config. Exit code 2 for bad arguments or input and for
+codes that cannot be written (a full disk), 1 when the codec cannot decode.
 """
 
 import argparse

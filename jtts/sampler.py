@@ -327,4 +327,7 @@ def cli(**options: Any) -> int:
         except CodecError as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
+        except OSError as e:  # writing the codes: a full disk, a read-only or vanished folder
+            print(f"error: {e.filename}: {e.strerror or e}", file=sys.stderr)
+            return 2
     return 0

@@ -2,11 +2,12 @@
 
 Rerunning the same command resumes from RUN_DIR's latest intact checkpoint. Exit code 0 when
 done, 75 after SIGTERM (checkpoint saved; rerun to resume), 2 for a config/store/checkpoint
-mismatch or a run directory in use, 1 when a non-finite loss stopped the run (one-line
-messages; warnings are one line too).
+mismatch, a run directory in use or a full disk, 1 when a non-finite loss stopped the run
+(one-line messages; warnings are one line too).
 """
 
 import argparse
+import errno
 import sys
 import warnings
 
@@ -68,6 +69,11 @@ def _run(a: argparse.Namespace) -> int:
     except trainer.NonFiniteLossError as e:
         print(f"jtts.train: error: {e}", file=sys.stderr)
         return 1
+    except OSError as e:  # a full disk or a vanished file while writing the run: one line
+        where = f"{e.filename}: " if e.filename else ""
+        resume = "; free some space and rerun to resume" if e.errno == errno.ENOSPC else ""
+        print(f"jtts.train: error: {where}{e.strerror or e}{resume}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ write either) and run the CLI on it. Tests skip where user namespaces are disabl
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import pytest
 PYTHON = sys.executable
 
 
-def run(script: str, timeout: float = 300) -> str:
+def run(script: str, timeout: float = 300, env: dict[str, str] | None = None) -> str:
     """Output (stdout and stderr) of ``sh -c script`` inside a new mount namespace."""
     if shutil.which("unshare") is None:
         pytest.skip("unshare is not installed")
@@ -27,6 +28,7 @@ def run(script: str, timeout: float = 300) -> str:
         capture_output=True,
         text=True,
         timeout=timeout,
+        env=env,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout + proc.stderr
@@ -40,3 +42,10 @@ def tmpfs(path, size: str) -> str:
 def read_only(path) -> str:
     """Shell lines that make the existing folder ``path`` read-only, even for root."""
     return f"mount --bind {path} {path}\nmount -o remount,bind,ro {path}\n"
+
+
+def command(argv: list[str]) -> str:
+    """A shell line running `argv` that prints ``rc=N`` and then its stderr, without the
+    '#' banner lines of an untrained codec."""
+    run = f"e=$(mktemp); rc=0; {shlex.join(argv)} 2>$e || rc=$?; echo rc=$rc"
+    return f"{run}; grep -v '^#' $e || true; rm $e\n"

@@ -8,6 +8,7 @@ rest is predictable. Random codes are for everything that does not need learning
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
 from pathlib import Path
 
@@ -210,3 +211,10 @@ def train_command(config: Path, store: Path, workdir: Path, *overrides: str) -> 
 
     cmd = [sys.executable, "-m", "jtts.train", "--config", str(config), "--data", str(store)]
     return [*cmd, "--workdir", str(workdir), *(a for o in overrides for a in ("--set", o))]
+
+
+def free_port() -> int:
+    """A TCP port on localhost that nothing listens on, for a jax.distributed coordinator."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -3,6 +3,7 @@ preemption: SIGKILL then resume is bit-identical to an uninterrupted run; SIGTER
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -12,11 +13,13 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+import sandbox
 from synthetic import (
     TRAINER_SHAPE,
     UNIT_OVERRIDES,
     UNIT_SHAPE,
     device_batch,
+    free_port,
     make_store,
     random_batch,
     subprocess_env,
@@ -288,3 +291,65 @@ def test_cli_warns_about_a_damaged_checkpoint_in_one_line(tmp_path, store, eight
     assert len(lines) == 1 and lines[0].startswith("jtts.train: warning: damaged checkpoint in ")
     assert "step 8 (JSONDecodeError: " in lines[0] and lines[0].endswith("using step 4")
     assert "Traceback" not in proc.stderr and "resumed from step 4" in proc.stdout
+
+
+@pytest.mark.slow
+def test_two_processes_resume_past_a_damaged_checkpoint(tmp_path, store, eight_steps):
+    """On several hosts every process skips the damaged step alike (one warning line each),
+    process 0 moves it aside before any process reloads, and the run saves that step again."""
+    _, original, want = eight_steps
+    run = copy_of(original, tmp_path)
+    damage(run, 8, "truncated-params")
+    sets = (*UNIT_OVERRIDES, "checkpoint.keep=2", *RUN_SETTINGS, "train.steps=8")
+    sets += ("checkpoint.every=4", "checkpoint.async_save=false")  # as `eight_steps` was run
+    port = free_port()
+    procs = [
+        subprocess.Popen(
+            [
+                *train_command(TINY, store, run, *sets),
+                *("--coordinator", f"127.0.0.1:{port}", "--num-processes", "2"),
+                *("--process-id", str(i)),
+            ],
+            env=subprocess_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    outs = [p.communicate(timeout=400)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs[0][-3000:] + outs[1][-3000:]
+    for out in outs:
+        warned = [ln for ln in out.splitlines() if "damaged checkpoint" in ln]
+        assert len(warned) == 1 and "step 8 (" in warned[0], out[-3000:]
+        assert warned[0].endswith("using step 4") and "Traceback" not in out
+    assert "resumed from step 4" in outs[0]
+    assert len(list((run / "checkpoints").glob("8.damaged-*"))) == 1
+    assert restore_params(run, 8)[2] == 8  # saved again, intact
+    got = losses(run)
+    assert sorted(got) == sorted(want)
+    np.testing.assert_allclose(
+        [got[s] for s in sorted(want)], [want[s] for s in sorted(want)], rtol=1e-5
+    )  # 2 devices instead of 1: other reduction order
+
+
+@pytest.mark.slow
+def test_full_disk_while_saving_is_one_line_and_a_rerun_resumes(tmp_path, store):
+    """A checkpoint that does not fit is one line naming the run (exit 2), not an orbax
+    traceback; with room again the same command trains to the end."""
+    disk = tmp_path / "disk"
+    sets = (*RUN_SETTINGS, "train.steps=4", "checkpoint.async_save=false", "log.tensorboard=false")
+    argv = train_command(TINY, store, disk / "run", *sets)
+    out = sandbox.run(
+        sandbox.tmpfs(disk, "2m")
+        + sandbox.command(argv)
+        + f"mount -o remount,size=400m {disk}\n"
+        + sandbox.command(argv),
+        timeout=900,
+        env=subprocess_env(TQDM_DISABLE="1"),
+    )
+    assert re.findall(r"^rc=(\d+)$", out, re.M) == ["2", "0"], out
+    errors = [ln for ln in out.splitlines() if "error:" in ln]
+    assert len(errors) == 1 and errors[0].startswith(f"jtts.train: error: {disk / 'run'}"), out
+    assert "no space left on device" in errors[0].lower() and "rerun" in errors[0]
+    assert "Traceback" not in out and "stopped at step 4" in out

@@ -363,12 +363,6 @@ def test_the_same_command_twice_at_once_stores_everything_once(tmp_path, corpora
     assert len(contents(out)) == 12 and len(CodeStore.open(out).ids) == 12
 
 
-def in_namespace(argv: list[str]) -> str:
-    """A shell line running `argv` that prints its exit code and stderr without '#' banners."""
-    run = f"e=$(mktemp); rc=0; {shlex.join(argv)} 2>$e || rc=$?; echo rc=$rc"
-    return f"{run}; grep -v '^#' $e || true; rm $e\n"
-
-
 def test_full_disk_is_one_line_and_leaves_no_temporary_files(tmp_path, corpora, weights_file):
     disk = tmp_path / "disk"
     lj = ["--format", "ljspeech", "--input", str(corpora[0]), "--limit", "6"]
@@ -377,21 +371,21 @@ def test_full_disk_is_one_line_and_leaves_no_temporary_files(tmp_path, corpora, 
     from_file = cli(*lj, "--out", str(disk / "f"), "--weights", str(weights_file))
     out = sandbox.run(
         sandbox.tmpfs(disk, "2m")
-        + in_namespace(untrained)
+        + sandbox.command(untrained)
         + "ls -A "
         + shlex.quote(str(disk / "u"))
         + "\n"
         + "mount -o remount,size=24k "
         + shlex.quote(str(disk))
         + "\n"
-        + in_namespace(from_file)
+        + sandbox.command(from_file)
         + "find "
         + shlex.quote(str(disk / "f"))
         + " -name '.tmp-*'\n"
         + "mount -o remount,size=10m "
         + shlex.quote(str(disk))
         + "\n"
-        + in_namespace(from_file)
+        + sandbox.command(from_file)
         + f"{sys.executable} -m codec_bridge verify {shlex.quote(str(disk / 'f'))}\n"
         + f"{sys.executable} -m codec_bridge info {shlex.quote(str(disk / 'f'))}\n"
     )
@@ -411,7 +405,7 @@ def test_read_only_store_is_one_line(tmp_path, store, corpora, weights_file):
     shutil.copytree(store, copy)
     argv = cli("--format", "fsdd", "--input", str(corpora[1]), "--out", str(copy))
     out = sandbox.run(
-        sandbox.read_only(copy) + in_namespace([*argv, "--weights", str(weights_file)])
+        sandbox.read_only(copy) + sandbox.command([*argv, "--weights", str(weights_file)])
     )
     assert out.splitlines() == [
         "rc=2",

@@ -225,3 +225,11 @@ def test_a_damaged_newest_checkpoint_falls_back_with_a_warning(run, tmp_path, ca
     )
     assert line.endswith(f"using step {good.name}")
     np.testing.assert_array_equal(load_codes(out)[0], utts[0].codes)
+
+
+def test_codes_that_cannot_be_written_are_one_line(run, tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    args = ["--workdir", run[0], "--text", run[1][0].text, "--codes-out", blocker / "c.npy"]
+    code, _, err = cli(capsys, *args, *GREEDY)
+    assert code == 2 and err.count("\n") == 1 and err.startswith(f"error: {blocker}: ")

@@ -6,7 +6,6 @@ import io
 import json
 import re
 import shutil
-import socket
 import subprocess
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import numpy as np
 import pytest
 from synthetic import (
     TRAINER_SHAPE,
+    free_port,
     make_store,
     subprocess_env,
     train_command,
@@ -243,12 +243,6 @@ def test_tiny_overfits_four_utterances(tmp_path):
     assert train(cfg, store, tmp_path / "run", devices=one_device(), progress=False) == 0
     losses = [r["train/loss"] for r in read_jsonl(tmp_path / "run" / "metrics.jsonl")]
     assert losses[0] > 3 and losses[-1] < 0.05
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow
