@@ -100,7 +100,15 @@ def load_config(
         section, _, name = key.partition(".")
         if not eq or section not in raw or not name:
             raise BridgeError(f"--set {item}: expected codec.KEY=VALUE or train.KEY=VALUE")
-        raw[section][name] = yaml.safe_load(value)
+        known = {f.name for f in fields(CodecConfig if section == "codec" else TrainConfig)}
+        if name not in known:
+            raise BridgeError(f"--set {item}: {key} is not a key (valid: {sorted(known)})")
+        try:
+            raw[section][name] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise BridgeError(
+                f"--set {item}: cannot parse the value ({' '.join(str(e).split())})"
+            ) from None
     codec = CodecConfig.from_dict(raw["codec"], f"{p}: codec")
     try:
         train = TrainConfig(**_section(TrainConfig, raw["train"], f"{p}: train"))

@@ -76,11 +76,15 @@ def _disk_full(e: BaseException | None) -> bool:
 
 
 class _QuietOrbax(logging.Filter):
-    """Drops orbax warnings that are expected here (saves without eval metrics, read-only)."""
+    """Drops orbax warnings that are expected here (saves without eval metrics, read-only),
+    and the tracebacks orbax attaches to a failed read: `Checkpointer` reports a damaged
+    step itself, in one line, and falls back."""
 
     EXPECTED = ("tracked_metric", "read only", "read_only")
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if "orbax" in record.pathname and record.exc_info:
+            record.exc_info, record.exc_text = None, None
         return not any(s in record.getMessage() for s in self.EXPECTED)
 
 

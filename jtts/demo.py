@@ -45,7 +45,7 @@ CONFIG = ROOT / "configs" / "demo.yaml"
 # A codec trained by `codec_bridge train` on eSpeak NG speech (`codecs/` holds its run; the
 # weights file is not shipped yet): used when the pretrained EnCodec weights cannot load.
 DEMO_CODEC = ROOT / "codecs" / "demo_codec.pt"
-SENTENCES = 1200
+SENTENCES = 2400
 STEPS = 1500
 UNSEEN = 20  # held-out sentences synthesized and judged
 CAP_SECONDS = 8.0  # jtts.sample's length cap in the demo

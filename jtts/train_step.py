@@ -421,7 +421,9 @@ class EvalStep:
             if self.cfg.model.attention_prior is None:
                 return model(c, inputs_BxKxS, **kw)
             bias = alignment_bias(self.cfg, c, mask_BxKxS, jnp.zeros((), jnp.int32))
-            return model(c, inputs_BxKxS, attn_bias_BxTxS=bias, **kw)
+            logits, attn = model(c, inputs_BxKxS, attn_bias_BxTxS=bias, **kw)
+            # The attention measured and pictured is the one the model uses: with its prior.
+            return logits, None if attn is None else attn + bias[None, :, None]
 
         logits, attn = forward(cond, with_attention=True)
         sums = {k: v for k, v in ce_sums(logits, targets_BxKxS, mask_BxKxS).items() if k != "zsq"}

@@ -259,6 +259,11 @@ def test_bad_config_and_changed_settings_are_one_line_errors(corpus, trained, tm
     )
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "bad.yaml" in err and "n_filterz" in err
+    for item in ("train.nope=1", "train.lr=[1"):  # an unknown key, an unparsable value
+        out = str(tmp_path / "r")
+        assert main(["train", *TINY, "--input", str(corpus), "--out", out, "--set", item]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and f"--set {item}" in err, err
     rc = main(
         [
             "train",
