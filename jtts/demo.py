@@ -48,7 +48,6 @@ DEMO_CODEC = ROOT / "codecs" / "demo_codec.pt"
 SENTENCES = 2400
 STEPS = 1500
 UNSEEN = 20  # held-out sentences synthesized and judged
-CAP_SECONDS = 8.0  # jtts.sample's length cap in the demo
 
 
 def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
@@ -180,6 +179,13 @@ def write_report(
     plt.close(fig)
 
 
+def cap_seconds(config: Path) -> float:
+    """The longest audio the config's model can say: jtts.sample's cap in the demo."""
+    from jtts.config import load_config
+
+    return load_config(config).model.max_frames / 75.0
+
+
 def codec_kbps(config: Path) -> float:
     """The codec bandwidth that gives the config's codebooks (10-bit codes at 75 frames/s)."""
     from jtts.config import load_config
@@ -237,7 +243,8 @@ def run_demo(out: Path, sentences: int, steps: int, unseen: int = UNSEEN) -> Non
     synth = out / "synth"
     cmd = [sys.executable, "-m", "jtts.sample", "--workdir", str(run), "--greedy"]
     cmd += ["--text-file", str(out / "unseen.txt"), "--out-dir", str(synth)]
-    _run([*cmd, "--max-seconds", f"{CAP_SECONDS:g}"], check=True)
+    cap = cap_seconds(CONFIG)
+    _run([*cmd, "--max-seconds", f"{cap:.2f}"], check=True)
     stage(5, "judging speech by an offline ASR (pocketsphinx, the demo's grammar)")
     report = _evaluate(out, heldout, synth, weights, kbps)
     stage(6, "writing the report")
@@ -260,11 +267,11 @@ def run_demo(out: Path, sentences: int, steps: int, unseen: int = UNSEEN) -> Non
             f"attention focus {reading['attn_focus']:.2f}, "
             f"monotonicity {reading['attn_monotonicity']:.2f}."
         )
-    speaking = speaking_summary(report, CAP_SECONDS)
+    speaking = speaking_summary(report, cap)
     print(
         f"\nIs it understood? {unseen} unseen sentences, ASR restricted to the demo grammar:\n"
         f"{table}\n"
-        f"jtts ended {speaking['ended']:.0%} of them before the {CAP_SECONDS:g} s cap; "
+        f"jtts ended {speaking['ended']:.0%} of them before the {cap:.1f} s cap; "
         f"{speaking['duration_within_20pct']:.0%} are within 20% of eSpeak's duration."
     )
     print(f"\nDemo finished in {(time.time() - t0) / 60:.1f} min. Made in {out}/: report.png, ")
