@@ -15,8 +15,10 @@ import contextlib
 import errno
 import logging
 import shutil
+import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +91,28 @@ class _QuietOrbax(logging.Filter):
 
 
 logging.getLogger("absl").addFilter(_QuietOrbax())
+
+
+def _from_orbax(unraisable: Any) -> bool:
+    """An exception Python could not raise that belongs to an orbax read given up on: its
+    coroutine, collected after the event loop closed, or that loop's "is closed" error."""
+    code = getattr(unraisable.object, "cr_code", None)
+    if code is not None and "orbax" in code.co_filename:
+        return True
+    return isinstance(unraisable.exc_value, RuntimeError) and "Event loop is closed" in str(
+        unraisable.exc_value
+    )
+
+
+def _quiet_unraisable(hook: Callable[[Any], None]) -> Callable[[Any], None]:
+    def quiet(unraisable: Any) -> None:
+        if not _from_orbax(unraisable):
+            hook(unraisable)
+
+    return quiet
+
+
+sys.unraisablehook = _quiet_unraisable(sys.unraisablehook)  # a damaged step's abandoned reads
 
 
 def _handlers() -> dict[str, ocp.CheckpointHandler]:
