@@ -294,11 +294,6 @@ def test_cli_warns_about_a_damaged_checkpoint_in_one_line(tmp_path, store, eight
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="exits 0 with the warning on both processes, but orbax logs the failed read of the "
-    "damaged step with a traceback (absl ERROR with exc_info); filter it in _QuietOrbax",
-    strict=True,
-)
 def test_two_processes_resume_past_a_damaged_checkpoint(tmp_path, store, eight_steps):
     """On several hosts every process skips the damaged step alike (one warning line each),
     process 0 moves it aside before any process reloads, and the run saves that step again."""
