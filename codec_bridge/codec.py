@@ -24,7 +24,13 @@ import torch
 from encodec import EncodecModel
 
 from codec_bridge.batching import BatchEncoder
-from codec_bridge.codec_config import TRAINED_PREFIX, build_model, complete_state, config_of
+from codec_bridge.codec_config import (
+    TRAINED_PREFIX,
+    build_model,
+    complete_state,
+    config_of,
+    read_weights,
+)
 from codec_bridge.errors import BridgeError
 from codec_bridge.format import file_sha256, size_text
 from codec_bridge.untrained import randomize
@@ -122,12 +128,7 @@ def _untrained(spec: _Spec, seed: int) -> EncodecModel:
 
 
 def _load_state(spec: _Spec, path: Path) -> EncodecModel:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for a bad file
-        raise BridgeError(
-            f"{path}: cannot load weights ({' '.join(str(e).split())[:200]})"
-        ) from None
+    state = read_weights(path)
     trained = config_of(state, path)  # a codec made by `codec_bridge train` says its shape
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]

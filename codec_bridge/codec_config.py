@@ -158,6 +158,16 @@ def complete_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+def read_weights(path: Path) -> Any:
+    """`torch.load` of a weights file (tensors only), any failure a one-line error."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for a bad file
+        raise BridgeError(
+            f"{path}: cannot load weights ({' '.join(str(e).split())[:200]})"
+        ) from None
+
+
 def config_of(state: Any, path: Path) -> CodecConfig | None:
     """The config a loaded weights file carries, or None for a bare state dict."""
     if isinstance(state, dict) and CONFIG_KEY in state:
@@ -171,12 +181,7 @@ def export_release(src: Path, dst: Path) -> int:
     """Write `src` (a `codec_bridge train` weights file) as a release file at `dst`; returns
     its size in bytes. The codes it gives equal those of `src` loaded at float16 precision."""
     src, dst = Path(src), Path(dst)
-    try:
-        state = torch.load(src, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for a bad file
-        raise BridgeError(
-            f"{src}: cannot load weights ({' '.join(str(e).split())[:200]})"
-        ) from None
+    state = read_weights(src)
     cfg = config_of(state, src)
     if cfg is None:
         raise BridgeError(f"{src}: not a codec made by `codec_bridge train` (no {CONFIG_KEY})")
