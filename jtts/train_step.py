@@ -174,9 +174,14 @@ def alignment_bias(
         cond.text_BxS.shape[1],
         scaling,
     )
+    return prior_bias(log_prior, prior_strength(cfg, step))
+
+
+def prior_strength(cfg: Config, step: jax.Array) -> jax.Array:
+    """The weight the prior has at `step`: 1 for the model's own, else the aid's schedule."""
     if cfg.model.attention_prior is not None:
-        return log_prior
-    return prior_bias(log_prior, prior_weight(cfg.align, step))
+        return jnp.ones((), jnp.float32)
+    return prior_weight(cfg.align, step)
 
 
 def length_sums(model: nnx.Module, batch: dict[str, Any]) -> dict[str, jax.Array]:
@@ -375,7 +380,7 @@ class TrainStep:
             "z_loss": jnp.sum(sums["zsq"]) / norm["count"],
             "align_loss": sums["align"] / norm["align"] if "align" in sums else jnp.nan,
             "length_loss": sums["length"] / norm["length"] if "length" in sums else jnp.nan,
-            "prior_weight": prior_weight(self.cfg.align, step),
+            "prior_weight": prior_strength(self.cfg, step),
             "grad_norm": grad_norm,
             "lr": lr,
             "finite": finite,
