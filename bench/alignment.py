@@ -83,7 +83,9 @@ def main() -> None:
     names = a.only.split(",") if a.only else list(CANDIDATES)
     corpus = demo_corpus.build_corpus(a.work / "corpus", n=a.sentences)
     store = a.work / "store"
-    weights = demo.extract(corpus, store, a.weights, kbps=demo.codec_kbps(demo.CONFIG))
+    weights = demo.extract(
+        corpus, store, a.weights, kbps=demo.codec_kbps(demo.model_config(demo.CONFIG))
+    )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     results = {}
     for name in names:

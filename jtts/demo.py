@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from jtts import demo_corpus
+from jtts.config import ModelConfig, load_config
 from jtts.metrics import read_jsonl
 
 _NO_PRETRAINED = """
@@ -42,8 +43,8 @@ Train on a real dataset (LJ Speech) with the pretrained codec:
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "demo.yaml"
-# A codec trained by `codec_bridge train` on eSpeak NG speech (`codecs/` holds its run; the
-# weights file is not shipped yet): used when the pretrained EnCodec weights cannot load.
+# A codec trained by `codec_bridge train` on eSpeak NG speech, shipped with the repository
+# (see codecs/README.md): used when the pretrained EnCodec weights cannot load.
 DEMO_CODEC = ROOT / "codecs" / "demo_codec.pt"
 SENTENCES = 2400
 STEPS = 1500
@@ -179,18 +180,21 @@ def write_report(
     plt.close(fig)
 
 
-def cap_seconds(config: Path) -> float:
-    """The longest audio the config's model can say: jtts.sample's cap in the demo."""
-    from jtts.config import load_config
-
-    return load_config(config).model.max_frames / 75.0
+FRAME_RATE = 75.0  # codec frames/s of the 24 kHz EnCodec and of the demo codec
 
 
-def codec_kbps(config: Path) -> float:
-    """The codec bandwidth that gives the config's codebooks (10-bit codes at 75 frames/s)."""
-    from jtts.config import load_config
+def model_config(config: Path) -> ModelConfig:
+    return load_config(config).model
 
-    return load_config(config).model.n_codebooks * 0.75
+
+def cap_seconds(model: ModelConfig) -> float:
+    """The longest audio the model can say: jtts.sample's cap in the demo."""
+    return model.max_frames / FRAME_RATE
+
+
+def codec_kbps(model: ModelConfig) -> float:
+    """The codec bandwidth that gives the model's codebooks (10-bit codes)."""
+    return model.n_codebooks * FRAME_RATE * 10 / 1000
 
 
 def _evaluate(out: Path, heldout: Path, synth: Path, weights: str, kbps: float) -> dict:
@@ -229,7 +233,8 @@ def run_demo(out: Path, sentences: int, steps: int, unseen: int = UNSEEN) -> Non
     out.mkdir(parents=True, exist_ok=True)
     stage(1, f"speaking {sentences} template sentences with eSpeak NG")
     corpus = demo_corpus.build_corpus(out / "corpus", n=sentences)
-    kbps = codec_kbps(CONFIG)
+    model = model_config(CONFIG)
+    kbps = codec_kbps(model)
     stage(2, f"extracting EnCodec codes at {kbps:g} kbps")
     weights = extract(corpus, out / "store", kbps=kbps)
     stage(3, f"training `{CONFIG.stem}` for {steps} steps on the CPU")
@@ -243,7 +248,7 @@ def run_demo(out: Path, sentences: int, steps: int, unseen: int = UNSEEN) -> Non
     synth = out / "synth"
     cmd = [sys.executable, "-m", "jtts.sample", "--workdir", str(run), "--greedy"]
     cmd += ["--text-file", str(out / "unseen.txt"), "--out-dir", str(synth)]
-    cap = cap_seconds(CONFIG)
+    cap = cap_seconds(model)
     _run([*cmd, "--max-seconds", f"{cap:.2f}"], check=True)
     stage(5, "judging speech by an offline ASR (pocketsphinx, the demo's grammar)")
     report = _evaluate(out, heldout, synth, weights, kbps)
