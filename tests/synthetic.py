@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -218,3 +219,30 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def run_processes(
+    command: list[str], n: int = 2, devices: int = 1
+) -> list[subprocess.CompletedProcess]:
+    """`command` (a `jtts.train` command) as `n` processes of one run on localhost, each
+    finished with its output (stdout and stderr together) in `.stdout`."""
+    port = free_port()
+    procs = [
+        subprocess.Popen(
+            [
+                *command,
+                *("--coordinator", f"127.0.0.1:{port}", "--num-processes", str(n)),
+                *("--process-id", str(i)),
+            ],
+            env=subprocess_env(devices=devices),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(n)
+    ]
+    outs = [p.communicate(timeout=400)[0] for p in procs]
+    return [
+        subprocess.CompletedProcess(p.args, p.returncode, out)
+        for p, out in zip(procs, outs, strict=True)
+    ]

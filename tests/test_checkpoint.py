@@ -19,9 +19,9 @@ from synthetic import (
     UNIT_OVERRIDES,
     UNIT_SHAPE,
     device_batch,
-    free_port,
     make_store,
     random_batch,
+    run_processes,
     subprocess_env,
     train_command,
     train_setup,
@@ -302,22 +302,8 @@ def test_two_processes_resume_past_a_damaged_checkpoint(tmp_path, store, eight_s
     damage(run, 8, "truncated-params")
     sets = (*UNIT_OVERRIDES, "checkpoint.keep=2", *RUN_SETTINGS, "train.steps=8")
     sets += ("checkpoint.every=4", "checkpoint.async_save=false")  # as `eight_steps` was run
-    port = free_port()
-    procs = [
-        subprocess.Popen(
-            [
-                *train_command(TINY, store, run, *sets),
-                *("--coordinator", f"127.0.0.1:{port}", "--num-processes", "2"),
-                *("--process-id", str(i)),
-            ],
-            env=subprocess_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for i in range(2)
-    ]
-    outs = [p.communicate(timeout=400)[0] for p in procs]
+    procs = run_processes(train_command(TINY, store, run, *sets))
+    outs = [p.stdout for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs[0][-3000:] + outs[1][-3000:]
     for out in outs:
         warned = [ln for ln in out.splitlines() if "damaged checkpoint" in ln]

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from synthetic import (
     TRAINER_SHAPE,
-    free_port,
     make_store,
+    run_processes,
     subprocess_env,
     train_command,
     xla_cache,  # noqa: F401 (autouse fixture)
@@ -250,22 +250,9 @@ def test_two_processes_on_localhost_train_like_one(tmp_path, store):
     """2 processes x 2 CPU devices, mesh data=2 x fsdp=2: each process loads its half of every
     batch; both report the same losses, equal to one process with 4 devices."""
     sets = ("train.steps=4", "eval.num_samples=0", "train.mesh.data=2", "train.mesh.fsdp=2")
-    port = free_port()
-    procs = [
-        subprocess.Popen(
-            [
-                *train_command(CONFIGS / "tiny.yaml", store, tmp_path / "multi", *RUN, *sets),
-                *("--coordinator", f"127.0.0.1:{port}", "--num-processes", "2"),
-                *("--process-id", str(i)),
-            ],
-            env=subprocess_env(devices=2),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for i in range(2)
-    ]
-    outs = [p.communicate(timeout=400)[0] for p in procs]
+    multi = train_command(CONFIGS / "tiny.yaml", store, tmp_path / "multi", *RUN, *sets)
+    procs = run_processes(multi, devices=2)
+    outs = [p.stdout for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs[0][-3000:] + outs[1][-3000:]
     finals = [next(x for x in o.splitlines() if "stopped at step" in x) for o in outs]
     assert "process 0/2" in finals[0] and "process 1/2" in finals[1]
