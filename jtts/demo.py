@@ -2,7 +2,8 @@
 
 Each stage runs the same command a user would type (printed before it runs), so the demo
 doubles as a walkthrough: eSpeak NG corpus → `codec_bridge extract` → `jtts.train` (`configs/demo.yaml`)
-→ `jtts.sample` on three unseen sentences → `demo/report.png`.
+→ `jtts.sample` on 20 unseen sentences → `codec_bridge evaluate` (offline ASR) and their
+codes against eSpeak's (`code_match`) → `demo/report.png`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from codec_bridge.format import CodeStore, load_codes
 from jtts import demo_corpus
+from jtts.code_match import match_table
 from jtts.config import ModelConfig, load_config
 from jtts.metrics import read_jsonl
 
@@ -224,6 +227,14 @@ def speaking_summary(report: dict, cap_s: float) -> dict[str, float]:
     }
 
 
+def code_match(synth_codes: Path, heldout_store: Path, ids: list[str]) -> dict:
+    """`code_match.match_table` of jtts's codes (`jtts.sample --codes-out`) against the codes
+    of eSpeak's recordings of the same sentences (`heldout_store`, in the order of `ids`)."""
+    store = CodeStore.open(heldout_store)
+    generated = [load_codes(synth_codes / f"{i}.npy")[0] for i in ids]
+    return match_table(generated, [store.get(i).codes for i in ids])
+
+
 def run_demo(out: Path, sentences: int, steps: int, unseen: int = UNSEEN) -> None:
     t0 = time.time()
 
@@ -248,10 +259,14 @@ def run_demo(out: Path, sentences: int, steps: int, unseen: int = UNSEEN) -> Non
     synth = out / "synth"
     cmd = [sys.executable, "-m", "jtts.sample", "--workdir", str(run), "--greedy"]
     cmd += ["--text-file", str(out / "unseen.txt"), "--out-dir", str(synth)]
+    cmd += ["--codes-out", str(out / "synth_codes")]
     cap = cap_seconds(model)
     _run([*cmd, "--max-seconds", f"{cap:.2f}"], check=True)
     stage(5, "judging speech by an offline ASR (pocketsphinx, the demo's grammar)")
     report = _evaluate(out, heldout, synth, weights, kbps)
+    extract(heldout, out / "heldout_store", weights, kbps)
+    closeness = code_match(out / "synth_codes", out / "heldout_store", ids)
+    (out / "code_match.json").write_text(json.dumps(closeness, indent=2) + "\n")
     stage(6, "writing the report")
     from codec_bridge.evaluate import format_table
 
@@ -277,10 +292,14 @@ def run_demo(out: Path, sentences: int, steps: int, unseen: int = UNSEEN) -> Non
         f"\nIs it understood? {unseen} unseen sentences, ASR restricted to the demo grammar:\n"
         f"{table}\n"
         f"jtts ended {speaking['ended']:.0%} of them before the {cap:.1f} s cap; "
-        f"{speaking['duration_within_20pct']:.0%} are within 20% of eSpeak's duration."
+        f"{speaking['duration_within_20pct']:.0%} are within 20% of eSpeak's duration.\n"
+        f"Codebook 0 against eSpeak's own codes (DTW-aligned): {closeness['own']:.1%} of frames "
+        f"match its own sentence, {closeness['mismatched']:.1%} another sentence's; "
+        f"{closeness['closer_to_own']:.0%} of the utterances are closer to their own."
     )
     print(f"\nDemo finished in {(time.time() - t0) / 60:.1f} min. Made in {out}/: report.png, ")
-    print("  synth/ (jtts), heldout/ (eSpeak), resynthesis/ (codec), intelligibility.json")
+    print("  synth/ (jtts), heldout/ (eSpeak), resynthesis/ (codec), intelligibility.json,")
+    print("  code_match.json (jtts's codes against eSpeak's, DTW-aligned)")
     print(
         f"Codec weights: {weights}."
         + (" (Untrained: the audio is noise-like.)" if weights == "untrained" else "")

@@ -4,7 +4,9 @@ import json
 
 import numpy as np
 import soundfile as sf
+from synthetic import make_store
 
+from codec_bridge.format import CodeStore, save_codes
 from jtts import demo
 
 
@@ -49,3 +51,18 @@ def test_spectrogram_peaks_at_the_tone(tmp_path):
     spec_FxT, sr = demo._spectrogram(tmp_path / "tone.wav")
     peak_hz = spec_FxT.mean(axis=1).argmax() * sr / 1024
     assert sr == 24000 and abs(peak_hz - 3000) < 30
+
+
+def test_code_match_reads_the_sampler_codes_against_the_store_by_id(tmp_path):
+    store = make_store(tmp_path / "heldout_store", 4, n_codebooks=2, shards=1)
+    ids = CodeStore.open(store).ids
+    synth = tmp_path / "synth_codes"
+    synth.mkdir()
+    for i, uid in enumerate(ids):  # row 1 says row 2's sentence; the others their own
+        said = CodeStore.open(store).get(ids[2] if i == 1 else uid).codes
+        save_codes(synth / f"{uid}.npy", np.repeat(said, 2, axis=1), {})
+    table = demo.code_match(synth, store, ids)
+    own = [r["own"] for r in table["rows"]]
+    assert own[0] == own[2] == own[3] == 1.0 and own[1] < 0.1
+    assert table["rows"][1]["mismatched"] == 1.0  # row 1 is paired with row 2's recording
+    assert table["closer_to_own"] == 0.75
