@@ -4,17 +4,22 @@ Prints one JSON object. Every candidate trains the demo's model (`configs/demo.y
 same eSpeak NG corpus and codes for the same number of steps; from its held-out evaluations
 (`eval/text_gain_cb0`: validation loss of codebook 0 with another sentence's text minus with
 its own) the benchmark reports the first step and wall time at which the gain reaches 0.5 and
-1.0 nats, and the final gain, mean gain over codebooks and attention focus. `today` is the
-design before this benchmark existed (no prior, the old learning rate, codebooks weighted
-alike); "default" is `configs/demo.yaml` as it is (the prior the model keeps, see
-`model.attention_prior`); the others take that prior away, replace it by the annealed
-training aids of `jtts.alignment`, or sharpen it. The gain of `today` is the baseline the
-others are compared with, measured in the same run. All candidates share the demo's codes
-(its codebook count), so codebook counts are compared by running it with another
-`configs/demo.yaml`.
+1.0 nats, and the final gain, mean gain over codebooks and attention focus.
+
+`today` is the design before this benchmark existed (no prior, the old learning rate,
+codebooks weighted alike); "default" is `configs/demo.yaml` as it is: the prior the model
+keeps (`model.attention_prior`) with decoder input dropout (`align.input_dropout`: a share of
+the decoder's input steps replaced by PAD in training, so that the audio context is less
+reliable than the text). The others take the prior or the dropout away, replace the prior by
+the annealed training aids of `jtts.alignment`, sharpen it, or change the dropout. The gain
+of `today` is the baseline the others are compared with, measured in the same run. All
+candidates share the demo's codes (its codebook count), so codebook counts are compared by
+running it with another `configs/demo.yaml`. A candidate whose run directory under `--work`
+already has its metrics is summarized, not trained again.
 
     python bench/alignment.py                                   # codes from the demo's codec
-    python bench/alignment.py --weights FILE --steps 600 --only today,default,prior_ctc
+    python bench/alignment.py --weights FILE --steps 600 --only today,default,annealed_prior_ctc
+    python bench/alignment.py --judge 100    # and the WER of each one's speech
 """
 
 from __future__ import annotations
@@ -35,14 +40,22 @@ from jtts.metrics import read_jsonl  # noqa: E402
 
 # Overrides on top of configs/demo.yaml and the demo's own; "default" is the config as is.
 NO_PRIOR = "model.attention_prior=null"
+NO_DROPOUT = "align.input_dropout=0"
 CANDIDATES = {
-    "today": [NO_PRIOR, "optim.lr=5e-4", "optim.codebook_weights=null"],
+    "today": [NO_PRIOR, NO_DROPOUT, "optim.lr=5e-4", "optim.codebook_weights=null"],
     "default": [],
-    "no_prior": [NO_PRIOR],
-    "annealed_prior_ctc": [NO_PRIOR, "align.prior=true", "align.ctc_weight=0.1"],
-    "input_dropout": [NO_PRIOR, "align.input_dropout=0.3"],
-    "sharper_prior": ["model.attention_prior=1.0"],
+    "no_prior": [NO_PRIOR, NO_DROPOUT],
+    "annealed_prior_ctc": [NO_PRIOR, NO_DROPOUT, "align.prior=true", "align.ctc_weight=0.1"],
+    "input_dropout_no_prior": [NO_PRIOR],
+    "prior_only": [NO_DROPOUT],
+    "sharper_prior": [NO_DROPOUT, "model.attention_prior=1.0"],
+    "prior_input_dropout_0.2": ["align.input_dropout=0.2"],
+    "prior_input_dropout_0.4": ["align.input_dropout=0.4"],
+    "prior_input_dropout_0.5": ["align.input_dropout=0.5"],
+    "prior_input_dropout_0.6": ["align.input_dropout=0.6"],
 }
+# Every candidate: no samples or TensorBoard at evaluations (this measures reading only).
+SETTINGS = ["eval.num_samples=0", "log.tensorboard=false"]
 THRESHOLDS = (0.5, 1.0)
 
 
@@ -72,6 +85,27 @@ def summarize(run: Path) -> dict:
     }
 
 
+def judge(work: Path, run: Path, name: str, heldout: Path, weights: str, env: dict) -> dict:
+    """Greedy speech of the unseen sentences in `work`, judged as the demo judges it."""
+    out = work / name
+    model = demo.model_config(demo.CONFIG)
+    if not (out / "intelligibility.json").exists():
+        cap = demo.cap_seconds(model)
+        cmd = demo.sample_command(run, work / "unseen.txt", out / "synth", out / "codes", cap)
+        subprocess.run(cmd, check=True, env=env, cwd=ROOT, capture_output=True)
+        demo.judge(out, heldout, out / "synth", weights, demo.codec_kbps(model))
+    report = json.loads((out / "intelligibility.json").read_text())
+    sets = report["sets"]
+    return {
+        "utterances": sets["synthesis"]["utterances"],
+        "wer": round(sets["synthesis"]["wer"], 4),
+        "nearest_own_text": sets["synthesis"]["nearest_own_text"],
+        "recordings_wer": round(sets["original"]["wer"], 4),
+        "resynthesis_wer": round(sets["resynthesis"]["wer"], 4),
+        **demo.speaking_summary(report, demo.cap_seconds(model)),
+    }
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--work", type=Path, default=Path("/tmp/jtts-bench-alignment"))
@@ -79,6 +113,13 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=demo.STEPS)
     p.add_argument("--weights", default=None, help="codec for the codes (default: the demo's)")
     p.add_argument("--only", default=None, help="comma-separated candidate names")
+    p.add_argument(
+        "--judge",
+        type=int,
+        default=0,
+        help="also synthesize this many unseen sentences per candidate (greedy) and judge them "
+        "with the demo's offline ASR beside the recordings and their resynthesis",
+    )
     a = p.parse_args()
     names = a.only.split(",") if a.only else list(CANDIDATES)
     corpus = demo_corpus.build_corpus(a.work / "corpus", n=a.sentences)
@@ -87,15 +128,22 @@ def main() -> None:
         corpus, store, a.weights, kbps=demo.codec_kbps(demo.model_config(demo.CONFIG))
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if a.judge:
+        held = demo_corpus.held_out(a.judge, corpus_size=a.sentences)
+        ids = [f"{i:04d}" for i in range(1, a.judge + 1)]  # jtts.sample names its wavs so
+        heldout = demo_corpus.speak(a.work / "judge" / "heldout", dict(zip(ids, held, strict=True)))
+        (a.work / "judge" / "unseen.txt").write_text("\n".join(held) + "\n")
     results = {}
     for name in names:
         run = a.work / "runs" / name
         if not (run / "metrics.jsonl").exists():
-            cmd = demo.train_command(store, run, a.steps, CANDIDATES[name])
+            cmd = demo.train_command(store, run, a.steps, [*SETTINGS, *CANDIDATES[name]])
             t0 = time.perf_counter()
             subprocess.run(cmd, check=True, env=env, cwd=ROOT, capture_output=True)
             print(f"{name}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
         results[name] = summarize(run)
+        if a.judge:
+            results[name]["judge"] = judge(a.work / "judge", run, name, heldout, weights, env)
     base = results.get("today", {}).get("final_gain_cb0")
     for r in results.values():
         r["gain_cb0_vs_today"] = round(r["final_gain_cb0"] - base, 3) if base is not None else None

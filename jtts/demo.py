@@ -200,7 +200,7 @@ def codec_kbps(model: ModelConfig) -> float:
     return model.n_codebooks * FRAME_RATE * 10 / 1000
 
 
-def _evaluate(out: Path, heldout: Path, synth: Path, weights: str, kbps: float) -> dict:
+def judge(out: Path, heldout: Path, synth: Path, weights: str, kbps: float) -> dict:
     """`codec_bridge evaluate` of the recordings, their resynthesis and jtts's synthesis,
     judged by pocketsphinx restricted to the demo's grammar."""
     grammar = out / "demo.gram"
@@ -212,6 +212,14 @@ def _evaluate(out: Path, heldout: Path, synth: Path, weights: str, kbps: float) 
     cmd += ["--resynthesis-out", str(out / "resynthesis"), "--out", str(report)]
     _run(cmd, check=True)
     return json.loads(report.read_text())
+
+
+def sample_command(run: Path, texts: Path, synth: Path, codes: Path, cap_s: float) -> list[str]:
+    """`python -m jtts.sample`, greedy, of each line of `texts`: wavs in `synth`, codes in
+    `codes`, at most `cap_s` seconds each."""
+    cmd = [sys.executable, "-m", "jtts.sample", "--workdir", str(run), "--greedy"]
+    cmd += ["--text-file", str(texts), "--out-dir", str(synth), "--codes-out", str(codes)]
+    return [*cmd, "--max-seconds", f"{cap_s:.2f}"]
 
 
 def speaking_summary(report: dict, cap_s: float) -> dict[str, float]:
@@ -257,13 +265,10 @@ def run_demo(out: Path, sentences: int, steps: int, unseen: int = UNSEEN) -> Non
     heldout = demo_corpus.speak(out / "heldout", dict(zip(ids, held, strict=True)))
     (out / "unseen.txt").write_text("\n".join(held) + "\n")
     synth = out / "synth"
-    cmd = [sys.executable, "-m", "jtts.sample", "--workdir", str(run), "--greedy"]
-    cmd += ["--text-file", str(out / "unseen.txt"), "--out-dir", str(synth)]
-    cmd += ["--codes-out", str(out / "synth_codes")]
     cap = cap_seconds(model)
-    _run([*cmd, "--max-seconds", f"{cap:.2f}"], check=True)
+    _run(sample_command(run, out / "unseen.txt", synth, out / "synth_codes", cap), check=True)
     stage(5, "judging speech by an offline ASR (pocketsphinx, the demo's grammar)")
-    report = _evaluate(out, heldout, synth, weights, kbps)
+    report = judge(out, heldout, synth, weights, kbps)
     extract(heldout, out / "heldout_store", weights, kbps)
     closeness = code_match(out / "synth_codes", out / "heldout_store", ids)
     (out / "code_match.json").write_text(json.dumps(closeness, indent=2) + "\n")
