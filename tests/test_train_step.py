@@ -208,3 +208,33 @@ def test_the_length_head_trains_only_itself_and_learns_the_lengths():
     sums = jax.device_get(ev(state["params"], batch))
     assert sums["length_rows"] == np.sum(host["valid"] & host["has_eos"])
     assert sums["length_abs_rel"] / sums["length_rows"] < 0.3
+
+
+def test_input_dropout_replaces_that_share_of_decoder_steps_by_pad_but_never_bos():
+    """`align.input_dropout` p: in training, each decoder input step (all codebooks at once)
+    is PAD with probability p, step 0 keeps its BOS; without `corrupt_rng` (evaluation) the
+    inputs are the teacher-forced ones."""
+    from jtts.train_step import decoder_io, loss_sums
+
+    cfg = tiny("align.input_dropout=0.6")
+    pattern = get_pattern(cfg.model.pattern, cfg.model.n_codebooks, cfg.model.codebook_size)
+    host = jax.tree.map(np.asarray, random_batch(ROWS, FRAMES, TEXT))
+    seen = []
+
+    def model(cond, inputs_BxKxS, **_):
+        seen.append(np.asarray(inputs_BxKxS))
+        b, k, s = inputs_BxKxS.shape
+        return np.zeros((b, s, k, cfg.model.out_vocab_size), np.float32), None
+
+    clean_BxKxS = np.asarray(decoder_io(host, pattern)[0])
+    loss_sums(model, host, pattern, cfg=cfg)
+    np.testing.assert_array_equal(seen[-1], clean_BxKxS)
+    loss_sums(model, host, pattern, cfg=cfg, corrupt_rng=jax.random.key(3))
+    changed_BxKxS = seen[-1] != clean_BxKxS
+    padded_BxS = (seen[-1] == pattern.pad).all(axis=1)
+    assert not padded_BxS[:, 0].any()
+    assert (changed_BxKxS.any(axis=1) <= padded_BxS).all()  # a changed step is all PAD
+    open_BxS = ~(clean_BxKxS == pattern.pad).all(axis=1)  # steps not PAD already
+    open_BxS[:, 0] = False
+    share = changed_BxKxS.any(axis=1)[open_BxS].mean()
+    assert 0.5 < share < 0.7, share
