@@ -121,6 +121,10 @@ def main() -> None:
         "with the demo's offline ASR beside the recordings and their resynthesis",
     )
     a = p.parse_args()
+    # stdout carries the JSON alone: what the commands print (and their children) goes to stderr
+    sys.stdout.flush()
+    json_out = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
     names = a.only.split(",") if a.only else list(CANDIDATES)
     corpus = demo_corpus.build_corpus(a.work / "corpus", n=a.sentences)
     store = a.work / "store"
@@ -158,7 +162,9 @@ def main() -> None:
                 "results": results,
             },
             indent=1,
-        )
+        ),
+        file=json_out,
+        flush=True,
     )
 
 
