@@ -85,13 +85,13 @@ def summarize(run: Path) -> dict:
     }
 
 
-def judge(work: Path, run: Path, name: str, heldout: Path, weights: str, env: dict) -> dict:
-    """Greedy speech of the unseen sentences in `work`, judged as the demo judges it."""
-    out = work / name
+def judge_run(out: Path, run: Path, texts: Path, heldout: Path, weights: str, env: dict) -> dict:
+    """Greedy speech of `run` for the lines of `texts` (spoken by eSpeak in `heldout`), in
+    `out`, judged as the demo judges it."""
     model = demo.model_config(demo.CONFIG)
+    cap = demo.cap_seconds(model)
     if not (out / "intelligibility.json").exists():
-        cap = demo.cap_seconds(model)
-        cmd = demo.sample_command(run, work / "unseen.txt", out / "synth", out / "codes", cap)
+        cmd = demo.sample_command(run, texts, out / "synth", out / "codes", cap)
         subprocess.run(cmd, check=True, env=env, cwd=ROOT, capture_output=True)
         demo.judge(out, heldout, out / "synth", weights, demo.codec_kbps(model))
     report = json.loads((out / "intelligibility.json").read_text())
@@ -102,7 +102,7 @@ def judge(work: Path, run: Path, name: str, heldout: Path, weights: str, env: di
         "nearest_own_text": sets["synthesis"]["nearest_own_text"],
         "recordings_wer": round(sets["original"]["wer"], 4),
         "resynthesis_wer": round(sets["resynthesis"]["wer"], 4),
-        **demo.speaking_summary(report, demo.cap_seconds(model)),
+        **demo.speaking_summary(report, cap),
     }
 
 
@@ -133,10 +133,7 @@ def main() -> None:
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     if a.judge:
-        held = demo_corpus.held_out(a.judge, corpus_size=a.sentences)
-        ids = [f"{i:04d}" for i in range(1, a.judge + 1)]  # jtts.sample names its wavs so
-        heldout = demo_corpus.speak(a.work / "judge" / "heldout", dict(zip(ids, held, strict=True)))
-        (a.work / "judge" / "unseen.txt").write_text("\n".join(held) + "\n")
+        _, heldout, texts = demo.unseen_sentences(a.work / "judge", a.judge, a.sentences)
     results = {}
     for name in names:
         run = a.work / "runs" / name
@@ -147,7 +144,8 @@ def main() -> None:
             print(f"{name}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
         results[name] = summarize(run)
         if a.judge:
-            results[name]["judge"] = judge(a.work / "judge", run, name, heldout, weights, env)
+            out = a.work / "judge" / name
+            results[name]["judge"] = judge_run(out, run, texts, heldout, weights, env)
     base = results.get("today", {}).get("final_gain_cb0")
     for r in results.values():
         r["gain_cb0_vs_today"] = round(r["final_gain_cb0"] - base, 3) if base is not None else None

@@ -214,6 +214,18 @@ def judge(out: Path, heldout: Path, synth: Path, weights: str, kbps: float) -> d
     return json.loads(report.read_text())
 
 
+def unseen_sentences(out: Path, n: int, corpus_size: int) -> tuple[list[str], Path, Path]:
+    """`n` sentences of the demo grammar that a corpus of `corpus_size` lacks, spoken by eSpeak
+    NG to `out`/heldout and listed in `out`/unseen.txt; returns (ids, that folder, that file).
+    The ids 0001, 0002, ... are the names `jtts.sample --text-file` gives its wavs."""
+    held = demo_corpus.held_out(n, corpus_size=corpus_size)
+    ids = [f"{i:04d}" for i in range(1, n + 1)]
+    heldout = demo_corpus.speak(out / "heldout", dict(zip(ids, held, strict=True)))
+    texts = out / "unseen.txt"
+    texts.write_text("\n".join(held) + "\n")
+    return ids, heldout, texts
+
+
 def sample_command(run: Path, texts: Path, synth: Path, codes: Path, cap_s: float) -> list[str]:
     """`python -m jtts.sample`, greedy, of each line of `texts`: wavs in `synth`, codes in
     `codes`, at most `cap_s` seconds each."""
@@ -260,13 +272,10 @@ def run_demo(out: Path, sentences: int, steps: int, unseen: int = UNSEEN) -> Non
     run = out / "run"
     _run(train_command(out / "store", run, steps), check=True)
     stage(4, f"synthesizing {unseen} sentences the model never heard")
-    held = demo_corpus.held_out(unseen, corpus_size=sentences)
-    ids = [f"{i:04d}" for i in range(1, unseen + 1)]  # jtts.sample names its wavs so
-    heldout = demo_corpus.speak(out / "heldout", dict(zip(ids, held, strict=True)))
-    (out / "unseen.txt").write_text("\n".join(held) + "\n")
+    ids, heldout, texts = unseen_sentences(out, unseen, sentences)
     synth = out / "synth"
     cap = cap_seconds(model)
-    _run(sample_command(run, out / "unseen.txt", synth, out / "synth_codes", cap), check=True)
+    _run(sample_command(run, texts, synth, out / "synth_codes", cap), check=True)
     stage(5, "judging speech by an offline ASR (pocketsphinx, the demo's grammar)")
     report = judge(out, heldout, synth, weights, kbps)
     extract(heldout, out / "heldout_store", weights, kbps)
