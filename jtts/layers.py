@@ -190,11 +190,17 @@ class CrossAttention(nnx.Module):
         (a log-prior) is added, so a loss on them trains the attention, not the prior."""
         b, t = x_BxTxD.shape[:2]
         q = self.q(x_BxTxD).reshape(b, t, self.n_heads, self.head_dim)
-        scores = jnp.einsum("bthd,bhds->bhts", q, mem.k_BxHxDxS, preferred_element_type=jnp.float32)
+        spec_q, spec_s = "bthd", "bhts"
+        if t == 1:  # a decoded step: matrix-vector products, as in `_step_attention`
+            q, spec_q, spec_s = q[:, 0], "bhd", "bhs"
+        scores = jnp.einsum(
+            f"{spec_q},bhds->{spec_s}", q, mem.k_BxHxDxS, preferred_element_type=jnp.float32
+        ).reshape(b, self.n_heads, t, -1)
         masked = jnp.where(mem.mask_BxS[:, None, None, :], scores * self.head_dim**-0.5, _NEG)
         biased = masked if bias_BxTxS is None else masked + bias_BxTxS[:, None]
         p = jax.nn.softmax(biased, axis=-1).astype(mem.v_BxHxSxD.dtype)
-        out = jnp.einsum("bhts,bhsd->bthd", p, mem.v_BxHxSxD)
+        p = p[:, :, 0] if t == 1 else p
+        out = jnp.einsum(f"{spec_s},bhsd->{spec_q}", p, mem.v_BxHxSxD)
         return self.o(out.reshape(b, t, -1)), masked
 
 

@@ -35,7 +35,9 @@ class TTSModel(nnx.Module):
             lambda r: DecoderLayer(cfg, rngs=r), cfg.dec_layers, scan=cfg.scan_layers, rngs=rngs
         )
         self.dec_norm = RMSNorm(cfg)
-        self.heads = nnx.Param(init(rngs.params(), (k, d, cfg.out_vocab_size), pdt))
+        # (D, K, V): the decode step's logits are one (D, K*V) matrix-vector product, read
+        # in place (a (K, D, V) layout costs a transposing copy of the heads at every step).
+        self.heads = nnx.Param(init(rngs.params(), (d, k, cfg.out_vocab_size), pdt))
         if cfg.attention_prior is not None:  # per-token durations, summed: the text's length
             self.length_head = nnx.Linear(d, 1, dtype=jnp.float32, param_dtype=pdt, rngs=rngs)
 
@@ -52,7 +54,7 @@ class TTSModel(nnx.Module):
     def _logits(self, x_BxTxD: jax.Array) -> jax.Array:
         heads = self.heads[...].astype(self.dtype)
         x = self.dec_norm(x_BxTxD)
-        return jnp.einsum("btd,kdv->btkv", x, heads, preferred_element_type=jnp.float32)
+        return jnp.einsum("btd,dkv->btkv", x, heads, preferred_element_type=jnp.float32)
 
     def __call__(
         self,

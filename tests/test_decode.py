@@ -137,14 +137,14 @@ def counter_model(starts: dict[int, int], *, eos: bool = True):
             p[...] = jnp.zeros_like(p[...])
         layer.cross_attn.kv.kernel[...] = jnp.concatenate([jnp.eye(d), jnp.eye(d)], axis=1)
         layer.cross_attn.o.kernel[...] = jnp.eye(d)
-    heads = np.zeros((K, d, C + 1), np.float32)
+    heads = np.zeros((d, K, C + 1), np.float32)
     for c in range(C - 1):
-        heads[0, c, c + 1] = 100.0
-    heads[0, C - 1, C if eos else 0] = 100.0
+        heads[c, 0, c + 1] = 100.0
+    heads[C - 1, 0, C if eos else 0] = 100.0
     for t, start in starts.items():
-        heads[0, TEXT_DIM + t, start] = 1.0  # wins only at step 0, where the input is BOS
+        heads[TEXT_DIM + t, 0, start] = 1.0  # wins only at step 0, where the input is BOS
     for c in range(C):
-        heads[1, c, (3 * c) % C] = 100.0
+        heads[c, 1, (3 * c) % C] = 100.0
     m.heads[...] = jnp.asarray(heads)
     return m
 
