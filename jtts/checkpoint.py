@@ -198,14 +198,17 @@ class Checkpointer:
                 continue
             if failures:
                 _damaged(self.directory, failures, step)
+                sync = jax.process_count() > 1
+                if sync:  # a process still reading a damaged step would see it vanish
+                    multihost_utils.sync_global_devices("jtts: damaged checkpoints read")
                 if jax.process_index() == 0:
                     for bad, _ in failures:
                         path = self.directory / str(bad)
                         path.rename(
                             path.with_name(f"{bad}.damaged-{time.strftime('%Y%m%d%H%M%S')}")
                         )
-                if jax.process_count() > 1:  # a process that reloads before the move would
-                    # still list the damaged steps, and refuse to save them again
+                if sync:  # a process that reloads before the move would still list the
+                    # damaged steps, and refuse to save them again
                     multihost_utils.sync_global_devices("jtts: damaged checkpoints moved aside")
                 self.manager.reload()
             return step, state, data_state
