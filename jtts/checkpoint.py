@@ -166,6 +166,29 @@ def check_compatible(saved: Config, cfg: Config, where: str) -> None:
         )
 
 
+def check_shapes(manager: ocp.CheckpointManager, step: int, params: Any, where: str) -> None:
+    """Raises a one-line CheckpointError when a saved parameter's shape differs from the
+    model's (a checkpoint of another parameter layout, not a damaged one). Metadata that does
+    not read is left to the restore, which reports the step as damaged."""
+    try:
+        saved = manager.item_metadata(step)["params"]
+        shapes = {jax.tree_util.keystr(k): tuple(m.shape) for k, m in _leaves(saved.tree)}
+    except Exception:  # orbax, tensorstore and json raise many types
+        return
+    for key, want in _leaves(params):
+        got = shapes.get(jax.tree_util.keystr(key))
+        if got is not None and got != tuple(want.shape):
+            raise CheckpointError(
+                f"{where}: parameter {jax.tree_util.keystr(key)} has shape {got}, this version "
+                f"of jtts builds {tuple(want.shape)} (a checkpoint of another parameter layout); "
+                "train it again, or sample it with the jtts version that wrote it"
+            )
+
+
+def _leaves(tree: Any) -> list:
+    return jax.tree_util.tree_flatten_with_path(tree)[0]
+
+
 class Checkpointer:
     """Saves and restores the train state, data iterator state and config of one run."""
 
@@ -272,9 +295,9 @@ class Checkpointer:
         `target` holds jax.ShapeDtypeStruct leaves with shardings, so every array is read
         straight into its sharded layout. Fails with a one-line message on a config clash.
         """
-        check_compatible(
-            self.saved_config(step), self.cfg, f"checkpoint {self.directory / str(step)}"
-        )
+        where = f"checkpoint {self.directory / str(step)}"
+        check_compatible(self.saved_config(step), self.cfg, where)
+        check_shapes(self.manager, step, target["params"], where)
         opt_target = {k: v for k, v in target.items() if k != "params"}
         out = self.manager.restore(
             step,
@@ -325,6 +348,7 @@ def _read_params(
     target = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), params
     )
+    check_shapes(manager, step, target, f"checkpoint {manager.directory / str(step)}")
     out = manager.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore(target)))
     return cfg, out["params"]
 
@@ -352,6 +376,8 @@ def restore_params(
         for candidate in _candidates(manager, step):
             try:
                 cfg, params = _read_params(manager, candidate, sharding)
+            except CheckpointError:
+                raise
             except Exception as e:  # orbax, tensorstore and json raise many types
                 failures.append((candidate, _why(e)))
                 continue

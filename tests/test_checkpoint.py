@@ -121,6 +121,26 @@ def test_incompatible_model_config_fails_naming_the_fields(tmp_path, trained):
     assert_trees_equal(restored, state)
 
 
+def test_a_checkpoint_of_another_parameter_layout_is_one_line_not_damaged(tmp_path, trained):
+    """Heads saved (K, D, V), as jtts stored them before they became (D, K, V): the run's
+    config matches, so only the shapes can tell; resuming and sampling both refuse in one line
+    naming the parameter, and nothing is moved aside as damaged."""
+    cfg, state = trained
+    old = {**state, "params": {**state["params"]}}
+    old["params"]["heads"] = state["params"]["heads"].transpose(1, 0, 2)
+    ckpt = Checkpointer(tmp_path, cfg)
+    ckpt.save(1, old, {"epoch": 0, "position": 1})
+    ckpt.wait()
+    shape = tuple(old["params"]["heads"].shape)
+    with pytest.raises(CheckpointError, match=re.escape(f"['heads'] has shape {shape}")) as err:
+        ckpt.restore_latest(target_of(state))
+    ckpt.close()
+    assert "\n" not in str(err.value) and "another parameter layout" in str(err.value)
+    with pytest.raises(CheckpointError, match="another parameter layout"):
+        restore_params(tmp_path)
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir() if "damaged" in p.name] == []
+
+
 RUN_SETTINGS = (
     "data.val_fraction=0",
     "train.steps=20",
