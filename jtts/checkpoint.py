@@ -93,6 +93,31 @@ class _QuietOrbax(logging.Filter):
 logging.getLogger("absl").addFilter(_QuietOrbax())
 
 
+def _raised_in_orbax(e: BaseException | None) -> bool:
+    """Whether `e`, or what caused it, was raised through orbax's code."""
+    while e is not None:
+        tb = e.__traceback__
+        while tb is not None:
+            if "orbax" in tb.tb_frame.f_code.co_filename:
+                return True
+            tb = tb.tb_next
+        e = e.__cause__ or e.__context__
+    return False
+
+
+class _QuietAbandonedReads(logging.Filter):
+    """Drops asyncio's "Task exception was never retrieved" for the other reads of a damaged
+    step: orbax reads its arrays concurrently and raises the first failure, which
+    `Checkpointer` reports in one line; the rest are logged when collected, with tracebacks,
+    at a moment that depends on the garbage collector."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and _raised_in_orbax(record.exc_info[1]))
+
+
+logging.getLogger("asyncio").addFilter(_QuietAbandonedReads())
+
+
 def _from_orbax(unraisable: Any) -> bool:
     """An exception Python could not raise that belongs to an orbax read given up on: its
     coroutine, collected after the event loop closed, or that loop's "is closed" error."""
