@@ -147,6 +147,7 @@ def _train(tmp_path, name, *overrides, constant_text=False):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # two 400-step trainings: 525 s alone on a slow 2-core machine
 def test_a_model_trained_on_text_determined_codes_reads_its_text(tmp_path):
     """Which word comes next only the text says: the held-out loss with a mismatched text is
     clearly worse than with the utterance's own. The control, trained with every text
