@@ -17,8 +17,9 @@ import logging
 import shutil
 import sys
 import time
+import traceback
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,15 +67,21 @@ def _none_intact(directory: Path, failures: list[tuple[int, str]]) -> Checkpoint
     )
 
 
-def _disk_full(e: BaseException | None) -> bool:
-    """Whether `e` or what caused it is a full disk (orbax and tensorstore wrap the OSError)."""
+def _chain(e: BaseException | None) -> Iterator[BaseException]:
+    """`e` and what caused it, outermost first (orbax and tensorstore wrap their errors)."""
     while e is not None:
-        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        if "No space left on device" in str(e) or "Disk quota exceeded" in str(e):
-            return True
+        yield e
         e = e.__cause__ or e.__context__
-    return False
+
+
+def _disk_full(e: BaseException | None) -> bool:
+    """Whether `e` or what caused it is a full disk."""
+    return any(
+        (isinstance(c, OSError) and c.errno in (errno.ENOSPC, errno.EDQUOT))
+        or "No space left on device" in str(c)
+        or "Disk quota exceeded" in str(c)
+        for c in _chain(e)
+    )
 
 
 class _QuietOrbax(logging.Filter):
@@ -95,14 +102,11 @@ logging.getLogger("absl").addFilter(_QuietOrbax())
 
 def _raised_in_orbax(e: BaseException | None) -> bool:
     """Whether `e`, or what caused it, was raised through orbax's code."""
-    while e is not None:
-        tb = e.__traceback__
-        while tb is not None:
-            if "orbax" in tb.tb_frame.f_code.co_filename:
-                return True
-            tb = tb.tb_next
-        e = e.__cause__ or e.__context__
-    return False
+    return any(
+        "orbax" in frame.f_code.co_filename
+        for c in _chain(e)
+        for frame, _ in traceback.walk_tb(c.__traceback__)
+    )
 
 
 class _QuietAbandonedReads(logging.Filter):

@@ -316,7 +316,6 @@ def test_cli_warns_about_a_damaged_checkpoint_in_one_line(tmp_path, store, eight
     assert "Traceback" not in proc.stderr and "resumed from step 4" in proc.stdout
 
 
-@pytest.mark.slow
 def test_abandoned_orbax_reads_are_not_logged_but_other_tasks_are(caplog):
     """A damaged step's other concurrent reads fail too and are never awaited; asyncio logs
     them when collected (a traceback at a moment the garbage collector picks). Those raised
@@ -341,6 +340,7 @@ def test_abandoned_orbax_reads_are_not_logged_but_other_tasks_are(caplog):
     assert logged == ["ours"]
 
 
+@pytest.mark.slow
 def test_two_processes_resume_past_a_damaged_checkpoint(tmp_path, store, eight_steps):
     """On several hosts every process skips the damaged step alike (one warning line each),
     process 0 moves it aside before any process reloads, and the run saves that step again."""
