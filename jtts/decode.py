@@ -33,7 +33,9 @@ from jtts.patterns import Pattern, get_pattern
 @dataclasses.dataclass(frozen=True)
 class Sampling:
     """How each token is picked. Greedy (or temperature 0) takes the argmax; cfg_scale 1 is
-    plain conditional sampling, any other value mixes null + s * (cond - null) logits."""
+    plain conditional sampling, any other value mixes null + s * (cond - null) logits.
+    `length_scale` stretches the length the alignment prior is spread over (a model with
+    `attention_prior` speaks at its predicted length: > 1 is slower, < 1 faster)."""
 
     temperature: float = 1.0
     top_k: int = 0  # 0: off
@@ -42,6 +44,7 @@ class Sampling:
     greedy: bool = False
     seed: int = 0
     min_frames: int = 1  # codebook 0 may not emit EOS before this many frames
+    length_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.temperature < 0:
@@ -52,6 +55,8 @@ class Sampling:
             raise ValueError(f"top-p must be in (0, 1], got {self.top_p}")
         if self.min_frames < 1:
             raise ValueError(f"min_frames must be >= 1, got {self.min_frames}")
+        if self.length_scale <= 0:
+            raise ValueError(f"length scale must be > 0, got {self.length_scale}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +69,7 @@ class _Spec:
     top_p: bool
     cfg: bool
     prior: float | None  # the model's alignment prior scaling (`model.attention_prior`)
+    length_scale: float
 
 
 class _Knobs(NamedTuple):
@@ -87,6 +93,7 @@ def _spec(cfg: ModelConfig, s: Sampling) -> _Spec:
         top_p=not greedy and s.top_p < 1.0,
         cfg=s.cfg_scale != 1.0,
         prior=cfg.attention_prior,
+        length_scale=s.length_scale,
     )
 
 
@@ -141,7 +148,8 @@ class _Prior(NamedTuple):
 def _prior(model, spec: _Spec, cond: Cond) -> _Prior | None:
     if spec.prior is None:
         return None
-    frames_B = jnp.maximum(jnp.round(model.predicted_frames(cond)), 1).astype(jnp.int32)
+    frames_B = model.predicted_frames(cond) * spec.length_scale
+    frames_B = jnp.maximum(jnp.round(frames_B), 1).astype(jnp.int32)
     steps_B = spec.pattern.num_steps(frames_B)
     return _Prior(_rows(spec.cfg, steps_B), _rows(spec.cfg, cond.text_lengths_B))
 

@@ -29,6 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--top-k", type=int, help="0 disables")
     p.add_argument("--top-p", type=float, help="1 disables")
     p.add_argument("--cfg-scale", type=float, help="classifier-free guidance; 1 disables")
+    p.add_argument(
+        "--length-scale",
+        type=float,
+        help="speaking time relative to the predicted length (models with an attention prior)",
+    )
     p.add_argument("--greedy", action="store_true", help="argmax instead of sampling")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-seconds", type=float, help="audio cap per text (or sentence)")

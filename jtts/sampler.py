@@ -211,16 +211,23 @@ def _sampling(run: Run, o: dict[str, Any]) -> decode.Sampling:
         return getattr(run.cfg.sample, name) if o[name] is None else o[name]
 
     try:
-        return decode.Sampling(
+        sampling = decode.Sampling(
             temperature=pick("temperature"),
             top_k=pick("top_k"),
             top_p=pick("top_p"),
             cfg_scale=pick("cfg_scale"),
+            length_scale=pick("length_scale"),
             greedy=o["greedy"],
             seed=o["seed"],
         )
     except ValueError as e:
         raise UsageError(str(e)) from None
+    if sampling.length_scale != 1.0 and run.cfg.model.attention_prior is None:
+        raise UsageError(
+            f"--length-scale {sampling.length_scale:g}: {run.run_dir} has no attention prior "
+            "(model.attention_prior), so nothing sets its length; leave it at 1"
+        )
+    return sampling
 
 
 def _read_lines(path: str) -> list[tuple[int, str]]:

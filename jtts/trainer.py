@@ -332,6 +332,7 @@ class Trainer:
                 top_k=s.top_k,
                 top_p=s.top_p,
                 cfg_scale=s.cfg_scale,
+                length_scale=s.length_scale,
                 seed=self.cfg.train.seed + step,
             ),
             max_frames=int(self.cfg.eval.sample_max_seconds * float(self.store.meta["frame_rate"])),

@@ -63,6 +63,27 @@ def test_a_models_own_prior_is_spread_alike_by_all_three_decoders(cfg_scale):
     assert not all(np.array_equal(a, b) for a, b in zip(compiled.codes, plain.codes, strict=True))
 
 
+def test_length_scale_spreads_the_prior_over_the_predicted_length_times_it():
+    """The prior's length in decoder steps is the length head's prediction times the scale,
+    through the pattern's frames-to-steps map; all three decoders apply it alike."""
+    with_prior = build_model(small_cfg(attention_prior=0.05), nnx.Rngs(0))
+    cond = decode._batch(TEXTS, with_prior.cfg.max_text_len).cond
+    frames = np.asarray(with_prior.predicted_frames(cond))
+    pattern = get_pattern("delay", 4, 64)
+    for scale in (1.0, 2.5):
+        spec = decode._spec(with_prior.cfg, decode.Sampling(length_scale=scale))
+        expected = pattern.num_steps(np.maximum(np.round(frames * scale), 1).astype(np.int32))
+        got = decode._prior(with_prior, spec, cond).steps_B
+        np.testing.assert_array_equal(np.asarray(got), expected)
+    sampling = fixed(12, greedy=True, length_scale=2.5)
+    stretched = decode.generate(with_prior, TEXTS, sampling, max_frames=12)
+    assert_same_codes(stretched, decode.generate_stepwise(with_prior, TEXTS, sampling, 12))
+    assert_same_codes(stretched, decode.generate_naive(with_prior, TEXTS, sampling, 12))
+    plain = decode.generate(with_prior, TEXTS, fixed(12, greedy=True), max_frames=12)
+    pairs = zip(stretched.codes, plain.codes, strict=True)
+    assert not all(np.array_equal(a, b) for a, b in pairs)
+
+
 def test_top_k_1_and_tiny_top_p_equal_greedy(model):
     greedy = decode.generate(model, TEXTS, fixed(12, greedy=True), max_frames=12)
     top_k = decode.generate(model, TEXTS, fixed(12, top_k=1, seed=3), max_frames=12)
@@ -197,3 +218,5 @@ def test_bad_input():
         decode.generate(m, [[1]], GREEDY, max_frames=0)
     with pytest.raises(ValueError, match="top-p"):
         decode.Sampling(top_p=0.0)
+    with pytest.raises(ValueError, match="length scale"):
+        decode.Sampling(length_scale=0.0)

@@ -144,6 +144,8 @@ def test_max_seconds_cap_warns(run, tmp_path, capsys):
         (["--text", "hi", "--out-dir", "d"], "--text writes --out"),
         (["--text", "hi", "--codes-out", "x.npy", "--step", "999"], "no checkpoint for step"),
         (["--text", "hi", "--codes-out", "x.npy", "--top-p", "0"], "top-p"),
+        (["--text", "hi", "--codes-out", "x.npy", "--length-scale", "0"], "length scale"),
+        (["--text", "hi", "--codes-out", "x.npy", "--length-scale", "1.1"], "no attention prior"),
     ],
 )
 def test_usage_errors(run, tmp_path, capsys, args, message):
