@@ -267,9 +267,7 @@ class SampleConfig:
         _at_least(self, "sample", 0, "temperature", "top_k")
         _check(0.0 < self.top_p <= 1.0, f"sample.top_p must be in (0, 1], got {self.top_p}")
         _check(self.max_seconds > 0, f"sample.max_seconds must be > 0, got {self.max_seconds}")
-        _check(
-            self.length_scale > 0, f"sample.length_scale must be > 0, got {self.length_scale}"
-        )
+        _check(self.length_scale > 0, f"sample.length_scale must be > 0, got {self.length_scale}")
 
 
 @dataclasses.dataclass(frozen=True)
