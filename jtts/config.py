@@ -293,6 +293,11 @@ class Config:
             not (self.align.prior and self.model.attention_prior is not None),
             "align.prior (annealed) and model.attention_prior (kept) are two priors: choose one",
         )
+        _check(
+            self.sample.length_scale == 1.0 or self.model.attention_prior is not None,
+            f"sample.length_scale={self.sample.length_scale:g} needs model.attention_prior: "
+            "without the prior nothing sets the length",
+        )
         layers = self.align.layers or ()
         _check(
             all(0 <= i < self.model.dec_layers for i in layers),

@@ -131,6 +131,7 @@ def test_unknown_key_in_yaml(tmp_path):
         ("data.val_fraction=1", "data.val_fraction must be in [0, 1)"),
         ("train.mesh.fsdp=-1", "at most one"),
         ("sample.length_scale=0", "sample.length_scale must be > 0"),
+        ("sample.length_scale=1.1", "sample.length_scale=1.1 needs model.attention_prior"),
     ],
 )
 def test_invalid_values(override, fragment):
