@@ -53,6 +53,7 @@ CANDIDATES = {
     "prior_input_dropout_0.4": ["align.input_dropout=0.4"],
     "prior_input_dropout_0.5": ["align.input_dropout=0.5"],
     "prior_input_dropout_0.6": ["align.input_dropout=0.6"],
+    "prior_input_dropout_0.7": ["align.input_dropout=0.7"],
 }
 # Every candidate: no samples or TensorBoard at evaluations (this measures reading only).
 SETTINGS = ["eval.num_samples=0", "log.tensorboard=false"]

@@ -26,8 +26,11 @@ from jax import numpy as jnp
 
 from jtts.alignment import log_prior_at
 from jtts.conditioning import Cond, with_null_rows
-from jtts.config import ModelConfig
+from jtts.config import ModelConfig, SampleConfig
 from jtts.patterns import Pattern, get_pattern
+
+# The `Sampling` fields a config's `sample` section sets (and `jtts.sample` can override).
+CONFIG_KNOBS = ("temperature", "top_k", "top_p", "cfg_scale", "length_scale")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +60,12 @@ class Sampling:
             raise ValueError(f"min_frames must be >= 1, got {self.min_frames}")
         if self.length_scale <= 0:
             raise ValueError(f"length scale must be > 0, got {self.length_scale}")
+
+    @classmethod
+    def of(cls, sample: SampleConfig, **given: Any) -> Sampling:
+        """A config's `sample` settings, with the `given` fields (greedy, seed, or overrides
+        of the config's) in their place: the one builder the trainer and the sampler share."""
+        return cls(**{**{name: getattr(sample, name) for name in CONFIG_KNOBS}, **given})
 
 
 @dataclasses.dataclass(frozen=True)

@@ -206,20 +206,9 @@ def run_codec(args: list[str], codes: str | None) -> None:
 
 def _sampling(run: Run, o: dict[str, Any]) -> decode.Sampling:
     """The run's `sample` settings, overridden by the options that were given."""
-
-    def pick(name: str) -> Any:
-        return getattr(run.cfg.sample, name) if o[name] is None else o[name]
-
+    given = {name: o[name] for name in decode.CONFIG_KNOBS if o[name] is not None}
     try:
-        sampling = decode.Sampling(
-            temperature=pick("temperature"),
-            top_k=pick("top_k"),
-            top_p=pick("top_p"),
-            cfg_scale=pick("cfg_scale"),
-            length_scale=pick("length_scale"),
-            greedy=o["greedy"],
-            seed=o["seed"],
-        )
+        sampling = decode.Sampling.of(run.cfg.sample, greedy=o["greedy"], seed=o["seed"], **given)
     except ValueError as e:
         raise UsageError(str(e)) from None
     if sampling.length_scale != 1.0 and run.cfg.model.attention_prior is None:

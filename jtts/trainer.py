@@ -322,19 +322,11 @@ class Trainer:
         RUN_DIR/samples/step_N/ID.npy (+ ID.json: store meta, store_dir, text, step)."""
         if not self.lead or self.cfg.eval.num_samples == 0:
             return
-        s = self.cfg.sample
         rows = self.corpus.splits["val"][: self.cfg.eval.num_samples]
         generation = decode.generate(
             nnx.merge(self.graphdef, self.state["params"]),
             [self.corpus.tokens[i].tolist() for i in rows],
-            decode.Sampling(
-                temperature=s.temperature,
-                top_k=s.top_k,
-                top_p=s.top_p,
-                cfg_scale=s.cfg_scale,
-                length_scale=s.length_scale,
-                seed=self.cfg.train.seed + step,
-            ),
+            decode.Sampling.of(self.cfg.sample, seed=self.cfg.train.seed + step),
             max_frames=int(self.cfg.eval.sample_max_seconds * float(self.store.meta["frame_rate"])),
         )
         out = self.run_dir / "samples" / f"step_{step}"

@@ -9,7 +9,7 @@ from flax import nnx
 from jax import numpy as jnp
 
 from jtts import decode
-from jtts.config import load_config
+from jtts.config import SampleConfig, load_config
 from jtts.model import build_model
 from jtts.patterns import get_pattern
 
@@ -220,3 +220,13 @@ def test_bad_input():
         decode.Sampling(top_p=0.0)
     with pytest.raises(ValueError, match="length scale"):
         decode.Sampling(length_scale=0.0)
+
+
+def test_sampling_of_config():
+    """Every `sample` setting but the length cap reaches the sampling, and given fields win."""
+    sample = SampleConfig(temperature=0.7, top_k=5, top_p=0.9, cfg_scale=2.0, length_scale=1.2)
+    names = {f.name for f in dataclasses.fields(SampleConfig)} - {"max_seconds"}
+    assert set(decode.CONFIG_KNOBS) == names
+    s = decode.Sampling.of(sample, seed=3, top_k=7)
+    assert (s.temperature, s.top_k, s.top_p, s.cfg_scale, s.length_scale) == (0.7, 7, 0.9, 2.0, 1.2)
+    assert (s.seed, s.greedy) == (3, False)
