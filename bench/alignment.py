@@ -54,6 +54,8 @@ CANDIDATES = {
     "prior_input_dropout_0.5": ["align.input_dropout=0.5"],
     "prior_input_dropout_0.6": ["align.input_dropout=0.6"],
     "prior_input_dropout_0.7": ["align.input_dropout=0.7"],
+    "ema_0.99": ["optim.ema_decay=0.99"],
+    "ema_0.995": ["optim.ema_decay=0.995"],
 }
 # Every candidate: no samples or TensorBoard at evaluations (this measures reading only).
 SETTINGS = ["eval.num_samples=0", "log.tensorboard=false"]

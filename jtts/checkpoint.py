@@ -33,6 +33,7 @@ from jtts.config import MODEL_RUNTIME_FIELDS, Config, config_diff, config_from_d
 from jtts.model import build_model
 
 BEST_METRIC = "eval/loss"
+WEIGHTS = ("params", "ema")  # train-state entries saved as items of their own, for inference
 
 
 class CheckpointError(RuntimeError):
@@ -147,6 +148,7 @@ sys.unraisablehook = _quiet_unraisable(sys.unraisablehook)  # a damaged step's a
 def _handlers() -> dict[str, ocp.CheckpointHandler]:
     return {
         "params": ocp.StandardCheckpointHandler(),
+        "ema": ocp.StandardCheckpointHandler(),  # the weights' moving average (optim.ema_decay)
         "opt": ocp.StandardCheckpointHandler(),
         "data": ocp.JsonCheckpointHandler(),
         "meta": ocp.JsonCheckpointHandler(),
@@ -192,6 +194,12 @@ def check_compatible(saved: Config, cfg: Config, where: str) -> None:
         raise CheckpointError(
             f"{where} was trained with an incompatible model config: {fields}; use another "
             "--workdir or the checkpoint's settings"
+        )
+    if (saved.optim.ema_decay is None) != (cfg.optim.ema_decay is None):
+        raise CheckpointError(
+            f"{where} was trained with optim.ema_decay={saved.optim.ema_decay!r}, not "
+            f"{cfg.optim.ema_decay!r}: a moving average cannot be started or dropped mid-run; "
+            "use another --workdir or the checkpoint's setting"
         )
 
 
@@ -280,7 +288,7 @@ class Checkpointer:
         metrics: dict[str, float] | None = None,
     ) -> None:
         """Starts a save (async when configured); `metrics` with eval/loss rank it for best."""
-        opt = {k: v for k, v in state.items() if k != "params"}
+        opt = {k: v for k, v in state.items() if k not in WEIGHTS}
         need = sum(x.nbytes for x in jax.tree.leaves(state))
         free = shutil.disk_usage(
             self.directory if self.directory.is_dir() else self.directory.parent
@@ -295,7 +303,7 @@ class Checkpointer:
             self.manager.save(
                 step,
                 args=ocp.args.Composite(
-                    params=ocp.args.StandardSave(state["params"]),
+                    **{k: ocp.args.StandardSave(state[k]) for k in WEIGHTS if k in state},
                     opt=ocp.args.StandardSave(opt),
                     data=ocp.args.JsonSave(data_state),
                     meta=ocp.args.JsonSave({"step": step, "config": config_to_dict(self.cfg)}),
@@ -327,16 +335,17 @@ class Checkpointer:
         where = f"checkpoint {self.directory / str(step)}"
         check_compatible(self.saved_config(step), self.cfg, where)
         check_shapes(self.manager, step, target["params"], where)
-        opt_target = {k: v for k, v in target.items() if k != "params"}
+        opt_target = {k: v for k, v in target.items() if k not in WEIGHTS}
         out = self.manager.restore(
             step,
             args=ocp.args.Composite(
-                params=ocp.args.StandardRestore(target["params"]),
+                **{k: ocp.args.StandardRestore(target[k]) for k in WEIGHTS if k in target},
                 opt=ocp.args.StandardRestore(opt_target),
                 data=ocp.args.JsonRestore(),
             ),
         )
-        return {"params": out["params"], **out["opt"]}, dict(out["data"])
+        weights = {k: out[k] for k in WEIGHTS if k in target}
+        return {**weights, **out["opt"]}, dict(out["data"])
 
     def wait(self) -> None:
         with self._disk_full_is_one_line():  # an async save fails here
@@ -378,8 +387,9 @@ def _read_params(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), params
     )
     check_shapes(manager, step, target, f"checkpoint {manager.directory / str(step)}")
-    out = manager.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore(target)))
-    return cfg, out["params"]
+    item = "params" if cfg.optim.ema_decay is None else "ema"
+    out = manager.restore(step, args=ocp.args.Composite(**{item: ocp.args.StandardRestore(target)}))
+    return cfg, out[item]
 
 
 def restore_params(
@@ -388,7 +398,8 @@ def restore_params(
     *,
     sharding: jax.sharding.Sharding | None = None,
 ) -> tuple[Config, dict[str, Any], int]:
-    """(config, params, step) for inference; never reads the optimizer state.
+    """(config, params, step) for inference; never reads the optimizer state. A run that kept
+    a moving average of its weights (`optim.ema_decay`) gives the average.
 
     `step`: an int, 'latest', 'best' (lowest eval/loss), or None (best if any checkpoint was
     evaluated, else latest). A damaged checkpoint chosen by 'latest', 'best' or None gives a

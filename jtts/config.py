@@ -156,9 +156,16 @@ class OptimConfig:
     grad_accum: int = 1
     codebook_weights: tuple[float, ...] | None = None  # per-codebook loss weights; None: equal
     z_loss: float = 0.0  # weight of mean(logsumexp(logits)^2); 0 disables
+    # Exponential moving average of the weights, which evaluation, samples and inference use;
+    # None: off. The decay warms up as min(ema_decay, (1 + step) / (10 + step)).
+    ema_decay: float | None = None
 
     def __post_init__(self) -> None:
         _check(self.lr > 0, f"optim.lr must be > 0, got {self.lr}")
+        _check(
+            self.ema_decay is None or 0.0 < self.ema_decay < 1.0,
+            f"optim.ema_decay must be in (0, 1) or null, got {self.ema_decay}",
+        )
         _at_least(self, "optim", 0, "warmup_steps", "weight_decay", "clip_norm", "z_loss")
         _at_least(self, "optim", 1, "grad_accum")
         _check(

@@ -30,7 +30,7 @@ from jtts.mesh import batch_sharding, replicated
 from jtts.model import build_model
 from jtts.patterns import Pattern, get_pattern
 
-TrainState = dict[str, Any]  # {"params", "opt_state", "step", "rng", "skipped"}
+TrainState = dict[str, Any]  # {"params", "opt_state", "step", "rng", "skipped"[, "ema"]}
 NO_DECAY = ("text_embed", "code_embed", "null_cond", "scale")  # embeddings and norm scales
 
 
@@ -90,13 +90,16 @@ def init_state(cfg: Config, tx: optax.GradientTransformation, shardings: Any) ->
     def init() -> TrainState:
         model = build_model(cfg.model, nnx.Rngs(cfg.train.seed))
         params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
-        return {
+        state = {
             "params": params,
             "opt_state": tx.init(params),
             "step": jnp.zeros((), jnp.int32),
             "rng": jax.random.key_data(jax.random.key(cfg.train.seed)),
             "skipped": jnp.zeros((), jnp.int32),
         }
+        if cfg.optim.ema_decay is not None:
+            state["ema"] = params
+        return state
 
     return jax.jit(init, out_shardings=shardings)()
 
@@ -104,13 +107,30 @@ def init_state(cfg: Config, tx: optax.GradientTransformation, shardings: Any) ->
 def abstract_state(cfg: Config, tx: optax.GradientTransformation) -> TrainState:
     """Shapes and dtypes of the train state (for shardings and checkpoint restore)."""
     _, params = abstract_model(cfg)
-    return {
+    state = {
         "params": params,
         "opt_state": jax.eval_shape(tx.init, params),
         "step": jax.ShapeDtypeStruct((), jnp.int32),
         "rng": jax.eval_shape(lambda: jax.random.key_data(jax.random.key(0))),
         "skipped": jax.ShapeDtypeStruct((), jnp.int32),
     }
+    if cfg.optim.ema_decay is not None:
+        state["ema"] = params
+    return state
+
+
+def inference_params(state: TrainState) -> Any:
+    """The weights evaluation, samples and inference use: the moving average when kept."""
+    return state.get("ema", state["params"])
+
+
+def ema_update(ema: Any, params: Any, decay: float, step: jax.Array) -> Any:
+    """One step of the weights' moving average; the decay warms up as
+    min(decay, (1 + step) / (10 + step)) so the first weights do not linger (TF's
+    ExponentialMovingAverage with num_updates)."""
+    step = step.astype(jnp.float32)
+    d = jnp.minimum(decay, (1.0 + step) / (10.0 + step))
+    return optax.incremental_update(params, ema, 1.0 - d)
 
 
 def decoder_io(
@@ -371,6 +391,8 @@ class TrainStep:
             "rng": state["rng"],
             "skipped": state["skipped"] + (~finite).astype(jnp.int32),
         }
+        if "ema" in state:
+            new_state["ema"] = ema_update(state["ema"], new_params, self.cfg.optim.ema_decay, step)
         count_K = jnp.maximum(sums["count"], 1.0)
         metrics = {
             "loss": loss,

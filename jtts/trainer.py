@@ -38,6 +38,7 @@ from jtts.train_step import (
     TrainStep,
     abstract_model,
     abstract_state,
+    inference_params,
     init_state,
     make_optimizer,
 )
@@ -265,7 +266,7 @@ class Trainer:
         sharding = batch_sharding(self.mesh)
         with Loader(self.corpus, "val", sharding, shuffle=False, epochs=1, prefetch=1) as val:
             for batch in itertools.islice(val, self.cfg.eval.batches):
-                out = dict(self.eval_step(self.state["params"], batch.arrays))
+                out = dict(self.eval_step(inference_params(self.state), batch.arrays))
                 first = out.pop("attn_row0")
                 row0 = first if row0 is None else row0
                 sums = out if sums is None else jax.tree.map(np.add, sums, out)
@@ -324,7 +325,7 @@ class Trainer:
             return
         rows = self.corpus.splits["val"][: self.cfg.eval.num_samples]
         generation = decode.generate(
-            nnx.merge(self.graphdef, self.state["params"]),
+            nnx.merge(self.graphdef, inference_params(self.state)),
             [self.corpus.tokens[i].tolist() for i in rows],
             decode.Sampling.of(self.cfg.sample, seed=self.cfg.train.seed + step),
             max_frames=int(self.cfg.eval.sample_max_seconds * float(self.store.meta["frame_rate"])),

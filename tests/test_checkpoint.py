@@ -107,6 +107,28 @@ def test_restore_params_reads_only_the_params(tmp_path, trained):
     np.testing.assert_array_equal(model.heads[...], state["params"]["heads"])
 
 
+def test_a_run_with_ema_resumes_both_weights_and_samples_with_the_average(tmp_path):
+    """The moving average is saved beside the params: resume restores both exactly,
+    inference reads the average, and switching the average on or off mid-run is one line."""
+    cfg = tiny("optim.ema_decay=0.5")
+    mesh, step, state = train_setup(cfg, jax.devices()[:1])
+    for seed in range(2):
+        state, _ = step(state, device_batch(mesh, random_batch(*UNIT_SHAPE, seed=seed)))
+    ckpt = Checkpointer(tmp_path, cfg)
+    ckpt.save(2, state, {"epoch": 0, "position": 2})
+    ckpt.wait()
+    restored, _ = ckpt.restore(2, target_of(state))
+    ckpt.close()
+    assert_trees_equal(restored, state)
+    _, params, _ = restore_params(tmp_path)
+    assert_trees_equal(params, state["ema"])
+    assert not np.array_equal(state["ema"]["heads"], state["params"]["heads"])
+    plain = {k: v for k, v in state.items() if k != "ema"}
+    with pytest.raises(CheckpointError, match=r"optim.ema_decay=0.5, not None") as err:
+        Checkpointer(tmp_path, tiny()).restore(2, target_of(plain))
+    assert "\n" not in str(err.value)
+
+
 def test_incompatible_model_config_fails_naming_the_fields(tmp_path, trained):
     cfg, state = trained
     ckpt = Checkpointer(tmp_path, cfg)

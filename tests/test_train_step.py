@@ -238,3 +238,30 @@ def test_input_dropout_replaces_that_share_of_decoder_steps_by_pad_but_never_bos
     open_BxS[:, 0] = False
     share = changed_BxKxS.any(axis=1)[open_BxS].mean()
     assert 0.5 < share < 0.7, share
+
+
+def test_ema_follows_the_warmed_up_recurrence_of_the_params():
+    """`ema` after each step equals d*ema + (1-d)*params with d = min(decay, (1+t)/(10+t)),
+    computed in NumPy from the params the steps return; the raw params train as without it."""
+    decay = 0.9
+    mesh, step, state = train_setup(tiny(f"optim.ema_decay={decay}"), jax.devices()[:1])
+    _, plain_step, plain = train_setup(tiny(), jax.devices()[:1])
+    ema = jax.device_get(state["ema"])
+    for t in range(4):
+        batch = device_batch(mesh, random_batch(ROWS, FRAMES, TEXT, seed=20 + t))
+        state, _ = step(state, batch)
+        plain, _ = plain_step(plain, batch)
+        d = min(decay, (1 + t) / (10 + t))
+        params = jax.device_get(state["params"])
+        ema = jax.tree.map(lambda e, p, d=d: d * e + (1 - d) * p, ema, params)
+    got = jax.device_get(state["ema"])
+    for want, have in zip(jax.tree.leaves(ema), jax.tree.leaves(got), strict=True):
+        np.testing.assert_allclose(have, want, rtol=1e-5, atol=1e-7)
+    for a, b in zip(
+        jax.tree.leaves(jax.device_get(plain["params"])), jax.tree.leaves(params), strict=True
+    ):
+        np.testing.assert_array_equal(a, b)
+    assert "ema" not in plain
+    assert not np.allclose(got["heads"], params["heads"])  # an average, not a copy
+    with pytest.raises(ValueError, match="optim.ema_decay"):
+        OptimConfig(ema_decay=1.0)
