@@ -10,8 +10,9 @@ its own) the benchmark reports the first step and wall time at which the gain re
 codebooks weighted alike); "default" is `configs/demo.yaml` as it is: the prior the model
 keeps (`model.attention_prior`) with decoder input dropout (`align.input_dropout`: a share of
 the decoder's input steps replaced by PAD in training, so that the audio context is less
-reliable than the text). The others take the prior or the dropout away, replace the prior by
-the annealed training aids of `jtts.alignment`, sharpen it, or change the dropout. The gain
+reliable than the text), speaking with the moving average of its weights (`optim.ema_decay`).
+The others take the prior or the dropout away, replace the prior by the annealed training aids
+of `jtts.alignment`, sharpen it, change the dropout or the average's decay. The gain
 of `today` is the baseline the others are compared with, measured in the same run. All
 candidates share the demo's codes (its codebook count), so codebook counts are compared by
 running it with another `configs/demo.yaml`. A candidate whose run directory under `--work`
@@ -41,8 +42,9 @@ from jtts.metrics import read_jsonl  # noqa: E402
 # Overrides on top of configs/demo.yaml and the demo's own; "default" is the config as is.
 NO_PRIOR = "model.attention_prior=null"
 NO_DROPOUT = "align.input_dropout=0"
+NO_EMA = "optim.ema_decay=null"
 CANDIDATES = {
-    "today": [NO_PRIOR, NO_DROPOUT, "optim.lr=5e-4", "optim.codebook_weights=null"],
+    "today": [NO_PRIOR, NO_DROPOUT, NO_EMA, "optim.lr=5e-4", "optim.codebook_weights=null"],
     "default": [],
     "no_prior": [NO_PRIOR, NO_DROPOUT],
     "annealed_prior_ctc": [NO_PRIOR, NO_DROPOUT, "align.prior=true", "align.ctc_weight=0.1"],
@@ -54,7 +56,7 @@ CANDIDATES = {
     "prior_input_dropout_0.5": ["align.input_dropout=0.5"],
     "prior_input_dropout_0.6": ["align.input_dropout=0.6"],
     "prior_input_dropout_0.7": ["align.input_dropout=0.7"],
-    "ema_0.99": ["optim.ema_decay=0.99"],
+    "no_ema": [NO_EMA],
     "ema_0.995": ["optim.ema_decay=0.995"],
 }
 # Every candidate: no samples or TensorBoard at evaluations (this measures reading only).
