@@ -125,13 +125,11 @@ def make_spoken_store(
     n_codebooks: int = 8,
     codebook_size: int = 1024,
     seed: int = 0,
-    constant_text: bool = False,
 ) -> Path:
     """A store where the text determines the codes: each of 12 words has its own fixed codes
     (4 to 8 frames, every codebook), and an utterance of 3 to 6 random words is their codes
     in order. Frames inside a word follow from the ones before; which word comes next only
-    the text says, so a model that reads gains about ln(12) nats at every word onset.
-    `constant_text` writes one sentence for every utterance: the control with nothing to read."""
+    the text says, so a model that reads gains about ln(12) nats at every word onset."""
     rng = np.random.default_rng(seed)
     sounds = [rng.integers(0, codebook_size, (n_codebooks, int(rng.integers(4, 9)))) for _ in WORDS]
     _init_synthetic(path, n_codebooks, codebook_size, seed)
@@ -139,7 +137,7 @@ def make_spoken_store(
         for i in range(n):
             words = rng.integers(0, len(WORDS), int(rng.integers(3, 7)))
             codes = np.concatenate([sounds[j] for j in words], axis=1)
-            text = "red blue" if constant_text else " ".join(WORDS[j] for j in words)
+            text = " ".join(WORDS[j] for j in words)
             w.add(f"SYN-{i:04d}", codes, text=text, duration=codes.shape[1] / 75.0)
     return path
 

@@ -122,41 +122,23 @@ def test_attention_sums_and_best_head_match_numpy():
     assert best["focus"] > 0.99
 
 
-def _train(tmp_path, name, *overrides, constant_text=False):
-    store = make_spoken_store(tmp_path / f"{name}_store", 240, constant_text=constant_text)
-    cfg = load_config(
-        CONFIGS / "tiny.yaml",
-        [
-            "train.steps=400",
-            "data.batch_frames=1024",
-            "data.val_fraction=0.1",
-            "optim.warmup_steps=20",
-            "optim.lr=3e-3",
-            "eval.every=400",
-            "eval.batches=2",
-            "eval.num_samples=0",
-            "checkpoint.every=400",
-            "log.tensorboard=false",
-            *overrides,
-        ],
-    )
-    trainer = Trainer(cfg, store, tmp_path / name, progress=False)
-    assert trainer.run() == 0
-    rows = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").open()]
-    return [r for r in rows if "eval/text_gain" in r][-1]
-
-
 @pytest.mark.slow
-@pytest.mark.timeout(1200)  # two 400-step trainings: 525 s alone on a slow 2-core machine
 def test_a_model_trained_on_text_determined_codes_reads_its_text(tmp_path):
-    """Which word comes next only the text says: the held-out loss with a mismatched text is
-    clearly worse than with the utterance's own. The control, trained with every text
-    replaced by one constant sentence, gains nothing (so the test can fail)."""
-    reads = _train(tmp_path, "reads")
-    assert reads["eval/text_gain_cb0"] > 0.1
-    assert reads["eval/attn_coverage"] > 0.5
-    deaf = _train(tmp_path, "deaf", constant_text=True)
-    assert abs(deaf["eval/text_gain_cb0"]) < 0.02
+    """Which word comes next only the text says: with the demo's kept prior, the held-out loss
+    with a mismatched text is clearly worse than with the utterance's own after 150 steps. At
+    the first evaluation (step 25) the same model has not learned to read yet and gains about
+    nothing, so the measure is not positive by construction."""
+    store = make_spoken_store(tmp_path / "store", 240)
+    sets = ["train.steps=150", "data.batch_frames=1024", "data.val_fraction=0.1"]
+    sets += ["optim.warmup_steps=20", "optim.lr=3e-3", "model.attention_prior=0.5"]
+    sets += ["eval.every=25", "eval.batches=2", "eval.num_samples=0", "checkpoint.every=150"]
+    cfg = load_config(CONFIGS / "tiny.yaml", [*sets, "log.tensorboard=false"])
+    assert Trainer(cfg, store, tmp_path / "run", progress=False).run() == 0
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    evals = {r["step"]: r for r in rows if "eval/text_gain" in r}
+    assert abs(evals[25]["eval/text_gain_cb0"]) < 0.05
+    assert evals[150]["eval/text_gain_cb0"] > 0.2
+    assert evals[150]["eval/attn_coverage"] > 0.5
 
 
 @pytest.mark.slow
@@ -166,8 +148,8 @@ def test_trainer_and_sampler_reproduce_memorized_utterances(tmp_path):
     own utterance's codes and length, exactly."""
     store = CodeStore.open(make_store(tmp_path / "store", 3, frames=(150, 300), structured=True))
     run = tmp_path / "run"
-    sets = ["train.steps=400", "data.val_fraction=0", "optim.lr=3e-3", "optim.warmup_steps=20"]
-    sets += ["checkpoint.every=400", "log.tensorboard=false"]
+    sets = ["train.steps=200", "data.val_fraction=0", "optim.lr=3e-3", "optim.warmup_steps=20"]
+    sets += ["checkpoint.every=200", "log.tensorboard=false"]
     train = train_command(CONFIGS / "tiny.yaml", store.root, run, *sets)
     subprocess.run(train, check=True, env=subprocess_env(), capture_output=True)
     for i, utt in enumerate(store[j] for j in range(len(store))):
