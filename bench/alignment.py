@@ -58,6 +58,15 @@ CANDIDATES = {
     "prior_input_dropout_0.7": ["align.input_dropout=0.7"],
     "no_ema": [NO_EMA],
     "ema_0.995": ["optim.ema_decay=0.995"],
+    "seed_1": ["train.seed=1"],
+}
+# How `--judge` samples: `jtts.sample` options on top of the run's `sample` config (top-k 50).
+SAMPLINGS = {
+    "greedy": ["--greedy"],
+    "t0.5": ["--temperature", "0.5"],
+    "t0.5_seed1": ["--temperature", "0.5", "--seed", "1"],
+    "t0.7": ["--temperature", "0.7"],
+    "t0.7_cfg1.5": ["--temperature", "0.7", "--cfg-scale", "1.5"],
 }
 # Every candidate: no samples or TensorBoard at evaluations (this measures reading only).
 SETTINGS = ["eval.num_samples=0", "log.tensorboard=false"]
@@ -90,13 +99,15 @@ def summarize(run: Path) -> dict:
     }
 
 
-def judge_run(out: Path, run: Path, texts: Path, heldout: Path, weights: str, env: dict) -> dict:
-    """Greedy speech of `run` for the lines of `texts` (spoken by eSpeak in `heldout`), in
-    `out`, judged as the demo judges it."""
+def judge_run(
+    out: Path, run: Path, texts: Path, heldout: Path, weights: str, env: dict, sampling: list[str]
+) -> dict:
+    """Speech of `run` (`jtts.sample` with the `sampling` options) for the lines of `texts`
+    (spoken by eSpeak in `heldout`), in `out`, judged as the demo judges it."""
     model = demo.model_config(demo.CONFIG)
     cap = demo.cap_seconds(model)
     if not (out / "intelligibility.json").exists():
-        cmd = demo.sample_command(run, texts, out / "synth", out / "codes", cap)
+        cmd = demo.sample_command(run, texts, out / "synth", out / "codes", cap, sampling)
         subprocess.run(cmd, check=True, env=env, cwd=ROOT, capture_output=True)
         demo.judge(out, heldout, out / "synth", weights, demo.codec_kbps(model))
     report = json.loads((out / "intelligibility.json").read_text())
@@ -122,8 +133,13 @@ def main() -> None:
         "--judge",
         type=int,
         default=0,
-        help="also synthesize this many unseen sentences per candidate (greedy) and judge them "
-        "with the demo's offline ASR beside the recordings and their resynthesis",
+        help="also synthesize this many unseen sentences per candidate and judge them with "
+        "the demo's offline ASR beside the recordings and their resynthesis",
+    )
+    p.add_argument(
+        "--sampling",
+        default="greedy",
+        help=f"comma-separated ways to sample for --judge, of {', '.join(SAMPLINGS)}",
     )
     a = p.parse_args()
     # stdout carries the JSON alone: what the commands print (and their children) goes to stderr
@@ -148,9 +164,10 @@ def main() -> None:
             subprocess.run(cmd, check=True, env=env, cwd=ROOT, capture_output=True)
             print(f"{name}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
         results[name] = summarize(run)
-        if a.judge:
-            out = a.work / "judge" / name
-            results[name]["judge"] = judge_run(out, run, texts, heldout, weights, env)
+        for how in a.sampling.split(",") if a.judge else ():
+            out = a.work / "judge" / name / how
+            verdict = judge_run(out, run, texts, heldout, weights, env, SAMPLINGS[how])
+            results[name].setdefault("judge", {})[how] = verdict
     base = results.get("today", {}).get("final_gain_cb0")
     for r in results.values():
         r["gain_cb0_vs_today"] = round(r["final_gain_cb0"] - base, 3) if base is not None else None

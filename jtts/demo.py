@@ -226,10 +226,12 @@ def unseen_sentences(out: Path, n: int, corpus_size: int) -> tuple[list[str], Pa
     return ids, heldout, texts
 
 
-def sample_command(run: Path, texts: Path, synth: Path, codes: Path, cap_s: float) -> list[str]:
-    """`python -m jtts.sample`, greedy, of each line of `texts`: wavs in `synth`, codes in
-    `codes`, at most `cap_s` seconds each."""
-    cmd = [sys.executable, "-m", "jtts.sample", "--workdir", str(run), "--greedy"]
+def sample_command(
+    run: Path, texts: Path, synth: Path, codes: Path, cap_s: float, sampling: list[str] = ()
+) -> list[str]:
+    """`python -m jtts.sample` of each line of `texts` with the run's sampling config (plus
+    `sampling` options): wavs in `synth`, codes in `codes`, at most `cap_s` seconds each."""
+    cmd = [sys.executable, "-m", "jtts.sample", "--workdir", str(run), *sampling]
     cmd += ["--text-file", str(texts), "--out-dir", str(synth), "--codes-out", str(codes)]
     return [*cmd, "--max-seconds", f"{cap_s:.2f}"]
 
