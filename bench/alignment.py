@@ -143,11 +143,15 @@ def main() -> None:
         help=f"comma-separated ways to sample for --judge, of {', '.join(SAMPLINGS)}",
     )
     a = p.parse_args()
+    names = a.only.split(",") if a.only else list(CANDIDATES)
+    samplings = a.sampling.split(",")
+    for given, known in ((names, CANDIDATES), (samplings, SAMPLINGS)):
+        if unknown := [n for n in given if n not in known]:
+            p.error(f"unknown {', '.join(unknown)}: choose from {', '.join(known)}")
     # stdout carries the JSON alone: what the commands print (and their children) goes to stderr
     sys.stdout.flush()
     json_out = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
-    names = a.only.split(",") if a.only else list(CANDIDATES)
     corpus = demo_corpus.build_corpus(a.work / "corpus", n=a.sentences)
     store = a.work / "store"
     weights = demo.extract(
@@ -165,7 +169,7 @@ def main() -> None:
             subprocess.run(cmd, check=True, env=env, cwd=ROOT, capture_output=True)
             print(f"{name}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
         results[name] = summarize(run)
-        for how in a.sampling.split(",") if a.judge else ():
+        for how in samplings if a.judge else ():
             out = a.work / "judge" / name / how
             verdict = judge_run(out, run, texts, heldout, weights, env, SAMPLINGS[how])
             results[name].setdefault("judge", {})[how] = verdict
