@@ -16,7 +16,8 @@ of `jtts.alignment`, sharpen it, change the dropout or the average's decay. The 
 of `today` is the baseline the others are compared with, measured in the same run. All
 candidates share the demo's codes (its codebook count), so codebook counts are compared by
 running it with another `configs/demo.yaml`. A candidate whose run directory under `--work`
-already has its metrics is summarized, not trained again.
+already has its metrics is summarized, not trained again (and stops the bench if it was
+trained for another number of steps).
 
     python bench/alignment.py                                   # codes from the demo's codec
     python bench/alignment.py --weights FILE --steps 600 --only today,default,annealed_prior_ctc
@@ -60,6 +61,7 @@ CANDIDATES = {
     "ema_0.995": ["optim.ema_decay=0.995"],
     "seed_1": ["train.seed=1"],
     "seed_1_2100_steps": ["train.seed=1", "train.steps=2100"],
+    "steps_2100": ["train.steps=2100"],
 }
 # How `--judge` samples: `jtts.sample` options on top of the run's `sample` config (top-k 50).
 SAMPLINGS = {
@@ -98,6 +100,12 @@ def summarize(run: Path) -> dict:
         "unigram": round(last["eval/unigram"], 4),
         "curve_gain_cb0": [(r["step"], round(r["eval/text_gain_cb0"], 3)) for r in evals],
     }
+
+
+def planned_steps(overrides: list[str], steps: int) -> int:
+    """The steps a candidate trains for: its own `train.steps=` override, else `steps`."""
+    given = [int(o.split("=", 1)[1]) for o in overrides if o.startswith("train.steps=")]
+    return given[-1] if given else steps
 
 
 def judge_run(
@@ -169,6 +177,9 @@ def main() -> None:
             subprocess.run(cmd, check=True, env=env, cwd=ROOT, capture_output=True)
             print(f"{name}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
         results[name] = summarize(run)
+        steps = planned_steps(CANDIDATES[name], a.steps)
+        if results[name]["final_step"] != steps:  # a run of another --steps under this --work
+            sys.exit(f"{run}: trained {results[name]['final_step']} steps, not {steps}")
         for how in samplings if a.judge else ():
             out = a.work / "judge" / name / how
             verdict = judge_run(out, run, texts, heldout, weights, env, SAMPLINGS[how])
