@@ -60,8 +60,6 @@ CANDIDATES = {
     "no_ema": [NO_EMA],
     "ema_0.995": ["optim.ema_decay=0.995"],
     "seed_1": ["train.seed=1"],
-    "seed_1_2100_steps": ["train.seed=1", "train.steps=2100"],
-    "steps_2100": ["train.steps=2100"],
 }
 # How `--judge` samples: `jtts.sample` options on top of the run's `sample` config (top-k 50).
 SAMPLINGS = {

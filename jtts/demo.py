@@ -50,7 +50,7 @@ CONFIG = ROOT / "configs" / "demo.yaml"
 # (see codecs/README.md): used when the pretrained EnCodec weights cannot load.
 DEMO_CODEC = ROOT / "codecs" / "demo_codec.pt"
 SENTENCES = 2400
-STEPS = 1500
+STEPS = 2100
 UNSEEN = 20  # held-out sentences synthesized and judged
 
 
