@@ -176,7 +176,7 @@ def main() -> None:
             print(f"{name}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
         results[name] = summarize(run)
         steps = planned_steps(CANDIDATES[name], a.steps)
-        if results[name]["final_step"] != steps:  # a run of another --steps under this --work
+        if results[name]["final_step"] != steps:  # unfinished, or of another --steps
             sys.exit(f"{run}: trained {results[name]['final_step']} steps, not {steps}")
         for how in samplings if a.judge else ():
             out = a.work / "judge" / name / how
