@@ -16,8 +16,8 @@ of `jtts.alignment`, sharpen it, change the dropout or the average's decay. The 
 of `today` is the baseline the others are compared with, measured in the same run. All
 candidates share the demo's codes (its codebook count), so codebook counts are compared by
 running it with another `configs/demo.yaml`. A candidate whose run directory under `--work`
-already has its metrics is summarized, not trained again (and stops the bench if it was
-trained for another number of steps).
+already has its metrics is summarized, not trained again; one trained with another config
+(its `config.json` against what the bench would train) or left unfinished stops the bench.
 
     python bench/alignment.py                                   # codes from the demo's codec
     python bench/alignment.py --weights FILE --steps 600 --only today,default,annealed_prior_ctc
@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from jtts import demo, demo_corpus  # noqa: E402
+from jtts.config import config_diff, load_config  # noqa: E402
 from jtts.metrics import read_jsonl  # noqa: E402
 
 # Overrides on top of configs/demo.yaml and the demo's own; "default" is the config as is.
@@ -98,12 +99,6 @@ def summarize(run: Path) -> dict:
         "unigram": round(last["eval/unigram"], 4),
         "curve_gain_cb0": [(r["step"], round(r["eval/text_gain_cb0"], 3)) for r in evals],
     }
-
-
-def planned_steps(overrides: list[str], steps: int) -> int:
-    """The steps a candidate trains for: its own `train.steps=` override, else `steps`."""
-    given = [int(o.split("=", 1)[1]) for o in overrides if o.startswith("train.steps=")]
-    return given[-1] if given else steps
 
 
 def judge_run(
@@ -169,15 +164,18 @@ def main() -> None:
     results = {}
     for name in names:
         run = a.work / "runs" / name
+        overrides = [*SETTINGS, *CANDIDATES[name]]
         if not (run / "metrics.jsonl").exists():
-            cmd = demo.train_command(store, run, a.steps, [*SETTINGS, *CANDIDATES[name]])
+            cmd = demo.train_command(store, run, a.steps, overrides)
             t0 = time.perf_counter()
             subprocess.run(cmd, check=True, env=env, cwd=ROOT, capture_output=True)
             print(f"{name}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
         results[name] = summarize(run)
-        steps = planned_steps(CANDIDATES[name], a.steps)
-        if results[name]["final_step"] != steps:  # unfinished, or of another --steps
-            sys.exit(f"{run}: trained {results[name]['final_step']} steps, not {steps}")
+        planned = load_config(demo.CONFIG, demo.train_overrides(a.steps, overrides))
+        if differ := config_diff(load_config(run / "config.json"), planned):
+            sys.exit(f"{run}: trained with another {', '.join(differ)}; give another --work")
+        if results[name]["final_step"] != planned.train.steps:
+            sys.exit(f"{run}: unfinished at step {results[name]['final_step']}")
         for how in samplings if a.judge else ():
             out = a.work / "judge" / name / how
             verdict = judge_run(out, run, texts, heldout, weights, env, SAMPLINGS[how])

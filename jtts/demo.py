@@ -81,12 +81,16 @@ def extract(corpus: Path, store: Path, weights: str | None = None, kbps: float =
     return "untrained"
 
 
+def train_overrides(steps: int, overrides: list[str] = ()) -> list[str]:
+    """The `--set` items of `train_command`: `load_config(CONFIG, these)` is what it trains."""
+    return [f"train.steps={steps}", *overrides]
+
+
 def train_command(store: Path, run: Path, steps: int, overrides: list[str] = ()) -> list[str]:
     """`python -m jtts.train` with the demo config for `steps` steps (plus `overrides`)."""
-    sets = [f"train.steps={steps}", *overrides]
     return [
         *(sys.executable, "-m", "jtts.train", "--config", str(CONFIG)),
-        *("--data", str(store), "--workdir", str(run), "--set", *sets),
+        *("--data", str(store), "--workdir", str(run), "--set", *train_overrides(steps, overrides)),
     ]
 
 
