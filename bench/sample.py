@@ -69,12 +69,12 @@ def step_bytes(model) -> int:
     return per_layer + model.heads[...].nbytes + model.dec_norm.scale[...].nbytes + rows
 
 
-def rates(seconds: float, batch: int) -> dict:
-    audio = batch * FRAMES / FRAME_RATE
+def rates(seconds: float, batch: int, frames: int = FRAMES) -> dict:
+    audio = batch * frames / FRAME_RATE
     return {
         "s": round(seconds, 3),
         "rtf": round(seconds / audio, 4),
-        "frames_per_s": round(batch * FRAMES / seconds, 1),
+        "frames_per_s": round(batch * frames / seconds, 1),
         "audio_s_per_s": round(audio / seconds, 2),
     }
 

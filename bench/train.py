@@ -59,9 +59,12 @@ def timed_blocks(run_steps: Callable[[int], None], steps: int, blocks: int) -> d
     return {"step_s": times[0], "median_step_s": times[len(times) // 2]}
 
 
-def measure_jax(cfg, batch: dict, steps: int, blocks: int) -> dict:
+def jax_steps(cfg, batch: dict) -> tuple[Callable[[int], None], float]:
+    """A function running n jitted train steps on `batch` (one device), compiled and warmed
+    up, and the seconds its first step took (the compile)."""
     import jax
 
+    from jtts.conditioning import Cond
     from jtts.mesh import batch_sharding, make_mesh, state_shardings
     from jtts.train_step import (
         TrainStep,
@@ -76,8 +79,6 @@ def measure_jax(cfg, batch: dict, steps: int, blocks: int) -> dict:
     graphdef, _ = abstract_model(cfg)
     shardings = state_shardings(abstract_state(cfg, tx), mesh)
     step = TrainStep(cfg, graphdef, tx, mesh, shardings)
-    from jtts.conditioning import Cond
-
     cond = Cond.of_text(batch["text"], batch["text_mask"])
     batch = {k: v for k, v in batch.items() if k not in ("text", "text_mask")} | {"cond": cond}
     batch = jax.tree.map(lambda v: jax.device_put(v, batch_sharding(mesh)), batch)
@@ -92,6 +93,11 @@ def measure_jax(cfg, batch: dict, steps: int, blocks: int) -> dict:
     run_steps(1)
     compile_s = time.perf_counter() - t0
     run_steps(1)
+    return run_steps, compile_s
+
+
+def measure_jax(cfg, batch: dict, steps: int, blocks: int) -> dict:
+    run_steps, compile_s = jax_steps(cfg, batch)
     return {**timed_blocks(run_steps, steps, blocks), "compile_s": compile_s}
 
 
