@@ -23,10 +23,10 @@ from typing import Any
 import jiwer
 import numpy as np
 import soundfile as sf
-from tqdm import tqdm
 
 from codec_bridge.asr import recognizer, words_of
 from codec_bridge.errors import BridgeError
+from codec_bridge.progress import progress_bar
 from codec_bridge.readers import read_corpus
 
 _NORMALIZE = jiwer.Compose(
@@ -135,7 +135,9 @@ def evaluate(
     if synth is not None:
         sets["synthesis"] = []
     per_utt, codes = [], []
-    for uid, text, path in tqdm(items, desc="evaluate", disable=not progress, unit="utt"):
+    for uid, text, path in progress_bar(
+        iterable=items, desc="evaluate", disable=not progress, unit="utt"
+    ):
         wav, sr = _read(path)
         seconds = wav.shape[-1] / sr
         entry: dict[str, Any] = {"id": uid, "text": text, "seconds": seconds}

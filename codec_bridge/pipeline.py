@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from codec_bridge.audio import Skip, load, probe_seconds
 from codec_bridge.codec import Codec
 from codec_bridge.format import NoSpaceError, ShardWriter, StoreError, append_skipped, size_text
+from codec_bridge.progress import progress_bar
 from codec_bridge.readers import Item
 
 PREFETCH_BATCHES = 2  # batches read ahead beyond those being encoded
@@ -225,11 +225,10 @@ class Run:
             torch.set_num_threads(own_threads)
 
     def _encode_all(self, jobs, batch_seconds, readers, encoders, threads, stop, progress) -> None:
-        bar = tqdm(
+        bar = progress_bar(
             total=sum(j.seconds for j in jobs) / 3600,
             unit="h",
             disable=not progress,
-            dynamic_ncols=True,
             bar_format="{l_bar}{bar}| {n:.3f}/{total:.3f} h [{elapsed}<{remaining}{postfix}]",
         )
         window: deque[tuple[list[_Job], Future]] = deque()

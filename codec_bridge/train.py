@@ -34,6 +34,7 @@ from tqdm import tqdm
 from codec_bridge.codec_config import CodecConfig, build_model, save_weights
 from codec_bridge.codec_losses import MultiResolutionMelLoss
 from codec_bridge.errors import BridgeError
+from codec_bridge.progress import progress_bar
 from codec_bridge.quantizer_init import DeadCodeReviver, kmeans_init, live_codes
 from codec_bridge.train_data import Crops, load_corpus
 from codec_bridge.train_report import Reporter
@@ -289,11 +290,9 @@ class Trainer:
 
     def _bar(self) -> tqdm:
         if self.tc.steps is not None:
-            return tqdm(total=self.tc.steps, initial=self.step, unit="step", dynamic_ncols=True)
+            return progress_bar(total=self.tc.steps, initial=self.step, unit="step")
         total = round(60 * self.tc.minutes)
-        return tqdm(
-            total=total, initial=min(total, round(self.seconds)), unit="s", dynamic_ncols=True
-        )
+        return progress_bar(total=total, initial=min(total, round(self.seconds)), unit="s")
 
     def _snapshot_due(self) -> bool:
         return self.seconds >= 60 * self.tc.snapshot_minutes * (self.snapshots + 1)

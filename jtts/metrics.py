@@ -13,7 +13,8 @@ from typing import Any
 
 import jax
 import numpy as np
-from tqdm import tqdm
+
+from codec_bridge.progress import progress_bar
 
 # Dense bf16 peak FLOP/s per device, matched as substrings of `device.device_kind` in order.
 PEAK_FLOPS = (
@@ -137,7 +138,7 @@ class MetricsLogger:
     def progress(self, step: int, **postfix: float) -> None:
         """Advances the tqdm bar (created on first use, after the startup messages)."""
         if self.enabled and self._bar is None and self._bar_args is not None:
-            self._bar = tqdm(unit="step", dynamic_ncols=True, **self._bar_args)
+            self._bar = progress_bar(unit="step", **self._bar_args)
         if self._bar is not None:
             self._bar.update(step - self._bar.n)
             self._bar.set_postfix({k: f"{v:.4g}" for k, v in postfix.items()}, refresh=False)
