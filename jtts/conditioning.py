@@ -18,6 +18,7 @@ from jax import numpy as jnp
 
 from jtts.config import ModelConfig
 from jtts.layers import EncoderLayer, LayerStack, RMSNorm, split_rng
+from jtts.spelling import SpellingEmbed
 
 
 class Cond(NamedTuple):
@@ -76,17 +77,27 @@ class Conditioner(nnx.Module):
         self.cfg = cfg
         init = nnx.initializers.normal(cfg.init_std)
         pdt = jnp.dtype(cfg.param_dtype)
-        self.text_embed = nnx.Param(init(rngs.params(), (cfg.text_vocab_size, cfg.d_model), pdt))
+        if cfg.text_embed != "spelling":
+            shape = (cfg.text_vocab_size, cfg.d_model)
+            self.text_embed = nnx.Param(init(rngs.params(), shape, pdt))
+        if cfg.text_embed != "table":
+            self.spelling = SpellingEmbed(cfg, rngs=rngs)
         self.null_cond = nnx.Param(init(rngs.params(), (cfg.d_model,), pdt))
         self.encoder = LayerStack(
             lambda r: EncoderLayer(cfg, rngs=r), cfg.enc_layers, scan=cfg.scan_layers, rngs=rngs
         )
         self.enc_norm = RMSNorm(cfg)
 
+    def _embed_text(self, ids_BxS: jax.Array) -> jax.Array:
+        if self.cfg.text_embed == "spelling":
+            return self.spelling(ids_BxS)
+        x = jnp.take(self.text_embed[...], ids_BxS, axis=0)
+        return x if self.cfg.text_embed == "table" else x + self.spelling(ids_BxS)
+
     def __call__(self, cond: Cond, *, dropout_rng: jax.Array | None = None) -> Memory:
         dtype = jnp.dtype(self.cfg.dtype)
         text_mask_BxS = cond.text_mask_BxS.astype(bool)
-        x = jnp.take(self.text_embed[...], cond.text_BxS, axis=0).astype(dtype)
+        x = self._embed_text(cond.text_BxS).astype(dtype)
         positions_S = jnp.arange(cond.text_BxS.shape[1])
         mask_Bx1x1xS = text_mask_BxS[:, None, None, :]
 

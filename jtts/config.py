@@ -62,6 +62,10 @@ class ModelConfig:
     # (smaller is wider): over the true length in training, over the length the model's
     # length head predicts from the text in sampling. None: no prior in the model.
     attention_prior: float | None = None
+    # Text token vectors: the embedding table, composed from the token's spelling so unseen
+    # tokens read (jtts.spelling, a character CNN of width spelling_dim), or their sum.
+    text_embed: Literal["table", "spelling", "both"] = "table"
+    spelling_dim: int = 128
     rope_theta: float = 10000.0
     norm_eps: float = 1e-6
     init_std: float = 0.02
@@ -69,7 +73,7 @@ class ModelConfig:
     def __post_init__(self) -> None:
         _at_least(self, "model", 1, "d_model", "n_heads", "enc_layers", "dec_layers", "mlp_dim")
         _at_least(self, "model", 1, "text_vocab_size", "max_text_len", "max_frames")
-        _at_least(self, "model", 1, "n_codebooks", "codebook_size")
+        _at_least(self, "model", 1, "n_codebooks", "codebook_size", "spelling_dim")
         _check(
             self.head_dim is not None or self.d_model % self.n_heads == 0,
             f"model.d_model={self.d_model} is not divisible by model.n_heads={self.n_heads}; "

@@ -9,6 +9,7 @@ rebuilt from the BPE file that the ``openai-whisper`` package ships, converted w
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import importlib.util
 import json
@@ -61,6 +62,23 @@ def whisper_special_tokens(num_languages: int = NUM_LANGUAGES) -> list[str]:
         "<|notimestamps|>",
         *[f"<|{i * 0.02:.2f}|>" for i in range(1501)],
     ]
+
+
+def _whisper_bpe() -> Path:
+    bpe = _whisper_dir() / "assets" / "multilingual.tiktoken"
+    if not bpe.exists():
+        raise TextError(f"{bpe}: Whisper BPE file is missing from the openai-whisper package")
+    return bpe
+
+
+@cache
+def whisper_token_bytes() -> tuple[bytes, ...]:
+    """Every Whisper id's spelling, in id order: a BPE token's bytes (the BPE file lists them
+    by rank, which is the id), then each special token's name (``<|endoftext|>``, ...)."""
+    lines = _whisper_bpe().read_text(encoding="ascii").split()
+    ranked = dict(zip(map(int, lines[1::2]), map(base64.b64decode, lines[0::2]), strict=True))
+    bpe = tuple(ranked[i] for i in range(len(ranked)))
+    return bpe + tuple(t.encode() for t in whisper_special_tokens())
 
 
 def cache_dir() -> Path:
@@ -133,9 +151,7 @@ def build_from_whisper_bpe(out_dir: Path | None = None):
     from transformers import PreTrainedTokenizerFast
     from transformers.convert_slow_tokenizer import TikTokenConverter
 
-    bpe = _whisper_dir() / "assets" / "multilingual.tiktoken"
-    if not bpe.exists():
-        raise TextError(f"{bpe}: Whisper BPE file is missing from the openai-whisper package")
+    bpe = _whisper_bpe()
     digest = hashlib.sha256(bpe.read_bytes()).hexdigest()[:16]
     out = (out_dir or cache_dir() / "tokenizers") / f"whisper-multilingual-{digest}"
     tok_file = out / "tokenizer.json"

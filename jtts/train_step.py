@@ -31,7 +31,14 @@ from jtts.model import build_model
 from jtts.patterns import Pattern, get_pattern
 
 TrainState = dict[str, Any]  # {"params", "opt_state", "step", "rng", "skipped"[, "ema"]}
-NO_DECAY = ("text_embed", "code_embed", "null_cond", "scale")  # embeddings and norm scales
+NO_DECAY = (
+    "text_embed",
+    "code_embed",
+    "null_cond",
+    "scale",
+    "byte_embed",
+    "pos_embed",
+)  # embeddings, norm scales
 
 
 def lr_schedule(cfg: OptimConfig, total_steps: int) -> optax.Schedule:
