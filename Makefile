@@ -12,7 +12,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml requirements/cpu-constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --progress-bar off -c requirements/cpu-constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install --progress-bar off -c requirements/cpu-constraints.txt -e '.[dev,voices]'
 	touch $(STAMP)
 
 test: $(STAMP)

@@ -12,13 +12,11 @@ it never heard (the issue's "voices it was not trained on"). Both are determinis
 from __future__ import annotations
 
 import argparse
+from itertools import groupby
 from pathlib import Path
 
-import numpy as np
-import soundfile as sf
-from scipy.signal import resample_poly
-
-from jtts.demo_corpus import Espeak, sentences
+from jtts.demo_corpus import sentences
+from speechcorpus.builder import write_metadata, write_wavs
 
 # (voice, words per minute, sample rate the file is written at; None: eSpeak's 22050)
 TRAIN_VOICES = [
@@ -42,28 +40,17 @@ TRAIN_SEED, HELDOUT_SEED = 0, 101
 
 
 def _write(out: Path, rows: list[tuple[str, str, tuple]]) -> Path:
-    """Speak ``(id, text, voice)`` rows into ``out`` (metadata.csv + wavs/)."""
-    (out / "wavs").mkdir(parents=True, exist_ok=True)
-    engines: dict[tuple[str, int], Espeak] = {}
-    lines = []
-    for utt_id, text, (voice, rate, sr) in rows:
-        key = (voice, rate)
-        if key not in engines:  # eSpeak holds one voice at a time: set it again on switch
-            engines.clear()
-            engines[key] = Espeak(voice, rate)
-        engine = engines[key]
-        wav = engine.synth(text)
-        if sr is not None:
-            g = np.gcd(sr, engine.sample_rate)
-            wav = resample_poly(wav, sr // g, engine.sample_rate // g).astype(np.float32)
-        sf.write(out / "wavs" / f"{utt_id}.wav", wav, sr or engine.sample_rate, subtype="PCM_16")
-        lines.append(f"{utt_id}|{text}|{text}")
-    (out / "metadata.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    """Speak ``(id, text, voice)`` rows into ``out`` (metadata.csv + wavs/), one voice at a time:
+    eSpeak holds one voice per process."""
+    for voice, group in groupby(rows, key=lambda row: row[2]):
+        name, rate, sr = voice
+        write_wavs(out, {utt_id: text for utt_id, text, _ in group}, f"espeak:{name}@{rate}", sr)
+    write_metadata(out, {utt_id: text for utt_id, text, _ in rows})
     return out
 
 
 def _by_voice(row: tuple) -> tuple:
-    """Rows of one voice together: `_write` then switches eSpeak's voice rarely."""
+    """Rows of one voice together: `_write` then loads each voice once."""
     (name, rate, sr), utt_id = row[2], row[0]
     return name, rate, sr or 0, utt_id
 

@@ -2,21 +2,16 @@
 
 The demo must run on a fresh machine with no network and no dataset, so it makes its own data:
 a seeded template grammar writes a few hundred distinct sentences, and eSpeak NG (the library
-that ``espeakng-loader`` ships, driven in-process through ctypes, or the ``espeak-ng`` program)
-speaks them. The corpus is written in LJ Speech layout (``metadata.csv`` + ``wavs/``) so the
+that ``espeakng-loader`` ships, through `speechcorpus`) speaks them. The corpus is written in LJ Speech layout (``metadata.csv`` + ``wavs/``) so the
 codec bridge reads it with ``--format ljspeech``.
 """
 
 from __future__ import annotations
 
-import ctypes
 import random
-import shutil
-import subprocess
 from pathlib import Path
 
-import numpy as np
-import soundfile as sf
+from speechcorpus.builder import write_corpus
 
 SUBJECTS = [
     "the old man",
@@ -101,6 +96,7 @@ PLACES = [
     "during the summer",
 ]
 SAMPLE_RATE = 22050
+VOICE = "espeak:en-us"  # the demo's voice (see speechcorpus.voices)
 
 
 TEMPLATES = (
@@ -167,57 +163,6 @@ def sentences(n: int, seed: int = 0) -> list[str]:
     return out
 
 
-class Espeak:
-    """eSpeak NG through its C API: synchronous synthesis into a Python callback."""
-
-    _AUDIO_OUTPUT_SYNCHRONOUS = 2
-    _CHARS_UTF8 = 1
-    _POS_CHARACTER = 1
-    _RATE = 1
-
-    def __init__(self, voice: str = "en-us", rate: int = 165):
-        import espeakng_loader
-
-        self.lib = ctypes.CDLL(espeakng_loader.get_library_path())
-        data = espeakng_loader.get_data_path().encode()
-        self.sample_rate = self.lib.espeak_Initialize(self._AUDIO_OUTPUT_SYNCHRONOUS, 0, data, 0)
-        if self.sample_rate <= 0:
-            raise RuntimeError(f"espeak_Initialize failed (data path {data.decode()})")
-        callback_t = ctypes.CFUNCTYPE(
-            ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p
-        )
-        self._chunks: list[np.ndarray] = []
-        self._callback = callback_t(self._collect)  # keep a reference: C holds the pointer
-        self.lib.espeak_SetSynthCallback(self._callback)
-        if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
-            raise RuntimeError(f"eSpeak NG has no voice {voice!r}")
-        self.lib.espeak_SetParameter(self._RATE, rate, 0)
-
-    def _collect(self, wav, numsamples, events) -> int:
-        if numsamples > 0:
-            self._chunks.append(np.ctypeslib.as_array(wav, shape=(numsamples,)).copy())
-        return 0
-
-    def synth(self, text: str) -> np.ndarray:
-        """Speech for ``text`` as float32 in [-1, 1] at ``self.sample_rate``."""
-        self._chunks = []
-        data = text.encode("utf-8") + b"\0"
-        err = self.lib.espeak_Synth(
-            data, len(data), 0, self._POS_CHARACTER, 0, self._CHARS_UTF8, None, None
-        )
-        if err != 0:
-            raise RuntimeError(f"espeak_Synth failed with code {err} for {text!r}")
-        pcm = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.int16)
-        return pcm.astype(np.float32) / 32768.0
-
-
-def _synth_with_program(text: str, path: Path) -> None:
-    exe = shutil.which("espeak-ng") or shutil.which("espeak")
-    if exe is None:
-        raise RuntimeError("no eSpeak NG: pip install espeakng-loader, or install espeak-ng")
-    subprocess.run([exe, "-v", "en-us", "-w", str(path), text], check=True, capture_output=True)
-
-
 def build_corpus(out: str | Path, n: int = 300, seed: int = 0) -> Path:
     """Write ``n`` spoken sentences to ``out`` in LJ Speech layout; returns ``out``.
 
@@ -227,27 +172,9 @@ def build_corpus(out: str | Path, n: int = 300, seed: int = 0) -> Path:
 
 
 def speak(out: str | Path, texts: dict[str, str]) -> Path:
-    """Write ``texts`` (id -> sentence) spoken by eSpeak NG to ``out`` in LJ Speech layout.
-
-    A folder whose metadata already lists exactly these ids and texts is reused as it is."""
-    out = Path(out)
-    meta = out / "metadata.csv"
-    lines = [f"{utt_id}|{text}|{text}" for utt_id, text in texts.items()]
-    if meta.exists() and meta.read_text(encoding="utf-8").splitlines() == lines:
-        return out
-    (out / "wavs").mkdir(parents=True, exist_ok=True)
-    try:
-        engine: Espeak | None = Espeak()
-    except (ImportError, OSError, RuntimeError):
-        engine = None
-    for utt_id, text in texts.items():
-        wav = out / "wavs" / f"{utt_id}.wav"
-        if engine is not None:
-            sf.write(wav, engine.synth(text), engine.sample_rate, subtype="PCM_16")
-        else:
-            _synth_with_program(text, wav)
-    meta.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return out
+    """Write ``texts`` (id -> sentence) spoken by eSpeak NG (en-us, 165 words a minute) to
+    ``out`` in LJ Speech layout; wavs already there are kept (see `speechcorpus.builder`)."""
+    return write_corpus(out, texts, VOICE)
 
 
 def held_out(n: int = 3, seed: int = 0, corpus_size: int = 300) -> list[str]:

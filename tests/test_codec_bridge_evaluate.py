@@ -13,7 +13,7 @@ import soundfile as sf
 from codec_bridge.asr import Sphinx, words_of
 from codec_bridge.cli import main
 from codec_bridge.evaluate import error_rates, nearest_own_text
-from jtts.demo_corpus import Espeak
+from speechcorpus.espeak import Espeak
 
 SENTENCES = [
     "The old man found the red box near the river.",
