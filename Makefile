@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PYTHONHASHSEED := 0
 
-.PHONY: setup test demo bench lint clean
+.PHONY: setup system test demo bench lint clean
 
 setup: $(STAMP)
 
@@ -14,6 +14,12 @@ $(STAMP): pyproject.toml requirements/cpu-constraints.txt
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --progress-bar off -c requirements/cpu-constraints.txt -e '.[dev,voices]'
 	touch $(STAMP)
+
+# Debian packages that corpora and their tests use when present: flite's voices, GCIDE text.
+system:
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends flite dict-gcide; \
+	else echo "make system: needs root and apt-get; the flite and GCIDE tests will skip"; fi
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
