@@ -8,6 +8,7 @@ same bar prints a whole line at most every `LOG_EVERY_S` seconds, and one when i
 from __future__ import annotations
 
 import sys
+import time
 from typing import Any, TextIO
 
 from tqdm import tqdm
@@ -30,10 +31,22 @@ class _Lines:
         self.stream.flush()
 
 
+class _LogBar(tqdm):
+    """Shows itself at most every `LOG_EVERY_S` seconds, whatever asks (an update, a postfix,
+    an explicit refresh), and always when it closes."""
+
+    def display(self, msg: str | None = None, pos: int | None = None) -> bool:
+        now = time.monotonic()
+        if not self.disable and now - getattr(self, "_shown", -LOG_EVERY_S) < LOG_EVERY_S:
+            return True
+        self._shown = now
+        return super().display(msg, pos)
+
+
 def progress_bar(stream: TextIO | None = None, **kwargs: Any) -> tqdm:
     """A tqdm bar on `stream` (stderr): redrawn in a terminal, a line per interval elsewhere."""
     stream = stream or sys.stderr
     isatty = getattr(stream, "isatty", None)
     if isatty is not None and isatty():
         return tqdm(file=stream, dynamic_ncols=True, **kwargs)
-    return tqdm(file=_Lines(stream), ncols=80, ascii=True, mininterval=LOG_EVERY_S, **kwargs)
+    return _LogBar(file=_Lines(stream), ncols=80, ascii=True, **kwargs)

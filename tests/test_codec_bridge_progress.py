@@ -23,10 +23,22 @@ def test_a_log_file_gets_whole_lines_not_redraws():
     assert lines[0].startswith("train:   0%") and "1000/1000" in lines[-1]
 
 
+def test_explicit_refreshes_wait_for_the_interval_too():
+    log = io.StringIO()
+    bar = progress_bar(log, total=100)
+    for i in range(100):
+        bar.n = i + 1
+        bar.set_postfix_str(f"{i}x real time")  # refreshes, as extraction's bar does
+        bar.refresh()
+    bar.close()
+    lines = log.getvalue().splitlines()
+    assert len(lines) == 2 and "100/100" in lines[-1] and "99x real time" in lines[-1], lines
+
+
 def test_a_log_file_gets_a_line_per_interval(monkeypatch):
     monkeypatch.setattr("codec_bridge.progress.LOG_EVERY_S", 0.0)
     log = io.StringIO()
-    with progress_bar(log, total=5, unit="step") as bar:
+    with progress_bar(log, total=5, unit="step", mininterval=0) as bar:
         for _ in range(5):
             bar.update(1)
     assert [line.split("|")[-1].split()[0] for line in log.getvalue().splitlines()][-1] == "5/5"
