@@ -101,7 +101,7 @@ def encode(run: Run, text: str, where: str, *, split: bool = False) -> tuple[lis
     normalizer, limit = run.cfg.data.text_normalizer, run.cfg.model.max_text_len
     chunks, said = [], []
     for piece in split_sentences(text) if split else [text]:
-        said.append(normalize(piece, normalizer))
+        spoken = normalize(piece, normalizer)
         ids = encode_text(piece, normalizer)
         if len(ids) > limit:
             fix = "split that sentence" if split else "shorten it or pass --split-sentences"
@@ -109,11 +109,16 @@ def encode(run: Run, text: str, where: str, *, split: bool = False) -> tuple[lis
                 f"{where}: {len(ids)} text tokens after normalization, the model reads at "
                 f"most {limit}; {fix}"
             )
-        if len(ids) > 1:  # more than the end-of-text token
+        # Only letters or digits are said: a lone "." or the joiner of an emoji would be babble.
+        if any(c.isalnum() for c in spoken):
             chunks.append(ids)
+            said.append(spoken)
     if not chunks:
-        raise UsageError(f"{where}: the text is empty after normalization ({normalizer})")
-    return chunks, " ".join(s for s in said if s)
+        raise UsageError(
+            f"{where}: the text is empty after normalization ({normalizer}): no letters or "
+            "digits to say"
+        )
+    return chunks, " ".join(said)
 
 
 @dataclasses.dataclass(frozen=True)
