@@ -267,11 +267,12 @@ def verbalize(text: str) -> str:
     return " ".join(text.split())
 
 
-# Periods that do not end a sentence: the abbreviations above, month abbreviations, "No."
-# and single initials ("J. R. R. Tolkien").
+# Periods that do not end a sentence, in any case: the abbreviations above, month
+# abbreviations, "No." and single initials ("J. R. R. Tolkien").
 _NOT_AN_END = re.compile(
     rf"(?:(?<!\w)(?:{_alternation([*ABBREVIATIONS, 'St.', 'No.'])})"
-    rf"|\b(?:{'|'.join(_MONTH_ABBR)})\.|\b[A-Za-z]\.)$"
+    rf"|\b(?:{'|'.join(_MONTH_ABBR)})\.|\b[a-z]\.)$",
+    re.I,
 )
 
 

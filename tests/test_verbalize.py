@@ -1,6 +1,9 @@
 """Written English to its spoken form, against spoken forms written by hand from English usage."""
 
+import json
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -157,3 +160,16 @@ def test_split_sentences_knows_the_abbreviations():
         "They paid $3.50, i.e. a lot!",
         "Then etc. Gone?",
     ]
+
+
+def test_split_sentences_ignores_case_of_abbreviations():
+    assert split_sentences("we met dr. jones. then left") == ["we met dr. jones.", "then left"]
+
+
+def test_spoken_english_loads_neither_torch_nor_jax():
+    code = (
+        "import sys, json, jtts.text; jtts.text.normalize('$5 on 5/5/2025', 'spoken_english');"
+        "print(json.dumps([m in sys.modules for m in ('torch', 'jax')]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [False, False]
