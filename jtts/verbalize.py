@@ -169,8 +169,8 @@ def _date(m: re.Match, month: int, day: int) -> str:
     if not (1 <= month <= 12 and 1 <= day <= 31):
         return m[0]
     name, nth = MONTHS[month - 1], words(day, "ordinal")
-    the = m.groupdict().get("the")
-    said = f"{the or 'the'} {nth} of {name}" if "the" in m.groupdict() else f"{name} {nth}"
+    day_first = "the" in m.groupdict()  # only that rule has the group
+    said = f"{m['the'] or 'the'} {nth} of {name}" if day_first else f"{name} {nth}"
     return f"{said}, {year(int(m['y']))}" if m["y"] else said
 
 
