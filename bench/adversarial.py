@@ -998,6 +998,84 @@ def case_sample_only_special_tokens(s):
     return s.user_error(p, "--text", "empty after normalization")
 
 
+# Text no model can read, or no reader expects (issue 25): exit 0 with codes, or exit 2 with one
+# line naming the problem, never a traceback.
+ODD_TEXTS = {
+    "empty": "",
+    "only-punctuation": "?!... ;-- «»",
+    "only-emoji": "🎉🙂👩‍👩‍👧‍👦",
+    "control-characters": "hi\x07 there\x1b[0m \x7f",
+    "chinese": "你好，世界",
+    "arabic": "مرحبا بالعالم",
+}
+LONG_TEXT = ("The quick brown fox jumps over the lazy dog. " * 445)[:20_000]
+
+
+def _odd_text(s: Sweep, name: str, *args: str) -> tuple[Proc, Path]:
+    out = s.work / f"odd-{name}.npy"
+    out.unlink(missing_ok=True)
+    run_dir = s.work / "runs" / "unused" if name == "empty" else s.trained
+    p = s.run(*sample(run_dir, "--text", ODD_TEXTS[name], "--codes-out", str(out),
+                      "--max-seconds", "0.1", *args))  # fmt: skip
+    return p, out
+
+
+@case("sample", "exit 2; one line: --text is empty", quick=True)
+def case_sample_text_empty_string(s):
+    return s.user_error(_odd_text(s, "empty")[0], "--text is empty")
+
+
+@case("sample", "exit 2; one line: --text empty after normalization")
+def case_sample_text_only_punctuation(s):
+    return s.user_error(_odd_text(s, "only-punctuation")[0], "--text", "empty after normalization")
+
+
+@case("sample", "exit 2; one line: --text empty after normalization")
+def case_sample_text_only_emoji(s):
+    return s.user_error(_odd_text(s, "only-emoji")[0], "--text", "empty after normalization")
+
+
+def _spoken(s: Sweep, name: str) -> Proc:
+    p, out = _odd_text(s, name, "--print-normalized")
+    s.exit_code(p, 0)
+    s.expect(out.exists(), "no codes written")
+    return p
+
+
+@case("sample", "exit 0; control characters spoken around, codes written")
+def case_sample_text_control_characters(s):
+    return _spoken(s, "control-characters")
+
+
+@case("sample", "exit 0; Chinese text read as tokens, codes written")
+def case_sample_text_chinese(s):
+    return _spoken(s, "chinese")
+
+
+@case("sample", "exit 0; Arabic text read as tokens, codes written")
+def case_sample_text_arabic(s):
+    return _spoken(s, "arabic")
+
+
+@case("sample", "exit 0 with --split-sentences: 445 sentences spoken and joined")
+def case_sample_text_20000_characters(s):
+    out = s.work / "long20k.npy"
+    p = s.run(*sample(s.trained, "--text", LONG_TEXT, "--codes-out", str(out), "--split-sentences",
+                      "--max-seconds", "0.05", "--batch-size", "512", "--print-normalized"))  # fmt: skip
+    s.exit_code(p, 0)
+    s.expect(out.exists(), "no codes written")
+    said = p.out.splitlines()[0] if p.out else ""
+    s.expect(said.startswith("the quick brown fox"), f"no normalized line: {said[:60]!r}")
+    return p
+
+
+@case("sample", "exit 2 without --split-sentences: one line naming the token count and the fix")
+def case_sample_text_20000_characters_unsplit(s):
+    out = str(s.work / "long20k.npy")
+    p = s.run(*sample(s.trained, "--text", LONG_TEXT, "--codes-out", out))
+    return s.user_error(p, "text tokens", "--split-sentences")
+
+
 # === decode and the other bridge commands ===================================================
 
 

@@ -44,6 +44,13 @@ def main(argv: list[str] | None = None) -> int:
         help="speak each sentence separately and join the codes (for texts longer than the "
         "model reads)",
     )
+    p.add_argument(
+        "--print-normalized",
+        action="store_true",
+        help="print each text as the model reads it (numbers, dates, abbreviations spoken "
+        "with the spoken_english normalizer), one line per text; the .json beside the codes "
+        'records it as "normalized"',
+    )
     return sampler.cli(**vars(p.parse_args(argv)))
 
 

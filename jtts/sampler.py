@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 import subprocess
 import sys
 import tempfile
@@ -29,7 +28,8 @@ from jtts import decode
 from jtts.checkpoint import CheckpointError, load_model
 from jtts.config import Config
 from jtts.data import encode_text
-from jtts.text import cache_dir
+from jtts.text import cache_dir, normalize
+from jtts.verbalize import split_sentences
 
 STORE_FILE = "store.json"  # RUN_DIR/store.json: the training store's meta plus store_dir
 
@@ -95,30 +95,13 @@ def load_run(run_dir: str | Path, step: int | None = None) -> Run:
     return Run(run_dir, cfg, model, step, store_meta)
 
 
-_ABBREVIATION = re.compile(
-    r"(?:\b(?:mrs?|ms|dr|st|prof|jr|sr|vs|etc|no|e\.g|i\.e)|\b[a-z])\.$", re.I
-)
-
-
-def split_sentences(text: str) -> list[str]:
-    """Sentences of `text`: split after . ! ? and at line breaks, not after "Dr." or "J."."""
-    sentences: list[str] = []
-    for line in text.splitlines():
-        merged: list[str] = []
-        for piece in re.split(r"(?<=[.!?…])\s+", line.strip()):
-            if merged and _ABBREVIATION.search(merged[-1]):
-                merged[-1] = f"{merged[-1]} {piece}"
-            else:
-                merged.append(piece)
-        sentences += [m for m in merged if m]
-    return sentences
-
-
-def encode(run: Run, text: str, where: str, *, split: bool = False) -> list[np.ndarray]:
-    """Token ids of `text` as training encoded it: one array, or one per sentence."""
+def encode(run: Run, text: str, where: str, *, split: bool = False) -> tuple[list[np.ndarray], str]:
+    """Token ids of `text` as training encoded it (one array, or one per sentence), and the
+    normalized text they encode: what the model reads, e.g. the spoken form of numbers."""
     normalizer, limit = run.cfg.data.text_normalizer, run.cfg.model.max_text_len
-    chunks = []
+    chunks, said = [], []
     for piece in split_sentences(text) if split else [text]:
+        spoken = normalize(piece, normalizer)
         ids = encode_text(piece, normalizer)
         if len(ids) > limit:
             fix = "split that sentence" if split else "shorten it or pass --split-sentences"
@@ -126,11 +109,16 @@ def encode(run: Run, text: str, where: str, *, split: bool = False) -> list[np.n
                 f"{where}: {len(ids)} text tokens after normalization, the model reads at "
                 f"most {limit}; {fix}"
             )
-        if len(ids) > 1:  # more than the end-of-text token
+        # Only letters or digits are said: a lone "." or the joiner of an emoji would be babble.
+        if any(c.isalnum() for c in spoken):
             chunks.append(ids)
+            said.append(spoken)
     if not chunks:
-        raise UsageError(f"{where}: the text is empty after normalization ({normalizer})")
-    return chunks
+        raise UsageError(
+            f"{where}: the text is empty after normalization ({normalizer}): no letters or "
+            "digits to say"
+        )
+    return chunks, " ".join(said)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,10 +175,11 @@ def synthesize(
     return Synthesis(codes, compile_s, decode_s)
 
 
-def write_codes(run: Run, path: Path, codes_KxT: np.ndarray, text: str) -> None:
-    """codes .npy + .json sidecar (store meta, store_dir, text, step) for codec_bridge."""
+def write_codes(run: Run, path: Path, codes_KxT: np.ndarray, text: str, normalized: str) -> None:
+    """codes .npy + .json sidecar (store meta, store_dir, text, normalized, step)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_codes(path, codes_KxT, {**run.store_meta, "text": text, "step": run.step})
+    meta = {**run.store_meta, "text": text, "normalized": normalized, "step": run.step}
+    save_codes(path, codes_KxT, meta)
 
 
 def run_codec(args: list[str], codes: str | None) -> None:
@@ -276,21 +265,24 @@ def _main(o: dict[str, Any]) -> None:
         stems = [f"{n:0{width}d}" for n, _ in lines]
         raw = [text for _, text in lines]
         names = [f"line {n}" for n, _ in lines]
-    texts = [
+    encoded = [
         encode(run, text, where, split=o["split_sentences"])
         for text, where in zip(raw, names, strict=True)
     ]
+    texts, said = [ids for ids, _ in encoded], [spoken for _, spoken in encoded]
+    if o["print_normalized"]:
+        print("\n".join(said))
     t_ready = time.perf_counter()
     syn = synthesize(run, texts, sampling, max_frames, o["batch_size"], names)
     with tempfile.TemporaryDirectory(prefix="jtts-codes-") as tmp:
         if o["text"] is not None:
             path = Path(o["codes_out"] or Path(tmp) / "codes.npy")
-            write_codes(run, path, syn.codes[0], raw[0])
+            write_codes(run, path, syn.codes[0], raw[0], said[0])
             codec_args = [str(path), "--out", o["out"]]
         else:
             folder = Path(o["codes_out"] or tmp)
-            for stem, text, codes in zip(stems, raw, syn.codes, strict=True):
-                write_codes(run, folder / f"{stem}.npy", codes, text)
+            for stem, text, spoken, codes in zip(stems, raw, said, syn.codes, strict=True):
+                write_codes(run, folder / f"{stem}.npy", codes, text, spoken)
             codec_args = ["--in-dir", str(folder), "--out-dir", str(o["out_dir"])]
         t_codec = time.perf_counter()
         if o["out"] or o["out_dir"]:

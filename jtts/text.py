@@ -26,7 +26,7 @@ HF_REPO = "openai/whisper-small"
 # Whisper's pre-tokenizer pattern (GPT-2's), from whisper/tokenizer.py.
 WHISPER_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 NUM_LANGUAGES = 99  # the multilingual vocabulary of Whisper v1/v2 (51865 ids); v3 adds one.
-NORMALIZERS = ("whisper_english", "whisper_basic", "nfkc")
+NORMALIZERS = ("whisper_english", "whisper_basic", "nfkc", "spoken_english")
 
 
 class TextError(Exception):
@@ -190,16 +190,26 @@ def _nfkc(text: str) -> str:
 
 @cache
 def get_normalizer(name: str) -> Callable[[str], str]:
-    """A text normalizer by name; the name is recorded in the run config so sampling matches."""
+    """A text normalizer by name; the name is recorded in the run config so sampling matches.
+
+    `spoken_english` is `jtts.verbalize` ("$20" -> "twenty dollars") then `whisper_english`
+    without its number step, which would turn the spoken words back into "$20".
+    """
     if name == "nfkc":
         return _nfkc
     from transformers.models.whisper import english_normalizer as en
 
     if name == "whisper_basic":
         return en.BasicTextNormalizer()
-    if name == "whisper_english":
+    if name in ("whisper_english", "spoken_english"):
         spelling = json.loads((_whisper_dir() / "normalizers" / "english.json").read_text())
-        return en.EnglishTextNormalizer(spelling)
+        english = en.EnglishTextNormalizer(spelling)
+        if name == "whisper_english":
+            return english
+        from jtts.verbalize import verbalize
+
+        english.standardize_numbers = lambda s: s
+        return lambda text: english(verbalize(text))
     raise TextError(f"unknown text normalizer {name!r} (known: {', '.join(NORMALIZERS)})")
 
 

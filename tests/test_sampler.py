@@ -1,5 +1,6 @@
 """`python -m jtts.sample` end to end on an overfit tiny run, and its error messages."""
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -21,6 +22,7 @@ from jtts.config import load_config, save_config
 from jtts.data import encode_text
 from jtts.model import build_model
 from jtts.patterns import get_pattern
+from jtts.text import get_tokenizer
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 GREEDY = ["--greedy", "--cfg-scale", "1"]
@@ -235,3 +237,93 @@ def test_codes_that_cannot_be_written_are_one_line(run, tmp_path, capsys):
     args = ["--workdir", run[0], "--text", run[1][0].text, "--codes-out", blocker / "c.npy"]
     code, _, err = cli(capsys, *args, *GREEDY)
     assert code == 2 and err.count("\n") == 1 and err.startswith(f"error: {blocker}: ")
+
+
+LONG = ("The quick brown fox jumps over the lazy dog. " * 445)[:20_000]
+
+
+@pytest.mark.parametrize(
+    ("text", "extra", "message"),
+    [
+        ("", [], "--text is empty"),
+        (" \t \n ", [], "--text is empty"),
+        ("?!... ;-- «»", [], "empty after normalization"),
+        ("🎉🙂👩‍👩‍👧‍👦", [], "empty after normalization"),
+        ("hi\x07 there\x1b[0m \x7f", [], None),
+        ("你好，世界", [], None),
+        ("مرحبا بالعالم", [], None),
+        (LONG, [], "pass --split-sentences"),
+        (LONG, ["--split-sentences", "--batch-size", "512"], None),
+    ],
+    ids=[
+        "empty",
+        "whitespace",
+        "punctuation",
+        "emoji",
+        "control",
+        "chinese",
+        "arabic",
+        "20000-chars",
+        "20000-chars-split",
+    ],
+)
+def test_any_text_gives_speech_or_one_line(run, tmp_path, capsys, text, extra, message):
+    """Exit 0 with codes, or exit 2 with one line naming the problem; never a traceback."""
+    out = tmp_path / "c.npy"
+    args = ["--workdir", run[0], "--text", text, "--codes-out", out, "--max-seconds", 0.05]
+    code, _, err = cli(capsys, *args, *extra, *GREEDY)
+    if message is None:
+        assert code == 0, err
+        assert load_codes(out)[0].shape[1] > 0
+    else:
+        assert code == 2 and message in err
+        assert err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_print_normalized_and_sidecar(run, tmp_path, capsys):
+    """The run's normalizer (whisper_english keeps "$3.50"), one line per text, and the sidecar."""
+    lines = tmp_path / "lines.txt"
+    lines.write_text("Dr. Smith paid $3.50.\n\nI'm at 5 Main St. Bye!\n")
+    args = ["--workdir", run[0], "--text-file", lines, "--codes-out", tmp_path / "c"]
+    code, out, err = cli(capsys, *args, "--print-normalized", "--max-seconds", 0.05, *GREEDY)
+    assert code == 0, err
+    said = ["doctor smith paid $3.50", "i am at 5 main saint bye"]
+    assert out.splitlines()[:2] == said
+    for name, spoken in zip(["0001", "0003"], said, strict=True):
+        assert load_codes(tmp_path / "c" / f"{name}.npy")[1]["normalized"] == spoken
+
+
+@pytest.fixture
+def spoken_run(run, monkeypatch):
+    """The tiny run as if trained with `data.text_normalizer=spoken_english`."""
+    load = sampler.load_run
+
+    def load_spoken(run_dir, step=None):
+        r = load(run_dir, step)
+        data = dataclasses.replace(r.cfg.data, text_normalizer="spoken_english")
+        return dataclasses.replace(r, cfg=dataclasses.replace(r.cfg, data=data))
+
+    monkeypatch.setattr(sampler, "load_run", load_spoken)
+    return run
+
+
+def test_spoken_form_is_printed_and_encoded(spoken_run, tmp_path, capsys):
+    text = "Dr. Smith paid $3.50 on Dec. 5, 2026. It was 25% off!"
+    out = tmp_path / "c.npy"
+    args = ["--workdir", spoken_run[0], "--text", text, "--codes-out", out, "--split-sentences"]
+    code, stdout, err = cli(capsys, *args, "--print-normalized", "--max-seconds", 0.05, *GREEDY)
+    assert code == 0, err
+    said = (
+        "doctor smith paid three dollars and fifty cents on december fifth twenty twenty six "
+        "it was twenty five percent off"
+    )
+    assert stdout.splitlines()[0] == said
+    assert load_codes(out)[1]["normalized"] == said
+    r = sampler.load_run(spoken_run[0])
+    chunks, spoken = sampler.encode(r, text, "--text", split=True)
+    assert spoken == said and len(chunks) == 2
+    tok = get_tokenizer("whisper")
+    assert [tok.decode(ids[:-1]) for ids in chunks] == [
+        "doctor smith paid three dollars and fifty cents on december fifth twenty twenty six",
+        "it was twenty five percent off",
+    ]
