@@ -17,6 +17,7 @@ from typing import Any, Literal
 import yaml
 
 from codec_bridge.textfile import EncodingError, read_text
+from jtts.text import NORMALIZERS
 
 
 class ConfigError(ValueError):
@@ -134,6 +135,10 @@ class DataConfig:
     def __post_init__(self) -> None:
         _at_least(self, "data", 1, "batch_frames", "max_frames", "num_buckets")
         _at_least(self, "data", 0, "prefetch")
+        _check(
+            self.text_normalizer in NORMALIZERS,
+            f"data.text_normalizer={self.text_normalizer!r} is not one of {', '.join(NORMALIZERS)}",
+        )
         _check(
             0.0 <= self.val_fraction < 1.0,
             f"data.val_fraction must be in [0, 1), got {self.val_fraction}",

@@ -186,3 +186,9 @@ def test_unparsable_override_value_is_one_line():
         load_config(CONFIGS / "tiny.yaml", ["data.bucket_sizes=[96"])
     msg = str(err.value)
     assert "\n" not in msg and msg.startswith("override 'data.bucket_sizes=[96': cannot parse")
+
+
+def test_an_unknown_text_normalizer_fails_at_load():
+    with pytest.raises(ConfigError, match="data.text_normalizer='spoken' is not one of"):
+        apply_overrides(Config(), ["data.text_normalizer=spoken"])
+    assert apply_overrides(Config(), ["data.text_normalizer=spoken_english"])
