@@ -94,7 +94,8 @@ def evaluate(
     """Judge ``items`` (id, text, reference wav); see the module docstring for the sets.
 
     ``codec`` is a `codec_bridge.codec.Codec` (or None), whose resynthesis is also written
-    to ``resynthesis_dir/{id}.wav`` when given; ``vocabulary`` is ``corpus`` (the
+    to ``resynthesis_dir/{id}.wav`` when given; ``asr`` names the judge
+    (`codec_bridge.asr.recognizer`); ``vocabulary``, for pocketsphinx, is ``corpus`` (the
     words of the texts), ``None``/``none`` (open language model), a text file whose words
     form it, or a word list."""
     if not items:
