@@ -12,7 +12,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml requirements/cpu-constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --progress-bar off -c requirements/cpu-constraints.txt -e '.[dev,voices]'
+	$(BIN)/python -m pip install --progress-bar off -c requirements/cpu-constraints.txt -e '.[dev,voices,eval]'
 	touch $(STAMP)
 
 # Debian packages that corpora and their tests use when present: flite's voices, GCIDE text.

@@ -42,7 +42,13 @@ def add_commands(sub) -> None:
         help="closed vocabulary: corpus (the texts' words) | none (open LM) | FILE (words)",
     )
     ev.add_argument("--jsgf", help="JSGF grammar FILE for the ASR (overrides --vocabulary)")
-    ev.add_argument("--asr", default="auto", choices=["auto", "pocketsphinx", "whisper"])
+    ev.add_argument(
+        "--asr",
+        default="auto",
+        choices=["auto", "whisper", "pocketsphinx", "openai-whisper"],
+        help="whisper: Whisper base (eval extra) | pocketsphinx | openai-whisper (cached"
+        " checkpoint) | auto: whisper when installed and no --jsgf, else pocketsphinx",
+    )
     ev.add_argument("--out", help="write the JSON report here (default: stdout)")
     ev.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     ev.add_argument("--quiet", action="store_true", help="no progress bar or table")

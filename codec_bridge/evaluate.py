@@ -10,9 +10,10 @@ absolute word error rate says little (pocketsphinx misreads even clean eSpeak sp
 * ``synthesis`` (with ``--synth DIR``): ``DIR/{id}.wav`` for each utterance, e.g. what a TTS
   model said for that text, with its duration ratio to the original.
 
-Per set: WER and CER (jiwer, after lower-casing and removing punctuation), and the fraction
-of utterances whose transcript is nearer its own text than any other text of the set. The
-JSON report also holds every transcript.
+Per set: WER and CER (jiwer, after the judge's text normalizer: Whisper's English normalizer
+for the Whisper judges, lower case without punctuation for pocketsphinx), and the fraction of
+utterances whose transcript is nearer its own text than any other text of the set. The JSON
+report also holds every transcript and names the judge (engine, model, sha256, normalizer).
 """
 
 from __future__ import annotations
@@ -24,27 +25,16 @@ import jiwer
 import numpy as np
 import soundfile as sf
 
-from codec_bridge.asr import recognizer, words_of
+from codec_bridge.asr import recognizer, text_normalizer, words_of
 from codec_bridge.errors import BridgeError
 from codec_bridge.progress import progress_bar
 from codec_bridge.readers import read_corpus
 
-_NORMALIZE = jiwer.Compose(
-    [
-        jiwer.ToLowerCase(),
-        jiwer.RemovePunctuation(),
-        jiwer.RemoveMultipleSpaces(),
-        jiwer.Strip(),
-    ]
-)
 
-
-def normalize(text: str) -> str:
-    return _NORMALIZE(text)
-
-
-def error_rates(refs: list[str], hyps: list[str]) -> dict[str, float]:
-    """Corpus-level WER and CER: errors over all reference words (characters)."""
+def error_rates(refs: list[str], hyps: list[str], normalizer: str = "basic") -> dict[str, float]:
+    """Corpus-level WER and CER: errors over all reference words (characters), both sides
+    through the same `text_normalizer`."""
+    normalize = text_normalizer(normalizer)
     refs, hyps = [normalize(r) for r in refs], [normalize(h) for h in hyps]
     words = jiwer.process_words(refs, hyps)
     chars = jiwer.process_characters(refs, hyps)
@@ -55,9 +45,10 @@ def error_rates(refs: list[str], hyps: list[str]) -> dict[str, float]:
     }
 
 
-def nearest_own_text(refs: list[str], hyps: list[str]) -> float:
+def nearest_own_text(refs: list[str], hyps: list[str], normalizer: str = "basic") -> float:
     """Fraction of hypotheses whose word error rate is lowest against their own reference,
     strictly below every other distinct reference of the set."""
+    normalize = text_normalizer(normalizer)
     refs = [normalize(r) for r in refs]
     distinct = sorted(set(refs))
     hits = 0
@@ -77,10 +68,10 @@ def _read(path: Path) -> tuple[np.ndarray, int]:
     return wav.T, sr
 
 
-def _summary(rows: list[dict[str, Any]], refs: list[str]) -> dict[str, Any]:
+def _summary(rows: list[dict[str, Any]], refs: list[str], normalizer: str) -> dict[str, Any]:
     hyps = [r["hyp"] for r in rows]
-    out: dict[str, Any] = {**error_rates(refs, hyps), "utterances": len(rows)}
-    out["nearest_own_text"] = nearest_own_text(refs, hyps)
+    out: dict[str, Any] = {**error_rates(refs, hyps, normalizer), "utterances": len(rows)}
+    out["nearest_own_text"] = nearest_own_text(refs, hyps, normalizer)
     for key in ("duration_ratio", "log_mel_distance", "si_snr"):
         values = [r[key] for r in rows if key in r]
         if values:
@@ -103,7 +94,8 @@ def evaluate(
     """Judge ``items`` (id, text, reference wav); see the module docstring for the sets.
 
     ``codec`` is a `codec_bridge.codec.Codec` (or None), whose resynthesis is also written
-    to ``resynthesis_dir/{id}.wav`` when given; ``vocabulary`` is ``corpus`` (the
+    to ``resynthesis_dir/{id}.wav`` when given; ``asr`` names the judge
+    (`codec_bridge.asr.recognizer`); ``vocabulary``, for pocketsphinx, is ``corpus`` (the
     words of the texts), ``None``/``none`` (open language model), a text file whose words
     form it, or a word list."""
     if not items:
@@ -158,7 +150,7 @@ def evaluate(
             sets["synthesis"].append(row)
             entry["synthesis"] = row
         per_utt.append(entry)
-    summary = {name: _summary(rows, texts) for name, rows in sets.items()}
+    summary = {name: _summary(rows, texts, asr_.normalizer) for name, rows in sets.items()}
     if codes:  # distinct codes per level over the whole set: how much of each codebook lives
         levels = np.concatenate(codes, axis=1)
         summary["resynthesis"]["codes_used"] = [len(np.unique(c)) for c in levels]
@@ -166,6 +158,8 @@ def evaluate(
     report: dict[str, Any] = {
         "asr": {
             "engine": asr_.engine,
+            **asr_.judge(),
+            "normalizer": asr_.normalizer,
             "vocabulary": asr_.vocabulary,
             "words_not_in_dictionary": asr_.unknown,
         },

@@ -70,6 +70,7 @@ def test_cli_report_sets_resynthesis_and_synthesis_beside_originals(
     shutil.copytree(espeak_corpus / "wavs", synth)  # a "TTS" that returns the recordings
     out = tmp_path / "report.json"
     args = ["evaluate", "--format", "ljspeech", "--input", str(espeak_corpus), "--quiet"]
+    args += ["--asr", "pocketsphinx"]
     resynth = tmp_path / "resynth"
     rc = main(
         [*args, "--weights", "untrained", "--synth", str(synth), "--out", str(out)]
@@ -89,6 +90,7 @@ def test_cli_report_sets_resynthesis_and_synthesis_beside_originals(
     assert sets["resynthesis"]["log_mel_distance"] > 0.5  # untrained codec: far from speech
     assert sets["resynthesis"]["si_snr"] < 5
     assert report["asr"]["engine"] == "pocketsphinx" and "closed" in report["asr"]["vocabulary"]
+    assert "pocketsphinx" in report["asr"]["model"] and report["asr"]["normalizer"] == "basic"
     assert [u["id"] for u in report["utterances"]] == ["S0", "S1"]
     assert set(report["ratios"]) == {
         "resynthesis_over_original",
