@@ -20,6 +20,7 @@ import torch
 from tensorboardX import SummaryWriter
 
 from codec_bridge.codec_losses import LogMel, log_mel_distance, si_snr
+from codec_bridge.format import file_stem
 from codec_bridge.quantizer_init import codes_used
 
 SAMPLES_KEPT = 2
@@ -91,7 +92,11 @@ class Reporter:
             )
             if i < SAMPLES_KEPT:
                 out.mkdir(parents=True, exist_ok=True)
-                sf.write(str(out / f"{u.id}.wav"), np.clip(y.numpy().T, -1, 1), self.sample_rate)
+                sf.write(
+                    str(out / f"{file_stem(u.id)}.wav"),
+                    np.clip(y.numpy().T, -1, 1),
+                    self.sample_rate,
+                )
         self._spectrogram(out / "spectrogram.png", utterances[0], first)
         model.train(was_training)
         mel, dist, snr = (float(np.mean(col)) for col in zip(*rows, strict=True))

@@ -325,3 +325,17 @@ def test_minutes_limit_stops_and_resume_continues(corpus, tmp_path):
         == 0
     )
     assert _train_rows(out)[-1]["step"] == first["step"] + 3
+
+
+def test_a_manifest_of_nested_paths_trains_and_keeps_its_samples(corpus, tmp_path):
+    """Manifest ids default to their paths (`voice/wavs/x`): the samples of an evaluation
+    are named after the id made safe, inside the step's folder."""
+    rows = [line.split("|")[:2] for line in (corpus / "metadata.csv").read_text().splitlines()]
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(
+        "path,text\n" + "".join(f'{corpus}/wavs/{i}.wav,"{t}"\n' for i, t in rows[:6])
+    )
+    args = ["train", "--format", "manifest", "--input", str(manifest), "--out", str(tmp_path / "r")]
+    assert main([*args, *TINY[2:], "--steps", "10"]) == 0  # tiny evaluates every 10 steps
+    wavs = list((tmp_path / "r" / "samples" / "step_10").glob("*.wav"))
+    assert wavs and all("~" in w.name for w in wavs)
