@@ -18,7 +18,8 @@ from synthetic import (
 
 from codec_bridge.lock import holder
 from jtts.metrics import read_jsonl
-from jtts.workdir import LOCK_FILE, WorkdirError, lock_run_dir
+from jtts.rundir import RunDir
+from jtts.workdir import WorkdirError, lock_run_dir
 
 TINY = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
 SETTINGS = (
@@ -69,6 +70,7 @@ def test_a_killed_trainers_lock_does_not_block(tmp_path):
         lock_run_dir(tmp_path)
     proc.kill()
     proc.wait()
-    assert (tmp_path / LOCK_FILE).exists() and holder(tmp_path / LOCK_FILE) is None
+    lock = RunDir(tmp_path).lock
+    assert lock.exists() and holder(lock) is None
     with lock_run_dir(tmp_path):
-        assert holder(tmp_path / LOCK_FILE) is not None
+        assert holder(lock) is not None
