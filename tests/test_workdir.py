@@ -42,7 +42,7 @@ def test_a_second_trainer_on_the_same_workdir_is_refused(tmp_path, store):
     cmd = train_command(TINY, store, run, *SETTINGS)
     first = subprocess.Popen(cmd, env=subprocess_env(), stdout=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
-    while not (run / "metrics.jsonl").exists() or not read_jsonl(run / "metrics.jsonl"):
+    while not read_jsonl(RunDir(run).metrics):  # the first trainer has logged a step
         assert first.poll() is None and time.monotonic() < deadline, first.stdout.read()
         time.sleep(0.01)
     first.send_signal(signal.SIGSTOP)  # a live trainer, paused mid-run
