@@ -1,8 +1,9 @@
 """Training metrics on the host: JSON lines, TensorBoard, a tqdm bar, MFU and a loss plot.
 
-Every logged step is one JSON object in the run's metrics file (`RunDir.metrics`) with `step` and namespaced keys
-(`train/loss`, `train/loss_cb0`, `eval/loss`, `eval/unigram_cb0`, ...). Only process 0 writes.
-On resume the file is cut back to the restored step, so it always describes one trajectory.
+Every logged step is one JSON object in the run's metrics file (`RunDir.metrics`) with
+`step` and namespaced keys (`train/loss`, `train/loss_cb0`, `eval/loss`, `eval/unigram_cb0`,
+...). Only process 0 writes. On resume the file is cut back to the restored step, so it always
+describes one trajectory.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import jax
 import numpy as np
 
 from codec_bridge.progress import progress_bar
-
 from jtts.rundir import RunDir
 
 # Dense bf16 peak FLOP/s per device, matched as substrings of `device.device_kind` in order.
