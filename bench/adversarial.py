@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 from codec_bridge.format import CodeStore, read_skipped, save_codes, split_of  # noqa: E402
 from jtts.demo_corpus import build_corpus  # noqa: E402
 from jtts.metrics import read_jsonl  # noqa: E402
+from jtts.rundir import RunDir  # noqa: E402
 
 PY = sys.executable
 TINY = ROOT / "configs" / "tiny.yaml"
@@ -289,7 +290,7 @@ class Sweep:
     def copy_run(self, name: str) -> Path:
         dst = self.work / "runs" / name
         shutil.rmtree(dst, ignore_errors=True)
-        shutil.copytree(self.trained, dst, ignore=shutil.ignore_patterns(".lock"))
+        shutil.copytree(self.trained, dst, ignore=shutil.ignore_patterns(RunDir(dst).lock.name))
         return dst
 
     def copy_store(self, source: Path, name: str) -> Path:
@@ -389,7 +390,7 @@ def codes_by_id(store: Path) -> dict[str, np.ndarray]:
 
 
 def losses(run_dir: Path) -> dict[int, float]:
-    path = run_dir / "metrics.jsonl"
+    path = RunDir(run_dir).metrics
     rows = read_jsonl(path) if path.exists() else []
     return {r["step"]: r["train/loss"] for r in rows if "train/loss" in r}
 
@@ -413,7 +414,7 @@ def wait_for(predicate: Callable[[], bool], popen: subprocess.Popen, what: str) 
 
 def damage(run_dir: Path, step: int, kind: str) -> None:
     """What a full disk, a partial copy or a stray edit does to a checkpoint."""
-    where = run_dir / "checkpoints" / str(step)
+    where = RunDir(run_dir).checkpoint(step)
     if kind == "truncated-params":
         big = max((p for p in (where / "params").rglob("*") if p.is_file()),
                   key=lambda p: p.stat().st_size)  # fmt: skip
@@ -679,7 +680,7 @@ def case_shard_changed_in_place_verify(s):
 
 @case("train", "exit 0 on an overlong transcript (dropped, counted)")
 def case_train_reference(s):
-    s.expect((s.trained / "checkpoints" / "12").is_dir(), "no checkpoint of step 12")
+    s.expect(RunDir(s.trained).checkpoint(12).is_dir(), "no checkpoint of step 12")
     p = s.reference
     s.expect("1 dropped (text > 64 tokens)" in p.out, "the huge transcript was not counted")
     return p
@@ -861,12 +862,13 @@ def case_train_odd_ids(s):
             "eval.sample_max_seconds=0.1")  # fmt: skip
     p = s.run(*train(store, run_dir, *sets))
     s.exit_code(p, 0)
-    sidecars = list((run_dir / "samples").rglob("*.json"))
+    samples = RunDir(run_dir).samples_dir
+    sidecars = list(samples.rglob("*.json"))
     ids = {json.loads(f.read_text(encoding="utf-8"))["id"] for f in sidecars}
     val = {u for u in ODD_IDS if split_of(u, 0.5) == "val"}
     s.expect(len(ids) == 3 and ids <= val, f"sample ids {ids}, validation ids {val}")
-    s.expect(all(f.parent.parent == run_dir / "samples" for f in sidecars), "a sample escaped")
-    outside = [f for f in s.work.rglob("escape*") if run_dir / "samples" not in f.parents]
+    s.expect(all(f.parent.parent == samples for f in sidecars), "a sample escaped")
+    outside = [f for f in s.work.rglob("escape*") if samples not in f.parents]
     s.expect(not outside, "a file named after '../../escape' was written outside the samples")
     return p
 

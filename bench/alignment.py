@@ -17,7 +17,7 @@ of `today` is the baseline the others are compared with, measured in the same ru
 candidates share the demo's codes (its codebook count), so codebook counts are compared by
 running it with another `configs/demo.yaml`. A candidate whose run directory under `--work`
 already has its metrics is summarized, not trained again; one trained with another config
-(its `config.json` against what the bench would train) or left unfinished stops the bench.
+(its saved config against what the bench would train) or left unfinished stops the bench.
 
     python bench/alignment.py                                   # codes from the demo's codec
     python bench/alignment.py --weights FILE --steps 600 --only today,default,annealed_prior_ctc
@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 from jtts import demo, demo_corpus  # noqa: E402
 from jtts.config import config_diff, load_config  # noqa: E402
 from jtts.metrics import read_jsonl  # noqa: E402
+from jtts.rundir import RunDir  # noqa: E402
 
 # Overrides on top of configs/demo.yaml and the demo's own; "default" is the config as is.
 NO_PRIOR = "model.attention_prior=null"
@@ -83,7 +84,7 @@ def first_reaching(evals: list[dict], threshold: float) -> dict | None:
 
 
 def summarize(run: Path) -> dict:
-    rows = read_jsonl(run / "metrics.jsonl")
+    rows = read_jsonl(RunDir(run).metrics)
     evals = [r for r in rows if "eval/text_gain_cb0" in r]
     last = evals[-1]
     return {
@@ -165,14 +166,14 @@ def main() -> None:
     for name in names:
         run = a.work / "runs" / name
         overrides = [*SETTINGS, *CANDIDATES[name]]
-        if not (run / "metrics.jsonl").exists():
+        if not RunDir(run).metrics.exists():
             cmd = demo.train_command(store, run, a.steps, overrides)
             t0 = time.perf_counter()
             subprocess.run(cmd, check=True, env=env, cwd=ROOT, capture_output=True)
             print(f"{name}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
         results[name] = summarize(run)
         planned = load_config(demo.CONFIG, demo.train_overrides(a.steps, overrides))
-        if differ := config_diff(load_config(run / "config.json"), planned):
+        if differ := config_diff(load_config(RunDir(run).config), planned):
             sys.exit(f"{run}: trained with another {', '.join(differ)}; give another --work")
         if results[name]["final_step"] != planned.train.steps:
             sys.exit(f"{run}: unfinished at step {results[name]['final_step']}")

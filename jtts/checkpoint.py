@@ -1,4 +1,5 @@
-"""Checkpoints with orbax: RUN_DIR/checkpoints/STEP/{params,opt,data,meta}.
+"""Checkpoints with orbax: one directory per step (`RunDir.checkpoint`) with items
+{params,opt,data,meta}.
 
 Parameters and optimizer state are separate items so inference (`restore_params`) reads
 only the parameters. `data` is the data iterator state and `meta` the resolved config and
@@ -31,6 +32,7 @@ from orbax.checkpoint._src.checkpoint_managers import preservation_policy as pol
 
 from jtts.config import MODEL_RUNTIME_FIELDS, Config, config_diff, config_from_dict, config_to_dict
 from jtts.model import build_model
+from jtts.rundir import RunDir
 
 BEST_METRIC = "eval/loss"
 WEIGHTS = ("params", "ema")  # train-state entries saved as items of their own, for inference
@@ -231,7 +233,8 @@ class Checkpointer:
 
     def __init__(self, run_dir: str | Path, cfg: Config):
         self.cfg = cfg
-        self.directory = Path(run_dir).absolute() / "checkpoints"
+        self.run = RunDir(Path(run_dir).absolute())
+        self.directory = self.run.checkpoints
         self.manager = _manager(self.directory, cfg, read_only=False)
 
     def latest_step(self) -> int | None:
@@ -244,7 +247,7 @@ class Checkpointer:
         whole, or None when the run has no checkpoint yet.
 
         Newer damaged ones get a `DamagedCheckpointWarning` naming their steps and are moved
-        aside to ``checkpoints/STEP.damaged-TIME`` (by process 0), so this run can save those
+        aside (`RunDir.damaged_checkpoint`, by process 0), so this run can save those
         steps again. A config clash is still a `CheckpointError`, and so is a run whose
         checkpoints are all damaged (then nothing is moved)."""
         failures: list[tuple[int, str]] = []
@@ -262,11 +265,9 @@ class Checkpointer:
                 if sync:  # a process still reading a damaged step would see it vanish
                     multihost_utils.sync_global_devices("jtts: damaged checkpoints read")
                 if jax.process_index() == 0:
+                    stamp = time.strftime("%Y%m%d%H%M%S")
                     for bad, _ in failures:
-                        path = self.directory / str(bad)
-                        path.rename(
-                            path.with_name(f"{bad}.damaged-{time.strftime('%Y%m%d%H%M%S')}")
-                        )
+                        self.run.checkpoint(bad).rename(self.run.damaged_checkpoint(bad, stamp))
                 if sync:  # a process that reloads before the move would still list the
                     # damaged steps, and refuse to save them again
                     multihost_utils.sync_global_devices("jtts: damaged checkpoints moved aside")
@@ -332,7 +333,7 @@ class Checkpointer:
         `target` holds jax.ShapeDtypeStruct leaves with shardings, so every array is read
         straight into its sharded layout. Fails with a one-line message on a config clash.
         """
-        where = f"checkpoint {self.directory / str(step)}"
+        where = f"checkpoint {self.run.checkpoint(step)}"
         check_compatible(self.saved_config(step), self.cfg, where)
         check_shapes(self.manager, step, target["params"], where)
         opt_target = {k: v for k, v in target.items() if k not in WEIGHTS}
@@ -377,7 +378,7 @@ def _candidates(manager: ocp.CheckpointManager, step: int | str | None) -> list[
 
 
 def _read_params(
-    manager: ocp.CheckpointManager, step: int, sharding: jax.sharding.Sharding
+    manager: ocp.CheckpointManager, run: RunDir, step: int, sharding: jax.sharding.Sharding
 ) -> tuple[Config, dict[str, Any]]:
     meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
     cfg = config_from_dict(meta["meta"]["config"])
@@ -386,7 +387,7 @@ def _read_params(
     target = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), params
     )
-    check_shapes(manager, step, target, f"checkpoint {manager.directory / str(step)}")
+    check_shapes(manager, step, target, f"checkpoint {run.checkpoint(step)}")
     item = "params" if cfg.optim.ema_decay is None else "ema"
     out = manager.restore(step, args=ocp.args.Composite(**{item: ocp.args.StandardRestore(target)}))
     return cfg, out[item]
@@ -408,14 +409,15 @@ def restore_params(
     nnx.Param)`, i.e. `nnx.merge(graphdef, params)` rebuilds the model (see `load_model`).
     Arrays land on `sharding` (default: the first local device).
     """
-    directory = Path(run_dir).absolute() / "checkpoints"
+    run = RunDir(Path(run_dir).absolute())
+    directory = run.checkpoints
     manager = _manager(directory, None, read_only=True)
     sharding = sharding or jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     failures: list[tuple[int, str]] = []
     try:
         for candidate in _candidates(manager, step):
             try:
-                cfg, params = _read_params(manager, candidate, sharding)
+                cfg, params = _read_params(manager, run, candidate, sharding)
             except CheckpointError:
                 raise
             except Exception as e:  # orbax, tensorstore and json raise many types
@@ -427,7 +429,7 @@ def restore_params(
     finally:
         manager.close()
     if isinstance(step, int):
-        raise CheckpointError(f"checkpoint {directory / str(step)} is damaged ({failures[0][1]})")
+        raise CheckpointError(f"checkpoint {run.checkpoint(step)} is damaged ({failures[0][1]})")
     raise _none_intact(directory, failures)
 
 

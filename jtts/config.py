@@ -478,7 +478,7 @@ def apply_overrides(cfg: Config, overrides: typing.Iterable[str]) -> Config:
 
 
 def load_config(path: str | Path, overrides: typing.Iterable[str] = ()) -> Config:
-    """Loads a YAML (or JSON, e.g. a run's saved config.json) config and applies overrides.
+    """Loads a YAML (or JSON, e.g. a run's saved `RunDir.config`) config and applies overrides.
 
     `name` defaults to the file stem when the file does not set it.
     """

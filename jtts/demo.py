@@ -23,6 +23,7 @@ from jtts import demo_corpus
 from jtts.code_match import match_table
 from jtts.config import ModelConfig, load_config
 from jtts.metrics import read_jsonl
+from jtts.rundir import RunDir
 
 _NO_PRETRAINED = """
 *** The pretrained EnCodec weights are not available on this machine (no network, nothing in
@@ -107,15 +108,16 @@ def _spectrogram(path: Path) -> tuple[np.ndarray, int]:
 
 def latest_attention(run: Path) -> tuple[np.ndarray, int] | None:
     """The last evaluation's attention picture (text tokens x steps) and its step."""
-    saved = sorted(run.glob("attention/step_*.npy"), key=lambda p: int(p.stem.split("_")[1]))
+    saved = RunDir(run).attention_steps()
     if not saved:
         return None
-    return np.load(saved[-1]).astype(np.float32), int(saved[-1].stem.split("_")[1])
+    step = max(saved)
+    return np.load(saved[step]).astype(np.float32), step
 
 
 def reading_summary(run: Path) -> dict[str, float] | None:
     """The last evaluation's held-out text gain (cb0 and mean) and attention figures."""
-    rows = read_jsonl(run / "metrics.jsonl")
+    rows = read_jsonl(RunDir(run).metrics)
     evals = [r for r in rows if "eval/text_gain" in r]
     if not evals:
         return None
@@ -135,7 +137,7 @@ def write_report(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = read_jsonl(run / "metrics.jsonl")
+    rows = read_jsonl(RunDir(run).metrics)
     fig, axes = plt.subplots(3 + len(spectrograms), 1, figsize=(10, 6 + 3 * len(spectrograms)))
     for key, label in (("train/loss", "train"), ("eval/loss", "validation")):
         pts = [(r["step"], r[key]) for r in rows if key in r]

@@ -1,8 +1,9 @@
 """Training metrics on the host: JSON lines, TensorBoard, a tqdm bar, MFU and a loss plot.
 
-Every logged step is one JSON object in RUN_DIR/metrics.jsonl with `step` and namespaced keys
-(`train/loss`, `train/loss_cb0`, `eval/loss`, `eval/unigram_cb0`, ...). Only process 0 writes.
-On resume the file is cut back to the restored step, so it always describes one trajectory.
+Every logged step is one JSON object in the run's metrics file (`RunDir.metrics`) with
+`step` and namespaced keys (`train/loss`, `train/loss_cb0`, `eval/loss`, `eval/unigram_cb0`,
+...). Only process 0 writes. On resume the file is cut back to the restored step, so it always
+describes one trajectory.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import jax
 import numpy as np
 
 from codec_bridge.progress import progress_bar
+from jtts.rundir import RunDir
 
 # Dense bf16 peak FLOP/s per device, matched as substrings of `device.device_kind` in order.
 PEAK_FLOPS = (
@@ -79,7 +81,7 @@ def flatten(prefix: str, metrics: dict[str, Any]) -> dict[str, float | None]:
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Records of a metrics.jsonl; a torn last line (killed writer) is ignored."""
+    """Records of a JSON-lines metrics file; a torn last line (killed writer) is ignored."""
     if not path.exists():
         return []
     records = []
@@ -92,7 +94,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 class MetricsLogger:
-    """Writes metrics.jsonl, TensorBoard events (RUN_DIR/tb) and drives the progress bar."""
+    """Writes the metrics file, TensorBoard events and drives the progress bar."""
 
     def __init__(
         self,
@@ -104,22 +106,22 @@ class MetricsLogger:
         enabled: bool = True,
         progress: bool = True,
     ):
-        self.run_dir = Path(run_dir)
-        self.path = self.run_dir / "metrics.jsonl"
+        self.run = RunDir(run_dir)
+        self.path = self.run.metrics
         self.enabled = enabled
         self._tb = None
         self._bar = None
         self._bar_args = {"total": total_steps, "initial": start_step} if progress else None
         if not enabled:
             return
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.run.root.mkdir(parents=True, exist_ok=True)
         kept = [r for r in read_jsonl(self.path) if r.get("step", 0) <= start_step]
         self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
         self._file = open(self.path, "a", buffering=1)
         if tensorboard:
             from tensorboardX import SummaryWriter
 
-            self._tb = SummaryWriter(str(self.run_dir / "tb"), purge_step=start_step + 1)
+            self._tb = SummaryWriter(str(self.run.tensorboard), purge_step=start_step + 1)
 
     def write(self, step: int, values: dict[str, float | None]) -> None:
         if not self.enabled:
@@ -159,10 +161,10 @@ class MetricsLogger:
 
 
 def plot_losses(run_dir: str | Path) -> Path | None:
-    """RUN_DIR/loss.png: train/eval loss, and eval loss per codebook beside its unigram
-    baseline (dashed). None when nothing was logged."""
-    run_dir = Path(run_dir)
-    records = read_jsonl(run_dir / "metrics.jsonl")
+    """The run's loss plot (`RunDir.loss_plot`): train/eval loss, and eval loss per codebook
+    beside its unigram baseline (dashed). None when nothing was logged."""
+    run = RunDir(run_dir)
+    records = read_jsonl(run.metrics)
     if not records:
         return None
     import matplotlib
@@ -192,7 +194,7 @@ def plot_losses(run_dir: str | Path) -> Path | None:
     if k:
         ax1.legend(ncol=2, fontsize="small")
     fig.tight_layout()
-    out = run_dir / "loss.png"
+    out = run.loss_plot
     fig.savefig(out, dpi=100)
     plt.close(fig)
     return out

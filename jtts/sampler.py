@@ -28,10 +28,9 @@ from jtts import decode
 from jtts.checkpoint import CheckpointError, load_model
 from jtts.config import Config
 from jtts.data import encode_text
+from jtts.rundir import RunDir, RunDirError
 from jtts.text import cache_dir, normalize
 from jtts.verbalize import split_sentences
-
-STORE_FILE = "store.json"  # RUN_DIR/store.json: the training store's meta plus store_dir
 
 
 class UsageError(Exception):
@@ -61,16 +60,16 @@ class Run:
         return float(self.store_meta["frame_rate"])
 
 
-def _store_meta(run_dir: Path) -> dict[str, Any]:
-    """The training store's meta: RUN_DIR/store.json, else the sidecar of a training sample."""
-    path = run_dir / STORE_FILE
+def _store_meta(run: RunDir) -> dict[str, Any]:
+    """The training store's meta: the run's store reference, else a training sample's sidecar."""
+    path = run.store
     if not path.exists():
-        samples = sorted(run_dir.glob("samples/step_*/*.json"), key=lambda p: p.stat().st_mtime)
+        samples = sorted(run.sample_sidecars(), key=lambda p: p.stat().st_mtime)
         if not samples:
             raise UsageError(
-                f"{run_dir} does not say which code store it was trained on (no {STORE_FILE} "
-                'and no samples/); write the store\'s meta.json plus "store_dir" to '
-                f"{path}"
+                f"{run.root} does not say which code store it was trained on (no {path.name} "
+                f"and no {run.samples_dir.name}/); write the store's meta.json plus "
+                f'"store_dir" to {path}'
             )
         path = samples[-1]
     meta = json.loads(path.read_text(encoding="utf-8"))
@@ -82,12 +81,17 @@ def load_run(run_dir: str | Path, step: int | None = None) -> Run:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UsageError(f"--workdir {run_dir}: no such directory (pass a training run dir)")
-    if not any((run_dir / "checkpoints").glob("[0-9]*")):
+    paths = RunDir(run_dir)
+    try:
+        paths.layout()
+    except RunDirError as e:
+        raise UsageError(str(e)) from None
+    if not paths.has_checkpoints():
         raise UsageError(
             f"{run_dir} has no checkpoints; train first (python -m jtts.train ... "
             f"--workdir {run_dir}) or pass another --workdir"
         )
-    store_meta = _store_meta(run_dir)
+    store_meta = _store_meta(paths)
     try:
         cfg, model, step = load_model(run_dir, step)
     except CheckpointError as e:

@@ -2,8 +2,8 @@
 
 Rerunning the same command resumes from RUN_DIR's latest intact checkpoint. Exit code 0 when
 done, 75 after SIGTERM (checkpoint saved; rerun to resume), 2 for a config/store/checkpoint
-mismatch, a run directory in use or a full disk, 1 when a non-finite loss stopped the run
-(one-line messages; warnings are one line too).
+mismatch, a run directory in use or of a newer layout, or a full disk, 1 when a non-finite
+loss stopped the run (one-line messages; warnings are one line too).
 """
 
 import argparse
@@ -15,7 +15,7 @@ from codec_bridge.format import StoreError
 from jtts import trainer
 from jtts.checkpoint import CheckpointError
 from jtts.config import ConfigError
-from jtts.workdir import WorkdirError
+from jtts.rundir import RunDirError
 
 
 def _show(message, category, *_args, **_kwargs) -> None:
@@ -63,7 +63,7 @@ def _run(a: argparse.Namespace) -> int:
             process_id=a.process_id,
             distributed=a.distributed,
         )
-    except (ConfigError, StoreError, CheckpointError, trainer.SetupError, WorkdirError) as e:
+    except (ConfigError, StoreError, CheckpointError, trainer.SetupError, RunDirError) as e:
         print(f"jtts.train: error: {e}", file=sys.stderr)
         return 2
     except trainer.NonFiniteLossError as e:

@@ -1,8 +1,9 @@
 """The training loop behind `python -m jtts.train`.
 
-One run directory holds everything: config.json, checkpoints/, metrics.jsonl, tb/, samples/
-and loss.png. Starting the same command again resumes from the latest checkpoint, exactly:
-the state, the data position and the random keys all continue where they stopped.
+One run directory holds everything (config, store reference, checkpoints, metrics, attention,
+samples; its layout is `jtts.rundir`'s). Starting the same command again resumes from the
+latest checkpoint, exactly: the state, the data position and the random keys all continue
+where they stopped.
 
 Host/device overlap: step N is dispatched before step N-1's metrics are fetched, so the host
 never waits for the device except for that one-step lag; batches are prepared by the data
@@ -32,6 +33,7 @@ from jtts.data import Batch, Corpus, Loader
 from jtts.mesh import batch_sharding, describe, make_mesh, state_shardings
 from jtts.metrics import MetricsLogger, flatten, mfu, peak_flops, plot_losses, unigram_entropy
 from jtts.model import build_model, count_params, flops_per_step
+from jtts.rundir import RunDir
 from jtts.text import cache_dir
 from jtts.train_step import (
     EvalStep,
@@ -133,7 +135,8 @@ class Trainer:
         progress: bool = True,
     ):
         self.cfg = cfg
-        self.run_dir = Path(run_dir)
+        self.rundir = RunDir(run_dir)
+        self.rundir.layout()  # a run of a newer layout stops here, before anything is read
         self.lead = jax.process_index() == 0
         self.store = CodeStore.open(data_dir)
         check_store(self.store.meta, cfg.model)
@@ -152,7 +155,7 @@ class Trainer:
         self.graphdef, _ = abstract_model(cfg)
         target = abstract_state(cfg, self.tx)
         self.shardings = state_shardings(target, self.mesh)
-        self.ckpt = Checkpointer(self.run_dir, cfg)
+        self.ckpt = Checkpointer(self.rundir.root, cfg)
         target = jax.tree.map(
             lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
             target,
@@ -169,10 +172,11 @@ class Trainer:
             self.start = 0
             self.state, self.data_state = init_state(cfg, self.tx, self.shardings), None
         if self.lead:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            save_config(cfg, self.run_dir / "config.json")
-            # The sampler decodes with the codec this store recorded (store.json is its meta).
-            (self.run_dir / "store.json").write_text(json.dumps(self.store_info, indent=2) + "\n")
+            self.rundir.root.mkdir(parents=True, exist_ok=True)
+            self.rundir.write_layout()
+            save_config(cfg, self.rundir.config)
+            # The sampler decodes with the codec this store recorded (its meta).
+            self.rundir.store.write_text(json.dumps(self.store_info, indent=2) + "\n")
 
         self.train_step = TrainStep(cfg, self.graphdef, self.tx, self.mesh, self.shardings)
         self.eval_step = EvalStep(cfg, self.graphdef, self.mesh, self.shardings["params"])
@@ -180,7 +184,7 @@ class Trainer:
             cfg.optim.codebook_weights or (1.0,) * cfg.model.n_codebooks, np.float64
         )
         self.log = MetricsLogger(
-            self.run_dir,
+            self.rundir.root,
             start_step=self.start,
             total_steps=cfg.train.steps,
             tensorboard=cfg.log.tensorboard,
@@ -308,19 +312,19 @@ class Trainer:
         return values
 
     def _save_attention(self, step: int, probs_TxS: np.ndarray) -> None:
-        """The first validation utterance's attention (best head) as RUN_DIR/attention/
-        step_N.npy (text tokens x steps) and a TensorBoard image."""
+        """The first validation utterance's attention (best head) as `RunDir.attention`
+        (text tokens x steps, float16) and a TensorBoard image."""
         if not self.lead:
             return
         image_SxT = probs_TxS.T.astype(np.float32)
-        out = self.run_dir / "attention"
-        out.mkdir(exist_ok=True)
-        np.save(out / f"step_{step}.npy", image_SxT.astype(np.float16))
+        out = self.rundir.attention(step)
+        out.parent.mkdir(exist_ok=True)
+        np.save(out, image_SxT.astype(np.float16))
         self.log.image("eval/attention", image_SxT / max(float(image_SxT.max()), 1e-9), step)
 
     def _write_samples(self, step: int) -> None:
         """Samples `eval.num_samples` validation texts with jtts.decode into
-        RUN_DIR/samples/step_N/ID.npy (+ ID.json: store meta, store_dir, text, step)."""
+        `RunDir.samples`: ID.npy (+ ID.json: store meta, store_dir, text, step)."""
         if not self.lead or self.cfg.eval.num_samples == 0:
             return
         rows = self.corpus.splits["val"][: self.cfg.eval.num_samples]
@@ -330,7 +334,7 @@ class Trainer:
             decode.Sampling.of(self.cfg.sample, seed=self.cfg.train.seed + step),
             max_frames=int(self.cfg.eval.sample_max_seconds * float(self.store.meta["frame_rate"])),
         )
-        out = self.run_dir / "samples" / f"step_{step}"
+        out = self.rundir.samples(step)
         out.mkdir(parents=True, exist_ok=True)
         for i, codes_KxT in zip(rows, generation.codes, strict=True):
             utt = self.store[int(i)]
@@ -393,7 +397,7 @@ class Trainer:
             self.ckpt.close()
             self.log.close()
         if self.lead:
-            plot_losses(self.run_dir)
+            plot_losses(self.rundir.root)
         # Every process prints this line: on several hosts it shows they agree.
         print(
             f"jtts: process {jax.process_index()}/{jax.process_count()} stopped at step {step}, "

@@ -1,9 +1,9 @@
 """One trainer per run directory: a second `jtts.train` on a busy --workdir stops at once.
 
-Two trainers on one run directory would interleave metrics.jsonl and overwrite each other's
-checkpoints. Process 0 of a run holds ``RUN_DIR/.lock`` (`codec_bridge.lock`: an flock naming
-pid and host, released by the kernel however the process ends, so a killed run never blocks
-its resume); the other processes of a multi-host run share the directory with it.
+Two trainers on one run directory would interleave their metrics and overwrite each other's
+checkpoints. Process 0 of a run holds the run's lock file (`RunDir.lock`; `codec_bridge.lock`:
+an flock naming pid and host, released by the kernel however the process ends, so a killed
+run never blocks its resume); the other processes of a multi-host run share the directory.
 """
 
 from __future__ import annotations
@@ -14,11 +14,10 @@ from pathlib import Path
 import jax
 
 from codec_bridge.lock import LockedError, acquire
+from jtts.rundir import RunDir, RunDirError
 
-LOCK_FILE = ".lock"
 
-
-class WorkdirError(Exception):
+class WorkdirError(RunDirError):
     """The run directory is in use by another trainer, or cannot be written."""
 
 
@@ -29,7 +28,7 @@ def lock_run_dir(run_dir: str | Path) -> contextlib.AbstractContextManager:
     run_dir = Path(run_dir)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        return acquire(run_dir / LOCK_FILE, f"run directory {run_dir}")
+        return acquire(RunDir(run_dir).lock, f"run directory {run_dir}")
     except LockedError as e:
         raise WorkdirError(str(e)) from None
     except OSError as e:

@@ -40,6 +40,7 @@ from jtts.checkpoint import (
 )
 from jtts.config import apply_overrides, load_config
 from jtts.metrics import read_jsonl
+from jtts.rundir import RunDir
 from jtts.train import main
 from jtts.trainer import PREEMPTED_EXIT_CODE, train
 
@@ -192,10 +193,10 @@ def start(store, workdir, *extra):
 
 
 def wait_for_step(proc, workdir, step, timeout=240):
-    """Blocks until metrics.jsonl logs `step` (and the process is still running)."""
+    """Blocks until the run's metrics log `step` (and the process is still running)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        records = read_jsonl(workdir / "metrics.jsonl")
+        records = read_jsonl(RunDir(workdir).metrics)
         if records and records[-1]["step"] >= step:
             return records[-1]["step"]
         assert proc.poll() is None, f"training exited early:\n{proc.stdout.read()}"
@@ -209,7 +210,7 @@ def finish(proc, timeout=240):
 
 
 def losses(workdir):
-    return {r["step"]: r["train/loss"] for r in read_jsonl(workdir / "metrics.jsonl")}
+    return {r["step"]: r["train/loss"] for r in read_jsonl(RunDir(workdir).metrics)}
 
 
 @pytest.mark.slow

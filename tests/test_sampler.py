@@ -161,6 +161,10 @@ def test_run_dir_errors(run, tmp_path, capsys):
     assert code == 2 and "no such directory" in err
     code, _, err = cli(capsys, "--workdir", tmp_path, "--text", "hi", "--out", "x.wav")
     assert code == 2 and "has no checkpoints; train first" in err
+    (tmp_path / "run.json").write_text('{"layout": 2}')  # a run of a newer jtts
+    code, _, err = cli(capsys, "--workdir", tmp_path, "--text", "hi", "--out", "x.wav")
+    assert code == 2 and err.count("\n") == 1
+    assert f"{tmp_path / 'run.json'}: run directory layout 2, this jtts reads layout 1" in err
 
 
 def test_store_meta_from_training_samples(run, tmp_path):

@@ -103,6 +103,7 @@ def test_run_directory_holds_config_metrics_checkpoints_samples_and_plots(finish
     cfg, run_dir, out, _ = finished
     assert "parameters" in out and "mesh data=1 x fsdp=1" in out and "train:" in out
     assert json.loads((run_dir / "config.json").read_text()) == config_to_dict(cfg)
+    assert json.loads((run_dir / "run.json").read_text()) == {"layout": 1}
     records = read_jsonl(run_dir / "metrics.jsonl")
     assert [r["step"] for r in records if "train/loss" in r] == list(range(1, 9))
     evals = [r for r in records if "eval/loss" in r]
@@ -127,6 +128,28 @@ def test_rerunning_a_finished_run_resumes_and_does_nothing(finished, store, caps
     assert train(cfg, store, run_dir, devices=one_device(), progress=False) == 0
     assert (run_dir / "metrics.jsonl").read_text() == before
     assert "resumed from step 8" in capsys.readouterr().out
+
+
+def test_a_run_without_a_recorded_layout_resumes_and_records_it(finished, store, capsys):
+    cfg, run_dir, _, _ = finished
+    (run_dir / "run.json").unlink()  # as runs written before the layout was recorded
+    assert train(cfg, store, run_dir, devices=one_device(), progress=False) == 0
+    assert "resumed from step 8" in capsys.readouterr().out
+    assert json.loads((run_dir / "run.json").read_text()) == {"layout": 1}
+
+
+def test_cli_refuses_a_run_of_a_newer_layout_in_one_line(tmp_path, store, capsys):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "run.json").write_text('{"layout": 2}')
+    args = ["--config", str(CONFIGS / "tiny.yaml"), "--data", str(store), "--workdir", str(run_dir)]
+    assert main([*args, "--set", *RUN]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"jtts.train: error: {run_dir / 'run.json'}: run directory layout 2, this jtts reads "
+        "layout 1 and older; use the jtts version that wrote the run"
+    )
+    assert sorted(p.name for p in run_dir.iterdir()) == [".lock", "run.json"]  # nothing read
 
 
 def test_cli_rejects_an_incompatible_checkpoint_in_one_line(finished, store, capsys):

@@ -18,7 +18,8 @@ from synthetic import (
 
 from codec_bridge.lock import holder
 from jtts.metrics import read_jsonl
-from jtts.workdir import LOCK_FILE, WorkdirError, lock_run_dir
+from jtts.rundir import RunDir
+from jtts.workdir import WorkdirError, lock_run_dir
 
 TINY = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
 SETTINGS = (
@@ -41,7 +42,7 @@ def test_a_second_trainer_on_the_same_workdir_is_refused(tmp_path, store):
     cmd = train_command(TINY, store, run, *SETTINGS)
     first = subprocess.Popen(cmd, env=subprocess_env(), stdout=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
-    while not (run / "metrics.jsonl").exists() or not read_jsonl(run / "metrics.jsonl"):
+    while not read_jsonl(RunDir(run).metrics):  # the first trainer has logged a step
         assert first.poll() is None and time.monotonic() < deadline, first.stdout.read()
         time.sleep(0.01)
     first.send_signal(signal.SIGSTOP)  # a live trainer, paused mid-run
@@ -69,6 +70,7 @@ def test_a_killed_trainers_lock_does_not_block(tmp_path):
         lock_run_dir(tmp_path)
     proc.kill()
     proc.wait()
-    assert (tmp_path / LOCK_FILE).exists() and holder(tmp_path / LOCK_FILE) is None
+    lock = RunDir(tmp_path).lock
+    assert lock.exists() and holder(lock) is None
     with lock_run_dir(tmp_path):
-        assert holder(tmp_path / LOCK_FILE) is not None
+        assert holder(lock) is not None
