@@ -8,7 +8,7 @@ it never heard (the issue's "voices it was not trained on"). Both are determinis
 25): GCIDE sentences (speechcorpus's train split; held out: its held-out sentences that share
 their words with train) in natural (hibari, piper), formant (flite, eSpeak) voices, and LJ
 Speech's human voice (LJ001-0001 to -0150 train it; -0151 to -0186 are held out), listed in
-``manifest.csv`` (path, text, speaker); the held-out set adds voices the codec never heard.
+``manifest.csv`` (path, text, speaker, id); the held-out set adds voices the codec never heard.
 
     python bench/codec_corpus.py train /tmp/codec_corpus --n 600
     python bench/codec_corpus.py heldout /tmp/codec_heldout --n 40
@@ -123,12 +123,12 @@ def voices_corpus(out: str | Path, lj: str | Path, heldout: bool = False) -> Pat
         texts = {f"{slug}-{i:04d}": t for i, t in enumerate(pool[start : start + n])}
         start += n
         write_corpus(out / slug, texts, voice)
-        rows += [(f"{slug}/wavs/{i}.wav", t, voice) for i, t in texts.items()]
+        rows += [(f"{slug}/wavs/{i}.wav", t, voice, i) for i, t in texts.items()]
     for item in read_corpus("ljspeech", lj):
         if (int(item.id.split("-")[1]) > LJ_TRAIN) == heldout:
-            rows.append((str(Path(item.path).resolve()), item.text, "ljspeech"))
+            rows.append((str(Path(item.path).resolve()), item.text, "ljspeech", item.id))
     with open(out / "manifest.csv", "w", encoding="utf-8", newline="") as f:
-        csv.writer(f).writerows([("path", "text", "speaker"), *rows])
+        csv.writer(f).writerows([("path", "text", "speaker", "id"), *rows])
     return out / "manifest.csv"
 
 
