@@ -246,8 +246,12 @@ def targets(r: dict) -> dict:
 
 
 def git_commit() -> str | None:
-    out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    return out.stdout.strip() or None
+    """HEAD of the checkout, or None where it is a copy without git (a device machine's)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    except OSError:
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
 
 
 def gpu_name() -> str | None:
