@@ -106,7 +106,7 @@ def no_cache_seconds(model, batch: int, cache_steps: int, steps: int) -> float:
         counts[p] = counts.get(p, 0) + 1
     total = 0.0
     for prefix, count in counts.items():
-        spec = decode._spec(model.cfg, decode.Sampling(greedy=True))
+        spec = decode._spec(model, decode.Sampling(greedy=True))
         args = (graphdef, prefix, spec, state, cond, seq, np.int32(prefix - 1))
         decode.forward_logits(*args).block_until_ready()
         best = float("inf")

@@ -24,10 +24,10 @@ import numpy as np
 from flax import nnx
 from jax import numpy as jnp
 
-from jtts.alignment import log_prior_at
 from jtts.conditioning import Cond, with_null_rows
-from jtts.config import ModelConfig, SampleConfig
-from jtts.patterns import Pattern, get_pattern
+from jtts.config import SampleConfig
+from jtts.model import Prior
+from jtts.patterns import Pattern
 
 # The `Sampling` fields a config's `sample` section sets (and `jtts.sample` can override).
 CONFIG_KNOBS = ("temperature", "top_k", "top_p", "cfg_scale", "length_scale")
@@ -77,7 +77,6 @@ class _Spec:
     top_k: int
     top_p: bool
     cfg: bool
-    prior: float | None  # the model's alignment prior scaling (`model.attention_prior`)
     length_scale: float
 
 
@@ -89,19 +88,14 @@ class _Knobs(NamedTuple):
     min_frames: Any
 
 
-def _pattern(cfg: ModelConfig) -> Pattern:
-    return get_pattern(cfg.pattern, cfg.n_codebooks, cfg.codebook_size)
-
-
-def _spec(cfg: ModelConfig, s: Sampling) -> _Spec:
+def _spec(model, s: Sampling) -> _Spec:
     greedy = s.greedy or s.temperature == 0
     return _Spec(
-        pattern=_pattern(cfg),
+        pattern=model.pattern,
         greedy=greedy,
         top_k=0 if greedy else s.top_k,
         top_p=not greedy and s.top_p < 1.0,
         cfg=s.cfg_scale != 1.0,
-        prior=cfg.attention_prior,
         length_scale=s.length_scale,
     )
 
@@ -146,28 +140,11 @@ def _cond_rows(cfg: bool, cond: Cond) -> Cond:
     return with_null_rows(cond) if cfg else cond
 
 
-class _Prior(NamedTuple):
-    """What the decode loop spreads a model's alignment prior over: the decoder steps its
-    length head predicts for each row, and the row's text tokens (guidance rows included)."""
-
-    steps_B: jax.Array
-    tokens_B: jax.Array
-
-
-def _prior(model, spec: _Spec, cond: Cond) -> _Prior | None:
-    if spec.prior is None:
-        return None
-    frames_B = model.predicted_frames(cond) * spec.length_scale
-    frames_B = jnp.maximum(jnp.round(frames_B), 1).astype(jnp.int32)
-    steps_B = spec.pattern.num_steps(frames_B)
-    return _Prior(_rows(spec.cfg, steps_B), _rows(spec.cfg, cond.text_lengths_B))
-
-
-def _prior_bias(spec: _Spec, prior: _Prior | None, steps_T: jax.Array, s: int):
-    """The prior's rows for decoder `steps_T` over `s` text positions (BxTxS), or None."""
-    if prior is None:
-        return None
-    return log_prior_at(steps_T, prior.steps_B, prior.tokens_B, s, spec.prior)
+def _prior(model, spec: _Spec, cond: Cond) -> Prior | None:
+    """The model's alignment prior over the length it predicts for each row (guidance rows
+    included: the length of their text), or None."""
+    prior = model.prior(cond, length_scale=spec.length_scale)
+    return None if prior is None else Prior(*(_rows(spec.cfg, x) for x in prior))
 
 
 def _argmax(x_BxKxV: jax.Array) -> jax.Array:
@@ -234,16 +211,14 @@ def _prepare(model, spec, cache_steps, cond, valid_B):
     alignment prior's lengths), empty cache and loop state."""
     prior = _prior(model, spec, cond)
     cond = _cond_rows(spec.cfg, cond)
-    ctx, cache = model.decode_context(cond), model.init_cache(cond.drop_B.shape[0], cache_steps)
-    return (ctx, prior), cache, _init_loop(spec.pattern, valid_B, cache_steps)
+    ctx = model.decode_context(cond, prior)
+    cache = model.init_cache(cond.drop_B.shape[0], cache_steps)
+    return ctx, cache, _init_loop(spec.pattern, valid_B, cache_steps)
 
 
 def _advance(model, spec, knobs, ctx, loop, cache):
-    kv, prior = ctx
     tokens = _rows(spec.cfg, loop.tokens_BxK)
-    bias = _prior_bias(spec, prior, loop.step[None], kv[0].mask_BxS.shape[1])
-    bias = None if bias is None else bias[:, 0]
-    logits, cache, _ = model.decode_step(tokens, loop.step, cache, kv, bias)
+    logits, cache, _ = model.decode_step(tokens, loop.step, cache, ctx)
     return _choose(spec, knobs, logits, loop), cache
 
 
@@ -389,7 +364,7 @@ class _Request(NamedTuple):
 
 
 def _request(model, text_ids, sampling: Sampling, max_frames: int) -> _Request:
-    spec = _spec(model.cfg, sampling)
+    spec = _spec(model, sampling)
     batch = _batch(text_ids, model.cfg.max_text_len)
     max_steps, cache_steps = _steps(spec, max_frames)
     return _Request(spec, _knobs(sampling), batch, max_steps, cache_steps, *nnx.split(model))
@@ -444,10 +419,9 @@ def forward_logits(graphdef, prefix, spec, state, cond, seq_BxKxS, step):
     `prefix` decoder steps (recomputing the text encoder and every earlier step)."""
     model = _merge(graphdef, state)
     b, k = seq_BxKxS.shape[:2]
-    bos_BxKx1 = jnp.full((b, k, 1), _pattern(model.cfg).bos, jnp.int32)
+    bos_BxKx1 = jnp.full((b, k, 1), spec.pattern.bos, jnp.int32)
     inputs_BxKxT = jnp.concatenate([bos_BxKx1, seq_BxKxS[:, :, : prefix - 1]], axis=2)
-    s = cond.text_BxS.shape[1]
-    bias = _prior_bias(spec, _prior(model, spec, cond), jnp.arange(prefix), s)
+    bias = model.prior_bias(_prior(model, spec, cond), jnp.arange(prefix), cond.text_BxS.shape[1])
     logits_BxTxKxV, _ = model(
         _cond_rows(spec.cfg, cond), _rows(spec.cfg, inputs_BxKxT), attn_bias_BxTxS=bias
     )

@@ -1,7 +1,7 @@
 """Transformer building blocks: RMSNorm, rotary attention, MLP, encoder/decoder layers, stacks.
 
 The decoder layer is written once: the same `DecoderLayer.__call__` runs the teacher-forced
-pass over all steps and, given a `KVCache`, one step of the decode loop.
+pass over all steps and, given a `KVCache`, a prefilled prompt or one step of the decode loop.
 
 Parameters are stored in `param_dtype` and cast to the compute `dtype` at use; norms, rotary
 and softmax statistics run in float32. Layers hold no mutable state (dropout takes explicit
@@ -102,22 +102,26 @@ class CrossKV(NamedTuple):
     mask_BxS: jax.Array
 
 
-def _step_attention(q_NxRxD: jax.Array, cache: KVCache, visible_1x1xT: jax.Array) -> jax.Array:
-    """One token's attention over the cache: the R query heads of each K/V head n read it."""
-    q, mask, spec_q, spec_s = q_NxRxD, visible_1x1xT, "nrd", "nrt"
-    if q_NxRxD.shape[1] == 1:
-        # Matrix-vector products: XLA:CPU runs them 1.4x faster than with a unit dimension.
-        q, mask, spec_q, spec_s = q_NxRxD[:, 0], visible_1x1xT[:, 0], "nd", "nt"
-    s = jnp.einsum(f"{spec_q},ndt->{spec_s}", q, cache.k_NxDxT, preferred_element_type=jnp.float32)
+def _cached_attention(q_NxRxTxD: jax.Array, cache: KVCache, visible_TxS: jax.Array) -> jax.Array:
+    """T new positions' attention over the cache: the R query heads of each K/V head n read it,
+    position t seeing the cache slots `visible_TxS[t]`."""
+    q, mask, spec_q, spec_s = q_NxRxTxD, visible_TxS[None, None], "nrtd", "nrts"
+    if q.shape[2] == 1:  # a decode step: drop the unit dimensions
+        q, mask, spec_q, spec_s = q[:, :, 0], mask[:, :, 0], "nrd", "nrs"
+        if q.shape[1] == 1:
+            # Matrix-vector products: XLA:CPU runs them 1.4x faster than with a unit dimension.
+            q, mask, spec_q, spec_s = q[:, 0], mask[:, 0], "nd", "ns"
+    s = jnp.einsum(f"{spec_q},nds->{spec_s}", q, cache.k_NxDxT, preferred_element_type=jnp.float32)
     s = jnp.where(mask, s * q.shape[-1] ** -0.5, jnp.finfo(jnp.float32).min)
     p = jax.nn.softmax(s, axis=-1).astype(cache.v_NxTxD.dtype)
-    return jnp.einsum(f"{spec_s},ntd->{spec_q}", p, cache.v_NxTxD).reshape(q_NxRxD.shape)
+    return jnp.einsum(f"{spec_s},nsd->{spec_q}", p, cache.v_NxTxD).reshape(q_NxRxTxD.shape)
 
 
 class SelfAttention(nnx.Module):
     """Rotary self-attention with one fused Q/K/V projection, for the encoder (bidirectional,
-    masked) and the decoder (causal). With a `KVCache` it is the decoder's one-token step: the
-    token's K/V are written at its position and it attends to the cache's prefix.
+    masked) and the decoder (causal). With a `KVCache` it decodes T >= 1 new positions
+    (`positions_T`, consecutive): their K/V are written at their slots and each attends to the
+    cache up to itself, so a prompt is prefilled in one pass and steps continue after it.
 
     With `n_kv_heads` < n_heads it is grouped-query attention: each K/V head serves
     n_heads // kv_heads consecutive query heads, which shrinks the decoder's K/V cache (the
@@ -149,20 +153,24 @@ class SelfAttention(nnx.Module):
         if cache is None:
             out = jax.nn.dot_product_attention(q, k, v, mask=mask_Bx1xTxS, is_causal=causal)
             return self.o(out.reshape(b, t, h * d)), None
-        if t != 1:
-            raise ValueError(f"a cached step decodes one token at a time, got {t}")
-        step, zero = positions_T[0], jnp.zeros((), jnp.int32)
+        start, zero = positions_T[0], jnp.zeros((), jnp.int32)
         k_NxDxT = jax.lax.dynamic_update_slice(
-            cache.k_NxDxT, k.reshape(b * g, d, 1).astype(cache.k_NxDxT.dtype), (zero, zero, step)
+            cache.k_NxDxT,
+            k.transpose(0, 2, 3, 1).reshape(b * g, d, t).astype(cache.k_NxDxT.dtype),
+            (zero, zero, start),
         )
         v_NxTxD = jax.lax.dynamic_update_slice(
-            cache.v_NxTxD, v.reshape(b * g, 1, d).astype(cache.v_NxTxD.dtype), (zero, step, zero)
+            cache.v_NxTxD,
+            v.transpose(0, 2, 1, 3).reshape(b * g, t, d).astype(cache.v_NxTxD.dtype),
+            (zero, start, zero),
         )
         # Keeps XLA from duplicating the updated cache for its readers.
         cache = KVCache(*jax.lax.optimization_barrier((k_NxDxT, v_NxTxD)))
-        visible_1x1xT = (jnp.arange(v_NxTxD.shape[1]) <= step)[None, None, :]
-        out = _step_attention(q.reshape(b * g, h // g, d), cache, visible_1x1xT)
-        return self.o(out.reshape(b, 1, h * d)), cache
+        visible_TxS = jnp.arange(v_NxTxD.shape[1])[None, :] <= positions_T[:, None]
+        q_NxRxTxD = q.reshape(b, t, g, h // g, d).transpose(0, 2, 3, 1, 4).reshape(b * g, -1, t, d)
+        out = _cached_attention(q_NxRxTxD, cache, visible_TxS)
+        out = out.reshape(b, g, h // g, t, d).transpose(0, 3, 1, 2, 4)
+        return self.o(out.reshape(b, t, h * d)), cache
 
 
 class CrossAttention(nnx.Module):
@@ -249,7 +257,8 @@ class DecoderLayer(nnx.Module):
     """Pre-norm causal self-attention, cross-attention to the condition memory, MLP.
 
     One `__call__` serves the teacher-forced pass (`cache` None, all T steps) and the decode
-    loop (a `KVCache`, one step), so the two cannot drift apart.
+    loop (a `KVCache`: a prompt's steps at once, then one step at a time), so they cannot
+    drift apart.
     """
 
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):

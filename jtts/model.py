@@ -2,25 +2,46 @@
 
 The conditioner (jtts.conditioning) encodes the text; the decoder reads pattern steps (see
 jtts.patterns), whose input is the sum of K codebook embeddings, cross-attends the condition
-memory, and predicts all K codebooks of a step with K heads. Training (`__call__`) and the
-decode loop (`decode_step`) run the same decoder layers.
+memory, and predicts all K codebooks of a step with K heads. Training (`__call__`) and
+decoding (`extend`: a prompt's steps at once, then `decode_step` one at a time, against a K/V
+cache) run the same decoder layers on the same code embedding (`embed_codes`). The model also
+owns what training and decoding must agree on: its `pattern` and its alignment prior
+(`prior`, `prior_bias`).
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import jax
 from flax import nnx
 from jax import numpy as jnp
 
+from jtts.alignment import log_prior_at
 from jtts.conditioning import Cond, Conditioner
 from jtts.config import ModelConfig
 from jtts.layers import CrossKV, DecoderLayer, KVCache, LayerStack, RMSNorm, split_rng
+from jtts.patterns import Pattern, get_pattern
 
 Cache = tuple[KVCache, ...]  # one per decoder layer
 FRAMES_PER_UNIT = 16.0  # the length head's unit: about a Whisper token of speech at 75 frames/s
-Context = tuple[CrossKV, ...]  # one per decoder layer: what stays fixed while a batch decodes
+
+
+class Prior(NamedTuple):
+    """What the model's alignment prior is spread over: each row's decoder steps and text
+    tokens."""
+
+    steps_B: jax.Array
+    tokens_B: jax.Array
+
+
+class Context(NamedTuple):
+    """What stays fixed while a batch decodes: every decoder layer's cross-attention K/V, and
+    the alignment prior's lengths (None for a model without `attention_prior`)."""
+
+    kv: tuple[CrossKV, ...]
+    prior: Prior | None
 
 
 class TTSModel(nnx.Module):
@@ -45,7 +66,14 @@ class TTSModel(nnx.Module):
     def dtype(self) -> jnp.dtype:
         return jnp.dtype(self.cfg.dtype)
 
-    def _embed_codes(self, tokens_BxKxT: jax.Array) -> jax.Array:
+    @property
+    def pattern(self) -> Pattern:
+        """How the K codebook streams become decoder steps: built here alone, so training,
+        evaluation and decoding read the same one."""
+        cfg = self.cfg
+        return get_pattern(cfg.pattern, cfg.n_codebooks, cfg.codebook_size)
+
+    def embed_codes(self, tokens_BxKxT: jax.Array) -> jax.Array:
         """Sum of the K per-codebook embeddings; a loop over K keeps memory at one BxTxD."""
         table = self.code_embed[...]
         x = sum(jnp.take(table[k], tokens_BxKxT[:, k], axis=0) for k in range(table.shape[0]))
@@ -82,7 +110,7 @@ class TTSModel(nnx.Module):
 
         x, attn = self.decoder.run(
             layer_fn,
-            self._embed_codes(tokens_BxKxT),
+            self.embed_codes(tokens_BxKxT),
             split_rng(dec_rng, self.cfg.dec_layers),
             remat=self.cfg.remat,
         )
@@ -100,6 +128,27 @@ class TTSModel(nnx.Module):
         per_token_BxS = FRAMES_PER_UNIT * jax.nn.softplus(self.length_head(enc_BxSxD)[..., 0])
         return jnp.sum(jnp.where(mem.mask_BxS, per_token_BxS, 0.0), axis=1)
 
+    def prior(
+        self, cond: Cond, steps_B: jax.Array | None = None, length_scale: float = 1.0
+    ) -> Prior | None:
+        """What the model's own alignment prior (`attention_prior`) is spread over for `cond`;
+        None without one. Each row's decoder steps are `steps_B` when known (training: the
+        target's), else the length head's frames times `length_scale`, through the pattern."""
+        if self.cfg.attention_prior is None:
+            return None
+        if steps_B is None:
+            frames_B = self.predicted_frames(cond) * length_scale
+            frames_B = jnp.maximum(jnp.round(frames_B), 1).astype(jnp.int32)
+            steps_B = self.pattern.num_steps(frames_B)
+        return Prior(steps_B, cond.text_lengths_B)
+
+    def prior_bias(self, prior: Prior | None, steps_T: jax.Array, s: int) -> jax.Array | None:
+        """The prior's log-probabilities for decoder `steps_T` over `s` text positions (BxTxS),
+        the bias added to every cross-attention logit; None without a prior."""
+        if prior is None:
+            return None
+        return log_prior_at(steps_T, prior.steps_B, prior.tokens_B, s, self.cfg.attention_prior)
+
     def init_cache(self, batch: int, max_steps: int) -> Cache:
         """Zeroed self-attention K/V caches for `max_steps` decoder steps."""
         cfg = self.cfg
@@ -111,39 +160,43 @@ class TTSModel(nnx.Module):
             for _ in range(cfg.dec_layers)
         )
 
-    def decode_context(self, cond: Cond) -> Context:
-        """The condition's cross-attention K/V for every decoder layer; once per batch."""
+    def decode_context(self, cond: Cond, prior: Prior | None = None) -> Context:
+        """The condition's cross-attention K/V for every decoder layer, with `prior` (see
+        `prior`) for the steps to add it to; once per batch."""
         mem = self.conditioner(cond)
-        return tuple(
+        kv = tuple(
             layer.cross_attn.memory_kv(mem.enc_BxSxD, mem.mask_BxS)
             for layer in self.decoder.unstacked()
         )
+        return Context(kv, prior)
 
-    def decode_step(
-        self,
-        tokens_BxK: jax.Array,
-        step: jax.Array,
-        cache: Cache,
-        ctx: Context,
-        attn_bias_BxS: jax.Array | None = None,
+    def extend(
+        self, tokens_BxKxT: jax.Array, start: jax.Array, cache: Cache, ctx: Context
     ) -> tuple[jax.Array, Cache, jax.Array]:
-        """Feeds the decoder inputs of `step` through the same layers as `__call__` (with
-        `attn_bias_BxS`, the step's row of an alignment log-prior); returns (float32
-        logits_BxKxV, new cache, cross-attention logits_LxBxHxS of the step).
+        """Feeds the decoder inputs of steps start .. start + T - 1 through the same layers as
+        `__call__`, writing their K/V into `cache` (filled below `start`): a prompt prefills
+        in one pass, a decode step is T = 1. Returns (float32 logits_BxTxKxV, new cache,
+        cross-attention logits_LxBxHxTxS).
 
         Layers run unrolled even when scanned: per-layer caches let XLA update each in place.
         """
-        step = jnp.asarray(step, jnp.int32)
-        k = tokens_BxK.shape[1]
-        table = self.code_embed[...]
-        x = table[jnp.arange(k)[None, :], tokens_BxK].sum(axis=1).astype(self.dtype)[:, None]
-        bias = None if attn_bias_BxS is None else attn_bias_BxS[:, None, :]
+        positions_T = jnp.asarray(start, jnp.int32) + jnp.arange(tokens_BxKxT.shape[2])
+        bias = self.prior_bias(ctx.prior, positions_T, ctx.kv[0].mask_BxS.shape[1])
+        x = self.embed_codes(tokens_BxKxT)
         new_cache, attn = [], []
-        for layer, layer_cache, kv in zip(self.decoder.unstacked(), cache, ctx, strict=True):
-            x, layer_cache, logits = layer(x, step[None], kv, layer_cache, bias_BxTxS=bias)
+        for layer, layer_cache, kv in zip(self.decoder.unstacked(), cache, ctx.kv, strict=True):
+            x, layer_cache, logits = layer(x, positions_T, kv, layer_cache, bias_BxTxS=bias)
             new_cache.append(layer_cache)
-            attn.append(logits[:, :, 0])
-        return self._logits(x)[:, 0], tuple(new_cache), jnp.stack(attn)
+            attn.append(logits)
+        return self._logits(x), tuple(new_cache), jnp.stack(attn)
+
+    def decode_step(
+        self, tokens_BxK: jax.Array, step: jax.Array, cache: Cache, ctx: Context
+    ) -> tuple[jax.Array, Cache, jax.Array]:
+        """`extend` by the one step `step`: (float32 logits_BxKxV, new cache, cross-attention
+        logits_LxBxHxS)."""
+        logits, cache, attn = self.extend(tokens_BxK[:, :, None], step, cache, ctx)
+        return logits[:, 0], cache, attn[:, :, :, 0]
 
 
 def build_model(cfg: ModelConfig, rngs: nnx.Rngs) -> TTSModel:

@@ -28,7 +28,7 @@ from jtts.alignment import (
 from jtts.config import Config, OptimConfig
 from jtts.mesh import batch_sharding, replicated
 from jtts.model import build_model
-from jtts.patterns import Pattern, get_pattern
+from jtts.patterns import Pattern
 
 TrainState = dict[str, Any]  # {"params", "opt_state", "step", "rng", "skipped"[, "ema"]}
 NO_DECAY = (
@@ -185,21 +185,31 @@ def _align_layers(cfg: Config) -> list[int]:
     return list(cfg.align.layers) if cfg.align.layers else list(range(cfg.model.dec_layers))
 
 
-def alignment_bias(
-    cfg: Config, cond: conditioning.Cond, mask_BxKxS: jax.Array, step: jax.Array
+def own_prior_bias(
+    model: nnx.Module, cond: conditioning.Cond, mask_BxKxS: jax.Array
 ) -> jax.Array | None:
-    """The beta-binomial log-prior (BxTxS) for a batch's condition and target mask
-    (`decoder_io`): the model's own (`model.attention_prior`), or the training aid annealed
-    to its weight at `step`; None when there is neither."""
-    scaling = cfg.model.attention_prior or (cfg.align.prior_scaling if cfg.align.prior else None)
-    if scaling is None:
+    """The model's own alignment log-prior (BxTxS, `model.prior_bias`) spread over each row's
+    target steps (`decoder_io`'s mask); None for a model without one."""
+    prior = model.prior(cond, mask_BxKxS.any(axis=1).sum(axis=1))
+    return model.prior_bias(prior, jnp.arange(mask_BxKxS.shape[2]), cond.text_BxS.shape[1])
+
+
+def alignment_bias(
+    cfg: Config, model: nnx.Module, cond: conditioning.Cond, mask_BxKxS: jax.Array, step: jax.Array
+) -> jax.Array | None:
+    """The log-prior (BxTxS) for a batch's condition and target mask (`decoder_io`): the
+    model's own (`own_prior_bias`), or the beta-binomial training aid annealed to its weight
+    at `step`; None when there is neither."""
+    if cfg.model.attention_prior is not None:
+        return own_prior_bias(model, cond, mask_BxKxS)
+    if not cfg.align.prior:
         return None
     log_prior = beta_binomial_log_prior(
         mask_BxKxS.any(axis=1).sum(axis=1),
         cond.text_lengths_B,
         mask_BxKxS.shape[2],
         cond.text_BxS.shape[1],
-        scaling,
+        cfg.align.prior_scaling,
     )
     return prior_bias(log_prior, prior_strength(cfg, step))
 
@@ -289,9 +299,6 @@ class TrainStep:
         shardings: Any,
     ):
         self.cfg, self.graphdef, self.tx = cfg, graphdef, tx
-        self.pattern = get_pattern(
-            cfg.model.pattern, cfg.model.n_codebooks, cfg.model.codebook_size
-        )
         self.schedule = lr_schedule(cfg.optim, cfg.train.steps)
         k = cfg.model.n_codebooks
         self.weights_K = jnp.asarray(cfg.optim.codebook_weights or (1.0,) * k, jnp.float32)
@@ -317,7 +324,7 @@ class TrainStep:
             sums = loss_sums(
                 model,
                 batch,
-                self.pattern,
+                model.pattern,
                 cfg=self.cfg,
                 dropout_rng=dropout_rng,
                 corrupt_rng=jax.random.fold_in(key, 1),
@@ -341,8 +348,9 @@ class TrainStep:
         rows = batch["codes"].shape[0]
         drop = jax.random.bernoulli(drop_key, self.cfg.model.cond_drop_prob, (rows,))
         batch = {**batch, "cond": conditioning.drop(batch["cond"], drop)}
-        mask_BxKxS = decoder_io(batch, self.pattern)[2]
-        bias = alignment_bias(self.cfg, batch["cond"], mask_BxKxS, step)
+        model = nnx.merge(self.graphdef, params)  # for its pattern and prior: no computation
+        mask_BxKxS = decoder_io(batch, model.pattern)[2]
+        bias = alignment_bias(self.cfg, model, batch["cond"], mask_BxKxS, step)
         if bias is not None:
             batch["attn_bias"] = bias
         # The loss normaliser depends only on the masks, so it is known before any forward
@@ -432,9 +440,6 @@ class EvalStep:
     ):
         self.graphdef = graphdef
         self.cfg = cfg
-        self.pattern = get_pattern(
-            cfg.model.pattern, cfg.model.n_codebooks, cfg.model.codebook_size
-        )
         self.traces = 0
         self._jitted = jax.jit(
             self._eval,
@@ -448,13 +453,13 @@ class EvalStep:
     def _eval(self, params: Any, batch: dict[str, Any]) -> dict[str, jax.Array]:
         self.traces += 1
         model = nnx.merge(self.graphdef, params)
-        inputs_BxKxS, targets_BxKxS, mask_BxKxS = decoder_io(batch, self.pattern)
+        inputs_BxKxS, targets_BxKxS, mask_BxKxS = decoder_io(batch, model.pattern)
         cond, valid = batch["cond"], batch["valid"]
 
         def forward(c: conditioning.Cond, **kw: Any) -> tuple[jax.Array, jax.Array | None]:
-            if self.cfg.model.attention_prior is None:
+            bias = own_prior_bias(model, c, mask_BxKxS)
+            if bias is None:
                 return model(c, inputs_BxKxS, **kw)
-            bias = alignment_bias(self.cfg, c, mask_BxKxS, jnp.zeros((), jnp.int32))
             logits, attn = model(c, inputs_BxKxS, attn_bias_BxTxS=bias, **kw)
             # The attention measured and pictured is the one the model uses: with its prior.
             return logits, None if attn is None else attn + bias[None, :, None]

@@ -71,7 +71,7 @@ def test_length_scale_spreads_the_prior_over_the_predicted_length_times_it():
     frames = np.asarray(with_prior.predicted_frames(cond))
     pattern = get_pattern("delay", 4, 64)
     for scale in (1.0, 2.5):
-        spec = decode._spec(with_prior.cfg, decode.Sampling(length_scale=scale))
+        spec = decode._spec(with_prior, decode.Sampling(length_scale=scale))
         expected = pattern.num_steps(np.maximum(np.round(frames * scale), 1).astype(np.int32))
         got = decode._prior(with_prior, spec, cond).steps_B
         np.testing.assert_array_equal(np.asarray(got), expected)

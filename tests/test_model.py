@@ -127,6 +127,39 @@ def test_decode_step_matches_forward(cfg, scan, mlp, kv_heads):
     np.testing.assert_allclose(step_attn, attn, atol=1e-4)
 
 
+@pytest.mark.parametrize("n, kv_heads", [(0, None), (1, None), (7, None), (7, 2)])
+def test_prefill_then_steps_match_forward(cfg, n, kv_heads):
+    """Reference: the teacher-forced pass with the model's own prior over the same steps. A
+    prompt of n steps prefilled in one `extend`, then one `decode_step` per remaining step
+    fed the same tokens, gives its logits and cross-attention at every step (float32; the
+    cached path sums attention over the whole cache with masked slots at exp(-inf) = 0, so
+    it agrees to rounding, not bitwise)."""
+    changes = {"attention_prior": 0.5, "n_kv_heads": kv_heads}
+    model = build_model(dataclasses.replace(cfg, **changes), nnx.Rngs(5))
+    cond, tokens = make_batch(cfg, seed=3)
+    prior = model.prior(cond, jnp.array([T - 2, 4]))  # one row runs past its prior's end
+    bias = model.prior_bias(prior, jnp.arange(T), S)
+    want_logits, want_attn = forward_attention(model, cond, tokens, bias)
+
+    @nnx.jit
+    def cached(model, cond, tokens):
+        ctx, cache = model.decode_context(cond, prior), model.init_cache(B, T)
+        logits, attn = [], []
+        if n:
+            out, cache, a = model.extend(tokens[:, :, :n], jnp.int32(0), cache, ctx)
+            logits += [out[:, t] for t in range(n)]
+            attn += [a[:, :, :, t] for t in range(n)]
+        for step in range(n, T):
+            out, cache, a = model.decode_step(tokens[:, :, step], jnp.int32(step), cache, ctx)
+            logits.append(out)
+            attn.append(a)
+        return jnp.stack(logits, axis=1), jnp.stack(attn, axis=3)
+
+    got_logits, got_attn = cached(model, cond, tokens)
+    np.testing.assert_allclose(got_logits, want_logits, rtol=0, atol=2e-6)
+    np.testing.assert_allclose(got_attn, want_attn, rtol=0, atol=2e-6)
+
+
 def test_attention_bias_steers_cross_attention(cfg, model):
     """A bias is added to the cross-attention logits before the softmax: a constant changes
     nothing, one that allows only token 0 changes the output, and the returned logits are the
