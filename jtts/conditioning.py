@@ -6,7 +6,7 @@ The text is always an attribute: token ids, encoded by a bidirectional transform
 decoder layer cross-attends (the "cross" join; the alignment prior, the length head and the
 attention measurements read it). Every other attribute is declared once in `ATTRIBUTES`: the
 code store record field its value comes from, and how it is encoded and joined. Those of today
-are categories (a speaker): a name, looked up in the run's table of names
+are categories (the speaker, from the store's `speaker` field): a name, looked up in the run's table of names
 (`model.conditions[].values`, filled from the training store by `resolve` and saved with the
 run's config), embedded by a learned table and added to every decoder input step (the "sum"
 join). The config turns them on (`model.conditions`); the loader, the train and eval steps, the
@@ -49,7 +49,9 @@ class Attribute:
     help: str  # what the sampler's --NAME option chooses
 
 
-ATTRIBUTES: dict[str, Attribute] = {}
+ATTRIBUTES: dict[str, Attribute] = {
+    "speaker": Attribute("speaker", field="speaker", help="the speaker whose voice to speak in"),
+}
 
 
 def attributes(cfg: ModelConfig) -> list[tuple[Attribute, ConditionConfig]]:
