@@ -36,6 +36,25 @@ def _at_least(obj: Any, section: str, minimum: float, *names: str) -> None:
 
 
 @dataclasses.dataclass(frozen=True)
+class ConditionConfig:
+    """A conditioning attribute besides the text (registered in `jtts.conditioning.ATTRIBUTES`)."""
+
+    name: str
+    drop_prob: float = 0.1  # classifier-free guidance: P(this attribute alone replaced by its null)
+    values: tuple[str, ...] = ()  # the names its ids index; empty: the training store's, sorted
+
+    def __post_init__(self) -> None:
+        _check(
+            0.0 <= self.drop_prob <= 1.0,
+            f"model.conditions {self.name!r}: drop_prob must be in [0, 1], got {self.drop_prob}",
+        )
+        _check(
+            len(set(self.values)) == len(self.values),
+            f"model.conditions {self.name!r}: values repeat a name",
+        )
+
+
+@dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """Encoder-decoder shape and numerics. Changing a field here changes what a checkpoint is."""
 
@@ -59,6 +78,9 @@ class ModelConfig:
     remat: bool = False
     scan_layers: bool = False
     cond_drop_prob: float = 0.1  # classifier-free guidance: P(text replaced by null condition)
+    # Attributes read besides the text (a speaker), each with its own dropout and table of
+    # names (jtts.conditioning); none by default.
+    conditions: tuple[ConditionConfig, ...] = ()
     # Cross-attention always adds RAD-TTS's beta-binomial alignment prior with this scaling
     # (smaller is wider): over the true length in training, over the length the model's
     # length head predicts from the text in sampling. None: no prior in the model.

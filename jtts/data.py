@@ -12,7 +12,8 @@ Why it looks like this:
   are counted in `Corpus.summary`.
 
 Batch arrays (global, sharded over rows): cond (a `jtts.conditioning.Cond`: text int32 BxS,
-text_mask bool BxS, drop bool B), codes int32 BxKxT, lengths int32 B (frames), has_eos bool B,
+text_mask bool BxS, each other attribute of `model.conditions` as int32 ids B from its record
+field, and no rows dropped), codes int32 BxKxT, lengths int32 B (frames), has_eos bool B,
 valid bool B (False for filler rows that pad the last batch of a bucket). The delay pattern is
 applied on device (jtts.train_step).
 """
@@ -29,6 +30,7 @@ import jax
 import numpy as np
 
 from codec_bridge.format import CodeStore
+from jtts import conditioning
 from jtts.conditioning import Cond
 from jtts.config import Config
 from jtts.text import get_tokenizer, normalize
@@ -78,7 +80,15 @@ class Corpus:
         self.eot = get_tokenizer("whisper").eot
         self.ids = store.ids
         self.lengths = store.lengths.astype(np.int64)
-        self.tokens = [encode_text(r["text"], d.text_normalizer) for r in store.records()]
+        attrs = conditioning.attributes(m)
+        self.tokens: list[np.ndarray] = []
+        categories: dict[str, list[int]] = {a.name: [] for a, _ in attrs}
+        for r in store.records():
+            self.tokens.append(encode_text(r["text"], d.text_normalizer))
+            for a, _ in attrs:
+                categories[a.name].append(conditioning.lookup(m, a.name, r[a.field]))
+        # Each attribute's id per store row (a category's index in its table of names).
+        self.categories = {name: np.asarray(ids, np.int32) for name, ids in categories.items()}
         text_lens = np.array([len(t) for t in self.tokens], np.int64)
 
         too_long = self.lengths > d.max_frames
@@ -178,8 +188,9 @@ class Corpus:
         text, text_mask = np.zeros((n, s), np.int32), np.zeros((n, s), bool)
         text[:, 0] = self.eot  # filler rows attend to one real key
         text_mask[:, 0] = True
+        categories = {name: np.zeros(n, np.int32) for name in self.categories}
         out = {
-            "cond": Cond.of_text(text, text_mask),
+            "cond": Cond.of_text(text, text_mask, **categories),
             "codes": np.zeros((n, k, t), np.int32),
             "lengths": np.zeros(n, np.int32),
             "has_eos": np.zeros(n, bool),
@@ -194,6 +205,8 @@ class Corpus:
             tok = self.tokens[i]
             text[j, : len(tok)] = tok
             text_mask[j, : len(tok)] = True
+            for name, per_row in self.categories.items():
+                categories[name][j] = per_row[i]
             codes_KxT = self.store[i].codes
             length = codes_KxT.shape[1]
             if length > self.max_frames:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -315,7 +315,12 @@ class _Batch(NamedTuple):
     valid_B: np.ndarray
 
 
-def _batch(text_ids: Sequence[Sequence[int]], max_text_len: int) -> _Batch:
+def _batch(
+    text_ids: Sequence[Sequence[int]],
+    max_text_len: int,
+    categories: Mapping[str, Sequence[int]] | None = None,
+) -> _Batch:
+    categories = categories or {}
     if not text_ids:
         raise ValueError("no texts to decode")
     lengths = [len(ids) for ids in text_ids]
@@ -328,7 +333,10 @@ def _batch(text_ids: Sequence[Sequence[int]], max_text_len: int) -> _Batch:
     for i, ids in enumerate(text_ids):
         text[i, : len(ids)] = ids
         mask[i, : len(ids)] = True
-    return _Batch(Cond.of_text(text, mask), np.arange(b) < len(text_ids))
+    ids = {name: np.zeros(b, np.int32) for name in categories}
+    for name, values in categories.items():
+        ids[name][: len(text_ids)] = values
+    return _Batch(Cond.of_text(text, mask, **ids), np.arange(b) < len(text_ids))
 
 
 def _steps(spec: _Spec, max_frames: int) -> tuple[int, int]:
@@ -363,9 +371,15 @@ class _Request(NamedTuple):
     state: Any
 
 
-def _request(model, text_ids, sampling: Sampling, max_frames: int) -> _Request:
+def _request(model, text_ids, sampling: Sampling, max_frames: int, categories) -> _Request:
+    categories = categories or {}
+    if set(categories) != set(model.conditioner.categories):
+        raise ValueError(
+            f"the model reads {sorted(model.conditioner.categories) or 'no attribute'} besides "
+            f"the text, given {sorted(categories) or 'none'}"
+        )
     spec = _spec(model, sampling)
-    batch = _batch(text_ids, model.cfg.max_text_len)
+    batch = _batch(text_ids, model.cfg.max_text_len, categories)
     max_steps, cache_steps = _steps(spec, max_frames)
     return _Request(spec, _knobs(sampling), batch, max_steps, cache_steps, *nnx.split(model))
 
@@ -377,10 +391,15 @@ def _finish(spec: _Spec, loop: _Loop, n: int, t0: float) -> Generation:
 
 
 def generate(
-    model: nnx.Module, text_ids: Sequence[Sequence[int]], sampling: Sampling, max_frames: int
+    model: nnx.Module,
+    text_ids: Sequence[Sequence[int]],
+    sampling: Sampling,
+    max_frames: int,
+    categories: Mapping[str, Sequence[int]] | None = None,
 ) -> Generation:
-    """Decodes every row (at most `max_frames` frames each) in one compiled program."""
-    r = _request(model, text_ids, sampling, max_frames)
+    """Decodes every row (at most `max_frames` frames each) in one compiled program.
+    `categories`: each other attribute of the model's condition (a speaker), its id per row."""
+    r = _request(model, text_ids, sampling, max_frames, categories)
     args = (r.state, *r.batch, np.int32(r.max_steps), r.knobs)
     exe, compile_s = _executable(r.graphdef, r.spec, r.cache_steps, args)
     t0 = time.perf_counter()
@@ -400,10 +419,14 @@ def _advance_jit(graphdef, spec, knobs, state, ctx, loop, cache):
 
 
 def generate_stepwise(
-    model: nnx.Module, text_ids: Sequence[Sequence[int]], sampling: Sampling, max_frames: int
+    model: nnx.Module,
+    text_ids: Sequence[Sequence[int]],
+    sampling: Sampling,
+    max_frames: int,
+    categories: Mapping[str, Sequence[int]] | None = None,
 ) -> Generation:
     """Baseline: the same KV-cached step, jitted alone and driven by a Python loop."""
-    r = _request(model, text_ids, sampling, max_frames)
+    r = _request(model, text_ids, sampling, max_frames, categories)
     t0 = time.perf_counter()
     ctx, cache, loop = _prepare_jit(r.graphdef, r.spec, r.cache_steps, r.state, *r.batch)
     for _ in range(r.max_steps):
@@ -432,10 +455,14 @@ _choose_jit = jax.jit(_choose, static_argnums=(0,))
 
 
 def generate_naive(
-    model: nnx.Module, text_ids: Sequence[Sequence[int]], sampling: Sampling, max_frames: int
+    model: nnx.Module,
+    text_ids: Sequence[Sequence[int]],
+    sampling: Sampling,
+    max_frames: int,
+    categories: Mapping[str, Sequence[int]] | None = None,
 ) -> Generation:
     """Reference: no cache; every step re-runs `model.__call__` over the whole prefix."""
-    r = _request(model, text_ids, sampling, max_frames)
+    r = _request(model, text_ids, sampling, max_frames, categories)
     cond, valid_B = r.batch
     t0 = time.perf_counter()
     loop = _init_loop(r.spec.pattern, jnp.asarray(valid_B), r.cache_steps)

@@ -1,8 +1,9 @@
 """Text-to-codes encoder-decoder: a `Cond` in, K codebook logits per decoder step out.
 
-The conditioner (jtts.conditioning) encodes the text; the decoder reads pattern steps (see
-jtts.patterns), whose input is the sum of K codebook embeddings, cross-attends the condition
-memory, and predicts all K codebooks of a step with K heads. Training (`__call__`) and
+The conditioner (jtts.conditioning) encodes the condition's attributes; the decoder reads
+pattern steps (see jtts.patterns), whose input is the sum of K codebook embeddings (plus the
+"sum" attributes, such as a speaker), cross-attends the text's memory, and predicts all K
+codebooks of a step with K heads. Training (`__call__`) and
 decoding (`extend`: a prompt's steps at once, then `decode_step` one at a time, against a K/V
 cache) run the same decoder layers on the same code embedding (`embed_codes`). The model also
 owns what training and decoding must agree on: its `pattern` and its alignment prior
@@ -19,7 +20,7 @@ from flax import nnx
 from jax import numpy as jnp
 
 from jtts.alignment import log_prior_at
-from jtts.conditioning import Cond, Conditioner
+from jtts.conditioning import TEXT, Cond, Conditioner
 from jtts.config import ModelConfig
 from jtts.layers import CrossKV, DecoderLayer, KVCache, LayerStack, RMSNorm, split_rng
 from jtts.patterns import Pattern, get_pattern
@@ -37,11 +38,13 @@ class Prior(NamedTuple):
 
 
 class Context(NamedTuple):
-    """What stays fixed while a batch decodes: every decoder layer's cross-attention K/V, and
-    the alignment prior's lengths (None for a model without `attention_prior`)."""
+    """What stays fixed while a batch decodes: every decoder layer's cross-attention K/V, the
+    alignment prior's lengths (None for a model without `attention_prior`) and the vector
+    added to every input step (`Memory.input_BxD`, None without "sum" attributes)."""
 
     kv: tuple[CrossKV, ...]
     prior: Prior | None
+    input_BxD: jax.Array | None = None
 
 
 class TTSModel(nnx.Module):
@@ -79,6 +82,11 @@ class TTSModel(nnx.Module):
         x = sum(jnp.take(table[k], tokens_BxKxT[:, k], axis=0) for k in range(table.shape[0]))
         return x.astype(self.dtype)
 
+    def _inputs(self, tokens_BxKxT: jax.Array, input_BxD: jax.Array | None) -> jax.Array:
+        """The decoder's input steps: their code embedding, plus the "sum" attributes."""
+        x = self.embed_codes(tokens_BxKxT)
+        return x if input_BxD is None else x + input_BxD[:, None, :].astype(x.dtype)
+
     def _logits(self, x_BxTxD: jax.Array) -> jax.Array:
         heads = self.heads[...].astype(self.dtype)
         x = self.dec_norm(x_BxTxD)
@@ -110,7 +118,7 @@ class TTSModel(nnx.Module):
 
         x, attn = self.decoder.run(
             layer_fn,
-            self.embed_codes(tokens_BxKxT),
+            self._inputs(tokens_BxKxT, mem.input_BxD),
             split_rng(dec_rng, self.cfg.dec_layers),
             remat=self.cfg.remat,
         )
@@ -123,10 +131,10 @@ class TTSModel(nnx.Module):
         The head reads the encoding through a stop-gradient: its loss trains only itself.
         Its unit is `FRAMES_PER_UNIT` frames, so it starts near a spoken token's length
         instead of having to climb there at the learning rate."""
-        mem = self.conditioner(cond._replace(drop_B=jnp.zeros_like(cond.drop_B)))
-        enc_BxSxD = jax.lax.stop_gradient(mem.enc_BxSxD).astype(jnp.float32)
+        enc_BxSxD = self.conditioner.encode_text(cond.inputs[TEXT])
+        enc_BxSxD = jax.lax.stop_gradient(enc_BxSxD).astype(jnp.float32)
         per_token_BxS = FRAMES_PER_UNIT * jax.nn.softplus(self.length_head(enc_BxSxD)[..., 0])
-        return jnp.sum(jnp.where(mem.mask_BxS, per_token_BxS, 0.0), axis=1)
+        return jnp.sum(jnp.where(cond.text_mask_BxS.astype(bool), per_token_BxS, 0.0), axis=1)
 
     def prior(
         self, cond: Cond, steps_B: jax.Array | None = None, length_scale: float = 1.0
@@ -168,7 +176,7 @@ class TTSModel(nnx.Module):
             layer.cross_attn.memory_kv(mem.enc_BxSxD, mem.mask_BxS)
             for layer in self.decoder.unstacked()
         )
-        return Context(kv, prior)
+        return Context(kv, prior, mem.input_BxD)
 
     def extend(
         self, tokens_BxKxT: jax.Array, start: jax.Array, cache: Cache, ctx: Context
@@ -182,7 +190,7 @@ class TTSModel(nnx.Module):
         """
         positions_T = jnp.asarray(start, jnp.int32) + jnp.arange(tokens_BxKxT.shape[2])
         bias = self.prior_bias(ctx.prior, positions_T, ctx.kv[0].mask_BxS.shape[1])
-        x = self.embed_codes(tokens_BxKxT)
+        x = self._inputs(tokens_BxKxT, ctx.input_BxD)
         new_cache, attn = [], []
         for layer, layer_cache, kv in zip(self.decoder.unstacked(), cache, ctx.kv, strict=True):
             x, layer_cache, logits = layer(x, positions_T, kv, layer_cache, bias_BxTxS=bias)

@@ -1,21 +1,23 @@
 """`python -m jtts.sample --workdir RUN (--text T | --text-file F) (--out X.wav | --out-dir D)`.
 
 Synthesizes speech with a trained run's best (or latest, or --step) checkpoint. Sampling
-options default to the run's `sample` config. Exit code 2 for bad arguments or input and for
+options default to the run's `sample` config. Each attribute a run can read besides the text
+(`jtts.conditioning.ATTRIBUTES`) has an option `--NAME VALUE`, and `--list-NAMEs` prints a
+run's values and exits. Exit code 2 for bad arguments or input and for
 codes that cannot be written (a full disk), 1 when the codec cannot decode.
 """
 
 import argparse
 import sys
 
-from jtts import sampler
+from jtts import conditioning, sampler
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m jtts.sample", description=__doc__.split("\n")[0])
     p.add_argument("--workdir", required=True, help="training run directory")
     p.add_argument("--step", type=int, help="checkpoint step (default: best, else latest)")
-    src = p.add_mutually_exclusive_group(required=True)
+    src = p.add_mutually_exclusive_group()
     src.add_argument("--text", help="one text to speak")
     src.add_argument("--text-file", help="one text per line; output NNNN.wav per line number")
     p.add_argument("--out", help="wav file (with --text)")
@@ -51,6 +53,11 @@ def main(argv: list[str] | None = None) -> int:
         "with the spoken_english normalizer), one line per text; the .json beside the codes "
         'records it as "normalized"',
     )
+    for name, attr in conditioning.ATTRIBUTES.items():
+        p.add_argument(f"--{name}", metavar="NAME", help=f"{attr.help} (runs trained with one)")
+        p.add_argument(
+            f"--list-{name}s", action="store_true", help=f"print the run's {name}s and exit"
+        )
     return sampler.cli(**vars(p.parse_args(argv)))
 
 

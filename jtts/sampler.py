@@ -1,7 +1,8 @@
 """Text to codec codes to wav files for a trained run: the library behind `python -m jtts.sample`.
 
 Texts are encoded with the training front end (`jtts.data.encode_text` and the run's
-normalizer), decoded in length-sorted batches by `jtts.decode.generate`, reverted to
+normalizer), each other attribute the run reads (`--NAME VALUE`, listed by `--list-NAMEs`) is
+looked up in the run's table of names, the texts are decoded in length-sorted batches by `jtts.decode.generate`, reverted to
 codes_KxT and written with `codec_bridge.format.save_codes`; waveforms come from
 `python -m codec_bridge decode` in a subprocess, so this package never imports torch.
 """
@@ -15,7 +16,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,9 @@ from flax import nnx
 
 from codec_bridge.format import save_codes
 from codec_bridge.textfile import EncodingError, read_text
-from jtts import decode
+from jtts import conditioning, decode
 from jtts.checkpoint import CheckpointError, load_model
-from jtts.config import Config
+from jtts.config import Config, ConfigError, load_config
 from jtts.data import encode_text
 from jtts.rundir import RunDir, RunDirError
 from jtts.text import cache_dir, normalize
@@ -141,8 +142,10 @@ def synthesize(
     max_frames: int,
     batch_size: int,
     names: Sequence[str],
+    categories: Mapping[str, int] | None = None,
 ) -> Synthesis:
-    """Codes for each text (its chunks decoded separately, then concatenated in time).
+    """Codes for each text (its chunks decoded separately, then concatenated in time), every
+    one with the same `categories` (see `choose_categories`).
 
     Chunks are sorted by length so a batch wastes little padding; batch i uses seed + i.
     Warns (MaxLengthWarning) naming the texts whose chunks hit `max_frames` without EOS.
@@ -159,6 +162,7 @@ def synthesize(
             [ids for _, _, ids in batch],
             dataclasses.replace(sampling, seed=sampling.seed + b),
             max_frames,
+            {name: [i] * len(batch) for name, i in (categories or {}).items()},
         )
         compile_s, decode_s = compile_s + g.compile_s, decode_s + g.decode_s
         for (i, j, _), codes, finished in zip(batch, g.codes, g.finished, strict=True):
@@ -212,6 +216,51 @@ def _sampling(run: Run, o: dict[str, Any]) -> decode.Sampling:
     return sampling
 
 
+def choose_categories(cfg: Config, o: Mapping[str, Any], where: Path) -> dict[str, int]:
+    """The id of each attribute the run reads besides the text, from its `--NAME` option; the
+    only name of a table of one is the default. A name the run does not know, an option the run
+    has no attribute for, or no choice among several names is a UsageError."""
+    attrs = {a.name: c for a, c in conditioning.attributes(cfg.model)}
+    for name in conditioning.ATTRIBUTES:
+        if o.get(name) is not None and name not in attrs:
+            raise UsageError(f"--{name}: {where} was not trained with a {name} (model.conditions)")
+    chosen = {}
+    for name, c in attrs.items():
+        value = o.get(name)
+        if value is None and len(c.values) > 1:
+            raise UsageError(
+                f"{where} speaks as {len(c.values)} {name}s; choose one with --{name} "
+                f"({', '.join(c.values[:10])}{', ...' if len(c.values) > 10 else ''})"
+            )
+        try:
+            chosen[name] = conditioning.lookup(
+                cfg.model, name, c.values[0] if value is None else value
+            )
+        except ValueError as e:
+            raise UsageError(f"--{name}: {e}") from None
+    return chosen
+
+
+def _listing(o: Mapping[str, Any]) -> str | None:
+    """The attribute whose names `--list-NAMEs` asks for, if any."""
+    return next((n for n in conditioning.ATTRIBUTES if o.get(f"list_{n}s")), None)
+
+
+def list_names(workdir: str | Path, name: str) -> list[str]:
+    """The names a run's attribute `name` knows (its saved config's table), for --list-NAMEs."""
+    path = RunDir(workdir).config
+    try:
+        cfg = load_config(path)
+    except ConfigError as e:
+        raise UsageError(f"--workdir {workdir}: {e}") from None
+    attrs = {a.name: c for a, c in conditioning.attributes(cfg.model)}
+    if name not in attrs:
+        raise UsageError(
+            f"--list-{name}s: {workdir} was not trained with a {name} (model.conditions)"
+        )
+    return list(attrs[name].values)
+
+
 def _read_lines(path: str) -> list[tuple[int, str]]:
     try:
         lines = read_text(path).splitlines()
@@ -226,6 +275,8 @@ def _read_lines(path: str) -> list[tuple[int, str]]:
 
 
 def _check_options(o: dict[str, Any]) -> None:
+    if o["text"] is None and o["text_file"] is None:
+        raise UsageError("pass --text TEXT or --text-file FILE")
     if o["text"] is not None:
         if not o["text"].strip():
             raise UsageError("--text is empty; pass the sentence to speak")
@@ -256,9 +307,13 @@ def _max_frames(run: Run, max_seconds: float | None) -> int:
 
 def _main(o: dict[str, Any]) -> None:
     t_start = time.perf_counter()
+    if name := _listing(o):
+        print("\n".join(list_names(o["workdir"], name)))
+        return
     _check_options(o)
     decode.enable_compilation_cache(cache_dir() / "xla")
     run = load_run(o["workdir"], o["step"])
+    categories = choose_categories(run.cfg, o, run.run_dir)
     sampling = _sampling(run, o)
     max_frames = _max_frames(run, o["max_seconds"])
     if o["text"] is not None:
@@ -277,7 +332,7 @@ def _main(o: dict[str, Any]) -> None:
     if o["print_normalized"]:
         print("\n".join(said))
     t_ready = time.perf_counter()
-    syn = synthesize(run, texts, sampling, max_frames, o["batch_size"], names)
+    syn = synthesize(run, texts, sampling, max_frames, o["batch_size"], names, categories)
     with tempfile.TemporaryDirectory(prefix="jtts-codes-") as tmp:
         if o["text"] is not None:
             path = Path(o["codes_out"] or Path(tmp) / "codes.npy")

@@ -35,6 +35,7 @@ NO_DECAY = (
     "text_embed",
     "code_embed",
     "null_cond",
+    "table",
     "scale",
     "byte_embed",
     "pos_embed",
@@ -344,10 +345,9 @@ class TrainStep:
         params, step = state["params"], state["step"]
         key = jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), step)
         drop_key, key = jax.random.split(key)
-        # Drawn for the whole batch, so accumulation sees the same mask as one big batch.
-        rows = batch["codes"].shape[0]
-        drop = jax.random.bernoulli(drop_key, self.cfg.model.cond_drop_prob, (rows,))
-        batch = {**batch, "cond": conditioning.drop(batch["cond"], drop)}
+        # Drawn for the whole batch, so accumulation sees the same masks as one big batch.
+        cond = conditioning.guidance_dropout(batch["cond"], self.cfg.model, drop_key)
+        batch = {**batch, "cond": cond}
         model = nnx.merge(self.graphdef, params)  # for its pattern and prior: no computation
         mask_BxKxS = decoder_io(batch, model.pattern)[2]
         bias = alignment_bias(self.cfg, model, batch["cond"], mask_BxKxS, step)
@@ -429,8 +429,9 @@ class TrainStep:
 
 class EvalStep:
     """`sums = eval_step(params, batch)`, no dropout, no training aid: per-codebook
-    ce/correct/count with the utterance's own text, ce with a mismatched text ("ce_mismatched")
-    and with the null condition ("ce_null"), the cross-attention `attention_sums` of every
+    ce/correct/count with the utterance's own condition, ce with another utterance's text
+    ("ce_mismatched"), with another utterance's value of each other attribute NAME
+    ("ce_mismatched_NAME") and with every attribute dropped ("ce_null"), the cross-attention `attention_sums` of every
     layer and head, and the first row's attention probabilities ("attn_row0": LxHxTxS) for
     pictures. A model with its own prior (`model.attention_prior`) is measured with it, each
     condition's prior spread over its own text, and its length head by `length_sums`."""
@@ -466,10 +467,13 @@ class EvalStep:
 
         logits, attn = forward(cond, with_attention=True)
         sums = {k: v for k, v in ce_sums(logits, targets_BxKxS, mask_BxKxS).items() if k != "zsq"}
-        for name, other in (
+        others = [
             ("mismatched", conditioning.mismatched(cond, valid)),
             ("null", conditioning.drop(cond, jnp.ones_like(valid))),
-        ):
+        ]
+        for a, _ in conditioning.attributes(self.cfg.model):
+            others.append((f"mismatched_{a.name}", conditioning.mismatched(cond, valid, a.name)))
+        for name, other in others:
             sums[f"ce_{name}"] = ce_sums(forward(other)[0], targets_BxKxS, mask_BxKxS)["ce"]
         if self.cfg.model.attention_prior is not None:
             sums.update(length_sums(model, batch))

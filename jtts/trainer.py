@@ -25,7 +25,7 @@ import numpy as np
 from flax import nnx
 
 from codec_bridge.format import CodeStore, file_stem, save_codes
-from jtts import decode
+from jtts import conditioning, decode
 from jtts.alignment import best_head
 from jtts.checkpoint import Checkpointer
 from jtts.config import Config, ModelConfig, load_config, save_config
@@ -134,12 +134,16 @@ class Trainer:
         devices: list[jax.Device] | None = None,
         progress: bool = True,
     ):
-        self.cfg = cfg
         self.rundir = RunDir(run_dir)
         self.rundir.layout()  # a run of a newer layout stops here, before anything is read
         self.lead = jax.process_index() == 0
         self.store = CodeStore.open(data_dir)
         check_store(self.store.meta, cfg.model)
+        try:  # the attributes' tables of names, saved with the config
+            model = conditioning.resolve(cfg.model, self.store.records())
+        except ValueError as e:
+            raise SetupError(f"{self.store.root}: {e}") from e
+        self.cfg = cfg = dataclasses.replace(cfg, model=model)
         if not self.store.check(VERIFY_BYTES) and self.lead:  # raises on changed bytes
             root = self.store.root
             print(f"jtts: {root} too large to checksum at start; codec_bridge verify {root} does")
@@ -215,6 +219,8 @@ class Trainer:
                 f"{c['dropped_too_many_frames']} dropped (too many frames), "
                 f"{c['dropped_text_too_long']} dropped (text > {self.cfg.model.max_text_len} tokens)"
             )
+        for a, c in conditioning.attributes(self.cfg.model):
+            say(f"jtts: reads the {a.name} too: {len(c.values)} values, dropout {c.drop_prob:g}")
         shapes = ", ".join(f"{b.rows}x{b.frames}f/{b.text_len}t" for b in self.corpus.buckets)
         say(f"jtts: {len(self.corpus.buckets)} batch shapes (rows x frames / text): {shapes}")
         if self.start:
@@ -288,6 +294,12 @@ class Trainer:
             "eval/text_gain": float(gain_K.mean()),
             **flatten("eval", {"text_gain_cb": gain_K}),
             "eval/null_gain": float(((s["ce_null"] - s["ce"]) / count_K).mean()),
+            **{
+                f"eval/{a.name}_gain": float(
+                    ((s[f"ce_mismatched_{a.name}"] - s["ce"]) / count_K).mean()
+                )
+                for a, _ in conditioning.attributes(self.cfg.model)
+            },
             **{f"eval/attn_{k}": v for k, v in head.items()},
             "eval/elapsed_s": time.perf_counter() - self._started,
         }
@@ -333,6 +345,7 @@ class Trainer:
             [self.corpus.tokens[i].tolist() for i in rows],
             decode.Sampling.of(self.cfg.sample, seed=self.cfg.train.seed + step),
             max_frames=int(self.cfg.eval.sample_max_seconds * float(self.store.meta["frame_rate"])),
+            categories={name: ids[rows] for name, ids in self.corpus.categories.items()},
         )
         out = self.rundir.samples(step)
         out.mkdir(parents=True, exist_ok=True)

@@ -244,3 +244,23 @@ def run_processes(
         subprocess.CompletedProcess(p.args, p.returncode, out)
         for p, out in zip(procs, outs, strict=True)
     ]
+
+
+SPEAKERS = ("alice", "bob")
+
+
+def make_two_speaker_store(path: Path, texts: int = 2, *, codebook_size: int = 1024) -> Path:
+    """Each of `texts` sentences said by both `SPEAKERS` in as many frames: structured codes
+    (see `make_store`), bob's those of alice shifted by half the codebook, so only the speaker
+    tells which codes a text gets."""
+    rng = np.random.default_rng(0)
+    _init_synthetic(path, 8, codebook_size, 0)
+    with ShardWriter(path, "shard-000") as w:
+        for uid, text in transcripts(texts):
+            t = int(rng.integers(40, 61))
+            stride, start = rng.integers(1, 17, (8, 1)), rng.integers(0, codebook_size, (8, 1))
+            codes = (start + stride * np.arange(t)[None, :]) % codebook_size
+            for s, speaker in enumerate(SPEAKERS):
+                shifted = (codes + s * codebook_size // 2) % codebook_size
+                w.add(f"{uid}-{speaker}", shifted, text=text, speaker=speaker, duration=t / 75.0)
+    return path

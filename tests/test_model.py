@@ -9,7 +9,7 @@ import pytest
 from flax import nnx
 from jax import numpy as jnp
 
-from jtts.conditioning import Cond
+from jtts.conditioning import Cond, drop
 from jtts.config import load_config
 from jtts.model import TTSModel, build_model, count_params, flops_per_step
 
@@ -242,9 +242,9 @@ def test_bfloat16_close_to_float32(cfg, model):
 def test_dropped_condition_ignores_text(cfg, model):
     cond, tokens = make_batch(cfg)
     other, _ = make_batch(cfg, seed=5, text_len=(2, S))
-    drop = jnp.array([True, False])
-    a = forward(model, cond._replace(drop_B=drop), tokens)
-    b = forward(model, other._replace(drop_B=drop), tokens)
+    drop_B = jnp.array([True, False])
+    a = forward(model, drop(cond, drop_B), tokens)
+    b = forward(model, drop(other, drop_B), tokens)
     np.testing.assert_allclose(a[0], b[0], atol=1e-6)
     assert np.abs(a[1] - b[1]).max() > 1e-4
     np.testing.assert_allclose(a[1], forward(model, cond, tokens)[1], atol=1e-6)
@@ -267,7 +267,7 @@ def test_every_param_gets_gradient(cfg, scan):
     @nnx.jit
     def grads(model):
         def loss(model):
-            logits, _ = model(cond._replace(drop_B=jnp.array([True, False])), tokens)
+            logits, _ = model(drop(cond, jnp.array([True, False])), tokens)
             return jnp.mean(logits**2)
 
         return nnx.grad(loss)(model)

@@ -1,0 +1,202 @@
+"""Conditioning attributes: per-attribute dropout and mismatching, the fuser's joins, the tables
+of names, and a speaker end to end (store -> training -> config -> `jtts.sample --speaker`)."""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+from jax import numpy as jnp
+from synthetic import (
+    SPEAKERS,
+    make_two_speaker_store,
+    xla_cache,  # noqa: F401 (autouse fixture)
+)
+
+from codec_bridge.format import CodeStore
+from jtts import conditioning, decode, sample, sampler
+from jtts.conditioning import Cond
+from jtts.config import ConditionConfig, ConfigError, load_config
+from jtts.model import build_model
+from jtts.trainer import train
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+SPEAKER = "model.conditions=[{name: speaker, drop_prob: 0.5, values: [alice, bob, carol]}]"
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return load_config(CONFIGS / "tiny.yaml", [SPEAKER]).model
+
+
+def batch(rows=6, seed=0):
+    rng = np.random.default_rng(seed)
+    text = jnp.asarray(rng.integers(1, 1000, (rows, 5)), jnp.int32)
+    speaker = jnp.asarray(rng.integers(0, 3, rows), jnp.int32)
+    return Cond.of_text(text, jnp.ones((rows, 5), bool), speaker=speaker)
+
+
+def test_each_attribute_drops_with_its_own_probability(cfg):
+    cond = batch(rows=4096)
+    only_speaker = conditioning.guidance_dropout(
+        cond, dataclasses.replace(cfg, cond_drop_prob=0.0), jax.random.key(0)
+    )
+    assert (
+        not only_speaker.dropped["text"].any()
+        and 0.45 < only_speaker.dropped["speaker"].mean() < 0.55
+    )
+    c = dataclasses.replace(cfg.conditions[0], drop_prob=0.0)
+    only_text = conditioning.guidance_dropout(
+        cond, dataclasses.replace(cfg, cond_drop_prob=0.5, conditions=(c,)), jax.random.key(0)
+    )
+    assert not only_text.dropped["speaker"].any() and 0.45 < only_text.dropped["text"].mean() < 0.55
+    both = conditioning.guidance_dropout(
+        cond, dataclasses.replace(cfg, cond_drop_prob=0.5), jax.random.key(0)
+    )
+    together = float((both.dropped["text"] & both.dropped["speaker"]).mean())
+    assert 0.2 < together < 0.3  # independent draws: a quarter of the rows lose both
+    null = conditioning.with_null_rows(cond)
+    assert all(bool((v == (jnp.arange(8192) >= 4096)).all()) for v in null.dropped.values())
+
+
+def test_mismatched_swaps_only_its_attribute():
+    cond = batch()
+    valid = jnp.array([True, True, False, True, True, False])
+    partner = np.array([1, 3, 2, 4, 0, 5])  # next valid row, cyclically; invalid rows keep theirs
+    swapped = conditioning.mismatched(cond, valid, "speaker")
+    np.testing.assert_array_equal(
+        swapped.inputs["speaker"], np.asarray(cond.inputs["speaker"])[partner]
+    )
+    np.testing.assert_array_equal(swapped.text_BxS, cond.text_BxS)
+    text_swapped = conditioning.mismatched(cond, valid)
+    np.testing.assert_array_equal(text_swapped.text_BxS, np.asarray(cond.text_BxS)[partner])
+    np.testing.assert_array_equal(text_swapped.inputs["speaker"], cond.inputs["speaker"])
+
+
+def test_the_speaker_joins_as_a_sum_into_every_decoder_input(cfg):
+    model = build_model(cfg, nnx.Rngs(0))
+    cond = conditioning.drop(batch(rows=3), jnp.array([False, True, False]), ("speaker",))
+    mem = model.conditioner(cond)
+    table = model.conditioner.speaker.table[...]
+    want = np.asarray(table)[np.asarray(cond.inputs["speaker"])]
+    want[1] = model.conditioner.speaker.null_cond[...]
+    np.testing.assert_allclose(mem.input_BxD, want, atol=1e-6)
+    plain = model.conditioner.encode_text(cond.inputs["text"])
+    np.testing.assert_allclose(mem.enc_BxSxD, plain, atol=1e-6)  # the text memory is the text's
+    tokens = jnp.zeros((3, cfg.n_codebooks, 4), jnp.int32)
+    logits = model(cond, tokens)[0]
+    other = cond._replace(inputs={**cond.inputs, "speaker": (cond.inputs["speaker"] + 1) % 3})
+    moved = model(other, tokens)[0]
+    assert np.abs(logits[0] - moved[0]).max() > 1e-4  # a speaker changes every step's logits
+    np.testing.assert_allclose(logits[1], moved[1], atol=1e-6)  # a dropped one is its null
+
+
+def test_the_three_decoders_agree_with_a_speaker(cfg):
+    model = build_model(cfg, nnx.Rngs(1))
+    texts, speakers = [[5, 6, 7, 50257], [9, 50257]], {"speaker": [2, 0]}
+    s = decode.Sampling(greedy=True)
+    compiled = decode.generate(model, texts, s, 10, speakers)
+    for other in (decode.generate_stepwise, decode.generate_naive):
+        got = other(model, texts, s, 10, speakers)
+        for a, b in zip(compiled.codes, got.codes, strict=True):
+            np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="reads \\['speaker'\\] besides the text, given none"):
+        decode.generate(model, texts, s, 10)
+
+
+def test_tables_of_names_come_from_the_store_or_the_config(cfg):
+    records = [{"id": "a", "speaker": "zoe"}, {"id": "b", "speaker": "amy"}]
+    empty = dataclasses.replace(cfg, conditions=(ConditionConfig("speaker"),))
+    assert conditioning.resolve(empty, records).conditions[0].values == ("amy", "zoe")
+    pinned = [{"id": "a", "speaker": "zoe"}, {"id": "b", "speaker": "alice"}]
+    with pytest.raises(ValueError, match=r"store's zoe is not in its values \['alice', 'bob'"):
+        conditioning.resolve(cfg, pinned)
+    with pytest.raises(ValueError, match="utterance 'c' has no speaker"):
+        conditioning.resolve(empty, [*records, {"id": "c", "speaker": None}])
+    with pytest.raises(ValueError, match="unknown speaker 'dan'; known: alice, bob, carol"):
+        conditioning.lookup(cfg, "speaker", "dan")
+    with pytest.raises(ConfigError, match="unknown attribute 'accent'"):
+        conditioning.attributes(
+            load_config(CONFIGS / "tiny.yaml", ["model.conditions=[{name: accent}]"]).model
+        )
+
+
+@pytest.fixture(scope="module")
+def speaker_run(tmp_path_factory):
+    """Two speakers, each saying the same two texts in its own codes, overfit by the trainer."""
+    root = tmp_path_factory.mktemp("speakers")
+    store = make_two_speaker_store(root / "store")
+    cfg = load_config(
+        CONFIGS / "tiny.yaml",
+        [
+            "model.conditions=[{name: speaker, drop_prob: 0}]",
+            "model.cond_drop_prob=0",
+            "data.val_fraction=0",
+            "data.bucket_sizes=[64]",
+            "data.batch_frames=256",
+            "train.steps=60",
+            "optim.lr=1e-2",
+            "optim.warmup_steps=5",
+            "checkpoint.every=1000",
+            "log.every=10",
+        ],
+    )
+    assert train(cfg, store, root / "run", devices=jax.devices()[:1], progress=False) == 0
+    return root / "run", CodeStore.open(store)
+
+
+def test_each_speaker_says_a_text_in_its_own_codes(speaker_run):
+    run_dir, store = speaker_run
+    saved = json.loads((run_dir / "config.json").read_text())["model"]["conditions"]
+    assert saved == [{"name": "speaker", "drop_prob": 0.0, "values": list(SPEAKERS)}]
+    run = sampler.load_run(run_dir)
+    utts = {(u.text, u.speaker): u.codes for u in (store[i] for i in range(len(store)))}
+    text = store[0].text
+    ids, _ = sampler.encode(run, text, "test")
+    for s, speaker in enumerate(SPEAKERS):
+        g = decode.generate(run.model, ids, decode.Sampling(greedy=True), 80, {"speaker": [s]})
+        own, other = utts[text, speaker], utts[text, SPEAKERS[1 - s]]
+        n = min(own.shape[1], g.codes[0].shape[1])
+        assert n > 20
+        assert (g.codes[0][:, :n] == own[:, :n]).mean() > 0.9  # its own codes...
+        assert (g.codes[0][:, :n] == other[:, :n]).mean() < 0.1  # ...not the other speaker's
+
+
+def test_cli_lists_and_checks_speakers(speaker_run, tmp_path, capsys):
+    run_dir, store = speaker_run
+
+    def cli(*args):
+        code = sample.main(["--workdir", str(run_dir), *map(str, args)])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    assert cli("--list-speakers") == (0, "alice\nbob\n", "")
+    code, _, err = cli(
+        "--text", store[0].text, "--codes-out", tmp_path / "c.npy", "--speaker", "carol"
+    )
+    assert code == 2 and err == "error: --speaker: unknown speaker 'carol'; known: alice, bob\n"
+    code, _, err = cli("--text", store[0].text, "--codes-out", tmp_path / "c.npy")
+    assert code == 2 and err.count("\n") == 1 and "choose one with --speaker (alice, bob)" in err
+    out = tmp_path / "bob.npy"
+    assert cli("--text", store[0].text, "--codes-out", out, "--speaker", "bob", "--greedy")[0] == 0
+    run = sampler.load_run(run_dir)
+    ids = sampler.encode(run, store[0].text, "t")[0]
+    frames = sampler._max_frames(run, None)
+    want = decode.generate(run.model, ids, decode.Sampling(greedy=True), frames, {"speaker": [1]})
+    np.testing.assert_array_equal(np.load(out), want.codes[0])
+
+
+def test_cli_refuses_a_speaker_for_a_run_without_one(tmp_path, capsys):
+    from jtts.config import save_config
+
+    save_config(load_config(CONFIGS / "tiny.yaml"), tmp_path / "config.json")
+    code = sample.main(["--workdir", str(tmp_path), "--list-speakers"])
+    err = capsys.readouterr().err
+    assert (
+        code == 2
+        and err
+        == f"error: --list-speakers: {tmp_path} was not trained with a speaker (model.conditions)\n"
+    )
