@@ -322,25 +322,26 @@ def _speaker_table(section: dict[str, Any]) -> list[str]:
     if "skipped" in section:
         return [f"Speaker: skipped, {section['skipped']}"]
     sets = section["sets"]
-    lines = [
-        f"Speaker: {section['engine']} {section['version']} (sha256 {section['sha256'][:12]}), "
-        f"{len(section['voices'])} voices; {section['references']}",
-        f"{'voice':<18}" + "".join(f"{n + ' SIM / nearest':>34}" for n in sets),
-    ]
 
-    def cell(f: dict[str, Any], voice: str) -> str:
+    def cell(f: dict[str, Any] | None, voice: str) -> str:
+        if f is None:
+            return "-"
         sim = "-" if f.get("sim") is None else f"{f['sim']:.3f}"
         wrong = [(v, n) for v, n in f.get("taken_for", {}).items() if v != voice]
         other = f" ({wrong[0][0]} x{wrong[0][1]})" if wrong else ""
         return f"{sim} / {f['nearest_voice']:.2f}{other}"
 
     voices = sorted({v for f in sets.values() for v in f["voices"]})
+    rows = [["voice", *(f"{n} SIM / nearest" for n in sets)]]
     for voice in ["all", *voices]:
-        cells = [
-            cell(f if voice == "all" else f["voices"][voice], voice)
-            if voice == "all" or voice in f["voices"]
-            else "-"
-            for f in sets.values()
-        ]
-        lines.append(f"{voice[:17]:<18}" + "".join(f"{c:>34}" for c in cells))
-    return lines
+        figures = [f if voice == "all" else f["voices"].get(voice) for f in sets.values()]
+        rows.append([voice, *(cell(f, voice) for f in figures)])
+    widths = [max(len(r[c]) for r in rows) + 2 for c in range(len(rows[0]))]
+    head = (
+        f"Speaker: {section['engine']} {section['version']} (sha256 {section['sha256'][:12]}), "
+        f"{len(section['voices'])} voices; {section['references']}"
+    )
+    return [head] + [
+        r[0].ljust(widths[0]) + "".join(c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True))
+        for r in rows
+    ]
