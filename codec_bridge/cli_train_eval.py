@@ -49,6 +49,22 @@ def add_commands(sub) -> None:
         help="whisper: Whisper base (eval extra) | pocketsphinx | openai-whisper (cached"
         " checkpoint) | auto: whisper when installed and no --jsgf, else pocketsphinx",
     )
+    ev.add_argument(
+        "--speaker-refs", help="reference clips of each voice: a corpus apart from --input"
+    )
+    ev.add_argument(
+        "--speaker-refs-format",
+        default="manifest",
+        choices=sorted(READERS),
+        help="layout of --speaker-refs (default: manifest)",
+    )
+    ev.add_argument(
+        "--references-per-voice",
+        type=int,
+        default=3,
+        help="without --speaker-refs: the first K utterances of each voice are its references",
+    )
+    ev.add_argument("--no-speaker", action="store_true", help="no speaker judge")
     ev.add_argument("--out", help="write the JSON report here (default: stdout)")
     ev.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     ev.add_argument("--quiet", action="store_true", help="no progress bar or table")
@@ -93,6 +109,10 @@ def run_evaluate(a: argparse.Namespace) -> int:
         asr=a.asr,
         device=a.device,
         progress=not a.quiet,
+        speaker=not a.no_speaker,
+        speaker_refs=a.speaker_refs,
+        speaker_refs_format=a.speaker_refs_format,
+        references_per_voice=a.references_per_voice,
     )
     text = json.dumps(report, indent=2)
     if a.out:

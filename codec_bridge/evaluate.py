@@ -14,6 +14,11 @@ Per set: WER and CER (jiwer, after the judge's text normalizer: Whisper's Englis
 for the Whisper judges, lower case without punctuation for pocketsphinx), and the fraction of
 utterances whose transcript is nearer its own text than any other text of the set. The JSON
 report also holds every transcript and names the judge (engine, model, sha256, normalizer).
+
+When the utterances name their voices and the ``eval`` extra is installed, ``speaker`` adds
+per set and per voice the mean SIM to the intended voice and the nearest-voice accuracy among
+all voices, with what each voice was taken for (`codec_bridge.speaker`, which also says which
+utterances are references and which are judged).
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from codec_bridge.asr import recognizer, text_normalizer, words_of
 from codec_bridge.errors import BridgeError
 from codec_bridge.progress import progress_bar
 from codec_bridge.readers import read_corpus
+from codec_bridge.speaker import INSTALL, SpeakerTally, reference_clips
+from codec_bridge.speaker import installed as speaker_installed
 
 
 def error_rates(refs: list[str], hyps: list[str], normalizer: str = "basic") -> dict[str, float]:
@@ -90,8 +97,15 @@ def evaluate(
     asr: str = "auto",
     device: str = "cpu",
     progress: bool = False,
+    speakers: list[str | None] | None = None,
+    speaker_refs: list[tuple[str, Path]] | None = None,
+    references_per_voice: int = 3,
 ) -> dict[str, Any]:
     """Judge ``items`` (id, text, reference wav); see the module docstring for the sets.
+
+    ``speakers`` (one voice or None per item) turn on the speaker judge, against
+    ``speaker_refs`` (voice, wav of a separate corpus) or the first ``references_per_voice``
+    utterances of each voice (`codec_bridge.speaker.SpeakerTally`).
 
     ``codec`` is a `codec_bridge.codec.Codec` (or None), whose resynthesis is also written
     to ``resynthesis_dir/{id}.wav`` when given; ``asr`` names the judge
@@ -121,14 +135,15 @@ def evaluate(
                 f"{synth / (missing[0] + '.wav')}: not found ({len(missing)} of {len(items)}"
                 " utterances have no synthesis in --synth)"
             )
+    tally, speaker_note = _speaker_tally(items, speakers, speaker_refs, references_per_voice)
     sets: dict[str, list[dict[str, Any]]] = {"original": []}
     if codec is not None:
         sets["resynthesis"] = []
     if synth is not None:
         sets["synthesis"] = []
     per_utt, codes = [], []
-    for uid, text, path in progress_bar(
-        iterable=items, desc="evaluate", disable=not progress, unit="utt"
+    for i, (uid, text, path) in enumerate(
+        progress_bar(iterable=items, desc="evaluate", disable=not progress, unit="utt")
     ):
         wav, sr = _read(path)
         seconds = wav.shape[-1] / sr
@@ -136,11 +151,16 @@ def evaluate(
         row = {"hyp": asr_.transcribe(wav, sr)}
         sets["original"].append(row)
         entry["original"] = row
+        if tally is not None:
+            entry["speaker"] = speakers[i]
+            tally.add(i, "original", wav, sr)
         if codec is not None:
-            row, c = _resynthesis(codec, path, asr_, seconds, resynthesis_dir, uid)
+            row, c, out = _resynthesis(codec, path, asr_, seconds, resynthesis_dir, uid)
             codes.append(c)
             sets["resynthesis"].append(row)
             entry["resynthesis"] = row
+            if tally is not None:
+                tally.add(i, "resynthesis", out, codec.sample_rate)
         if synth is not None:
             s_wav, s_sr = _read(synth / f"{uid}.wav")
             row = {
@@ -149,6 +169,8 @@ def evaluate(
             }
             sets["synthesis"].append(row)
             entry["synthesis"] = row
+            if tally is not None:
+                tally.add(i, "synthesis", s_wav, s_sr)
         per_utt.append(entry)
     summary = {name: _summary(rows, texts, asr_.normalizer) for name, rows in sets.items()}
     if codes:  # distinct codes per level over the whole set: how much of each codebook lives
@@ -167,15 +189,43 @@ def evaluate(
         "ratios": _ratios(summary),
         "utterances": per_utt,
     }
+    if tally is not None:
+        report["speaker"], rows = tally.report()
+        for (i, name), row in rows.items():
+            per_utt[i][name].update(sim=row["sim"], taken_for=row["taken_for"])
+    elif speaker_note is not None:
+        report["speaker"] = {"skipped": speaker_note}
     if codec is not None:
         report["codec"] = {k: v for k, v in codec.meta().items() if k != "weights"}
         report["codec"]["weights"] = codec.weights
     return report
 
 
+def _speaker_tally(
+    items: list[tuple[str, str, Path]],
+    speakers: list[str | None] | None,
+    refs: list[tuple[str, Path]] | None,
+    k: int,
+) -> tuple[SpeakerTally | None, str | None]:
+    """The speaker judge's tally when the utterances name voices, else why there is none;
+    a separate reference corpus is embedded here, before the utterances."""
+    if not speakers or not any(speakers):
+        if refs is not None:
+            raise BridgeError("--speaker-refs: the utterances judged name no speaker")
+        return None, None
+    if not speaker_installed():
+        if refs is not None:
+            raise BridgeError(f"--speaker-refs: the speaker judge is not installed ({INSTALL})")
+        return None, f"resemblyzer is not installed ({INSTALL})"
+    tally = SpeakerTally(speakers, [p for _, _, p in items], refs, k)
+    for voice, path in refs or []:
+        tally.add_reference(voice, *_read(path))
+    return tally, None
+
+
 def _resynthesis(
     codec, path: Path, asr_, seconds: float, out_dir: str | Path | None, uid: str
-) -> tuple[dict[str, Any], np.ndarray]:
+) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
     import soundfile as sf
     import torch
 
@@ -197,7 +247,7 @@ def _resynthesis(
         "log_mel_distance": log_mel_distance(out, wav, codec.sample_rate),
         "si_snr": si_snr(out, torch.as_tensor(wav)),
     }
-    return row, codes
+    return row, codes, out.numpy()
 
 
 def _ratios(summary: dict[str, dict[str, Any]]) -> dict[str, float | None]:
@@ -226,14 +276,22 @@ def evaluate_corpus(
     weights: str | None = None,
     model: str = "24khz",
     bandwidth: float | None = None,
+    speaker: bool = True,
+    speaker_refs: str | Path | None = None,
+    speaker_refs_format: str = "manifest",
     **kwargs: Any,
 ) -> dict[str, Any]:
-    """`evaluate` on a corpus a bridge reader understands; ``weights`` loads the codec."""
-    items = [
-        (it.id, it.normalized or it.text, it.path)
-        for it in read_corpus(format, input)[:limit]
-        if it.text and it.path.is_file()
-    ]
+    """`evaluate` on a corpus a bridge reader understands; ``weights`` loads the codec. The
+    voices the corpus names are judged (unless not ``speaker``), against ``speaker_refs`` (a
+    corpus of format ``speaker_refs_format``) when given."""
+    corpus = [it for it in read_corpus(format, input)[:limit] if it.text and it.path.is_file()]
+    items = [(it.id, it.normalized or it.text, it.path) for it in corpus]
+    if speaker:
+        kwargs["speakers"] = [it.speaker for it in corpus]
+        if speaker_refs is not None:
+            kwargs["speaker_refs"] = reference_clips(speaker_refs_format, speaker_refs)
+    elif speaker_refs is not None:
+        raise BridgeError("--speaker-refs and --no-speaker: choose one")
     codec = None
     if weights is not None:
         from codec_bridge.codec import load_codec
@@ -253,4 +311,37 @@ def format_table(report: dict[str, Any]) -> str:
     for name, s in report["sets"].items():
         cells = "".join(f"{s[c]:>18.3f}" if c in s else f"{'-':>18}" for c in cols)
         lines.append(f"{name:<12}{cells}")
+    if "speaker" in report:
+        lines += _speaker_table(report["speaker"])
     return "\n".join(lines)
+
+
+def _speaker_table(section: dict[str, Any]) -> list[str]:
+    """Per voice and set: mean SIM to the intended voice / nearest-voice accuracy, and the
+    voice most often taken for it when that is another."""
+    if "skipped" in section:
+        return [f"Speaker: skipped, {section['skipped']}"]
+    sets = section["sets"]
+
+    def cell(f: dict[str, Any] | None, voice: str) -> str:
+        if f is None:
+            return "-"
+        sim = "-" if f.get("sim") is None else f"{f['sim']:.3f}"
+        wrong = [(v, n) for v, n in f.get("taken_for", {}).items() if v != voice]
+        other = f" ({wrong[0][0]} x{wrong[0][1]})" if wrong else ""
+        return f"{sim} / {f['nearest_voice']:.2f}{other}"
+
+    voices = sorted({v for f in sets.values() for v in f["voices"]})
+    rows = [["voice", *(f"{n} SIM / nearest" for n in sets)]]
+    for voice in ["all", *voices]:
+        figures = [f if voice == "all" else f["voices"].get(voice) for f in sets.values()]
+        rows.append([voice, *(cell(f, voice) for f in figures)])
+    widths = [max(len(r[c]) for r in rows) + 2 for c in range(len(rows[0]))]
+    head = (
+        f"Speaker: {section['engine']} {section['version']} (sha256 {section['sha256'][:12]}), "
+        f"{len(section['voices'])} voices; {section['references']}"
+    )
+    return [head] + [
+        r[0].ljust(widths[0]) + "".join(c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True))
+        for r in rows
+    ]
