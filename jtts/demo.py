@@ -183,7 +183,10 @@ def write_report(
         ax.set(xlabel="seconds", ylabel="kHz", title=f"{title}: {wav.name}")
     fig.tight_layout()
     if table is not None:
-        fig.subplots_adjust(bottom=0.3 / len(axes) + 0.02)
+        # Room under the last axis for the table's lines (7 pt, ~1.3 line spacing) and its
+        # x-axis label: the table grows with the judges' rows (the speaker judge adds some).
+        lines = table.count("\n") + 1
+        fig.subplots_adjust(bottom=(lines * 7 * 1.3 / 72 + 0.45) / fig.get_figheight())
         fig.text(0.01, 0.005, table, family="monospace", fontsize=7, va="bottom")
     fig.savefig(out, dpi=100)
     plt.close(fig)
