@@ -41,9 +41,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from codec_bridge.format import CodeStore, read_skipped, save_codes, split_of  # noqa: E402
-from jtts.demo_corpus import build_corpus  # noqa: E402
 from jtts.metrics import read_jsonl  # noqa: E402
 from jtts.rundir import RunDir  # noqa: E402
+from speechcorpus.grammar import build_corpus  # noqa: E402
 
 PY = sys.executable
 TINY = ROOT / "configs" / "tiny.yaml"

@@ -37,10 +37,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from jtts import demo, demo_corpus  # noqa: E402
+from jtts import demo  # noqa: E402
 from jtts.config import config_diff, load_config  # noqa: E402
 from jtts.metrics import read_jsonl  # noqa: E402
 from jtts.rundir import RunDir  # noqa: E402
+from speechcorpus import grammar  # noqa: E402
 
 # Overrides on top of configs/demo.yaml and the demo's own; "default" is the config as is.
 NO_PRIOR = "model.attention_prior=null"
@@ -154,7 +155,7 @@ def main() -> None:
     sys.stdout.flush()
     json_out = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
-    corpus = demo_corpus.build_corpus(a.work / "corpus", n=a.sentences)
+    corpus = grammar.build_corpus(a.work / "corpus", n=a.sentences)
     store = a.work / "store"
     weights = demo.extract(
         corpus, store, a.weights, kbps=demo.codec_kbps(demo.model_config(demo.CONFIG))

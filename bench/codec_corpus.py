@@ -23,9 +23,9 @@ from itertools import groupby
 from pathlib import Path
 
 from codec_bridge.readers import read_corpus
-from jtts.demo_corpus import sentences
 from speechcorpus import sentences as gcide
 from speechcorpus.builder import write_corpus, write_metadata, write_wavs
+from speechcorpus.grammar import sentences
 from speechcorpus.sources import read_source
 
 # (voice, words per minute, sample rate the file is written at; None: eSpeak's 22050)

@@ -34,7 +34,7 @@ from codec_corpus import heldout_corpus, train_corpus  # noqa: E402
 from codec_bridge.codec import load_codec  # noqa: E402
 from codec_bridge.evaluate import evaluate_corpus  # noqa: E402
 from codec_bridge.train import train  # noqa: E402
-from jtts.demo_corpus import jsgf as jsgf_text  # noqa: E402
+from speechcorpus.grammar import jsgf as jsgf_text  # noqa: E402
 
 
 def _judge(weights: str, heldout: Path, bandwidth: float | None, jsgf: Path | None) -> dict:

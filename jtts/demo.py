@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from codec_bridge.format import CodeStore, load_codes
-from jtts import demo_corpus
 from jtts.code_match import match_table
 from jtts.config import ModelConfig, load_config
 from jtts.metrics import read_jsonl
 from jtts.rundir import RunDir
+from speechcorpus import grammar
 
 _NO_PRETRAINED = """
 *** The pretrained EnCodec weights are not available on this machine (no network, nothing in
@@ -212,12 +212,12 @@ def codec_kbps(model: ModelConfig) -> float:
 def judge(out: Path, heldout: Path, synth: Path, weights: str, kbps: float) -> dict:
     """`codec_bridge evaluate` of the recordings, their resynthesis and jtts's synthesis,
     judged by pocketsphinx restricted to the demo's grammar."""
-    grammar = out / "demo.gram"
-    grammar.write_text(demo_corpus.jsgf(), encoding="utf-8")
+    jsgf = out / "demo.gram"
+    jsgf.write_text(grammar.jsgf(), encoding="utf-8")
     report = out / "intelligibility.json"
     cmd = [sys.executable, "-m", "codec_bridge", "evaluate", "--format", "ljspeech"]
     cmd += ["--input", str(heldout), "--weights", weights, "--bandwidth", f"{kbps:g}"]
-    cmd += ["--synth", str(synth), "--jsgf", str(grammar), "--quiet"]
+    cmd += ["--synth", str(synth), "--jsgf", str(jsgf), "--quiet"]
     cmd += ["--resynthesis-out", str(out / "resynthesis"), "--out", str(report)]
     _run(cmd, check=True)
     return json.loads(report.read_text())
@@ -227,9 +227,9 @@ def unseen_sentences(out: Path, n: int, corpus_size: int) -> tuple[list[str], Pa
     """`n` sentences of the demo grammar that a corpus of `corpus_size` lacks, spoken by eSpeak
     NG to `out`/heldout and listed in `out`/unseen.txt; returns (ids, that folder, that file).
     The ids 0001, 0002, ... are the names `jtts.sample --text-file` gives its wavs."""
-    held = demo_corpus.held_out(n, corpus_size=corpus_size)
+    held = grammar.held_out(n, corpus_size=corpus_size)
     ids = [f"{i:04d}" for i in range(1, n + 1)]
-    heldout = demo_corpus.speak(out / "heldout", dict(zip(ids, held, strict=True)))
+    heldout = grammar.speak(out / "heldout", dict(zip(ids, held, strict=True)))
     texts = out / "unseen.txt"
     texts.write_text("\n".join(held) + "\n")
     return ids, heldout, texts
@@ -274,7 +274,7 @@ def run_demo(out: Path, sentences: int, steps: int, unseen: int = UNSEEN) -> Non
 
     out.mkdir(parents=True, exist_ok=True)
     stage(1, f"speaking {sentences} template sentences with eSpeak NG")
-    corpus = demo_corpus.build_corpus(out / "corpus", n=sentences)
+    corpus = grammar.build_corpus(out / "corpus", n=sentences)
     model = model_config(CONFIG)
     kbps = codec_kbps(model)
     stage(2, f"extracting EnCodec codes at {kbps:g} kbps")

@@ -4,5 +4,6 @@ One package that jtts's demo, the codec benches and codec training share, so the
 driver, one sentence split and one on-disk layout (LJ Speech: ``metadata.csv`` + ``wavs/``). It
 imports neither torch nor jax. Modules: `voices` (engines behind ``speak(text) -> (wav, rate)``),
 `espeak` (eSpeak NG through ctypes), `sources` (offline text), `sentences` (cleaning and the
-train / held-out split), `builder` (resumable LJ Speech writer), ``python -m speechcorpus`` (CLI).
+train / held-out split), `builder` (resumable LJ Speech writer), `grammar` (the demo's template
+grammar and its corpus), ``python -m speechcorpus`` (CLI).
 """

@@ -23,7 +23,7 @@ from codec_bridge.codec_config import CodecConfig
 from codec_bridge.format import CodeStore
 from codec_bridge.quantizer_init import DeadCodeReviver, codes_used, kmeans_init, live_codes
 from codec_bridge.train import load_config, train
-from jtts.demo_corpus import build_corpus
+from speechcorpus.grammar import build_corpus
 
 TINY = ["--format", "ljspeech", "--config", "tiny", "--threads", "1", "--quiet"]
 

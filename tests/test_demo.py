@@ -7,7 +7,8 @@ import soundfile as sf
 from synthetic import make_store
 
 from codec_bridge.format import CodeStore, save_codes
-from jtts import demo, demo_corpus
+from jtts import demo
+from speechcorpus import grammar
 
 
 def test_report_has_curves_and_spectrograms(tmp_path):
@@ -72,7 +73,7 @@ def test_unseen_sentences_are_spoken_under_the_names_the_sampler_gives(tmp_path)
     ids, heldout, texts = demo.unseen_sentences(tmp_path, 3, corpus_size=40)
     lines = texts.read_text().splitlines()
     assert ids == ["0001", "0002", "0003"] and len(lines) == 3
-    assert not set(lines) & set(demo_corpus.sentences(40, 0))
+    assert not set(lines) & set(grammar.sentences(40, 0))
     rows = (heldout / "metadata.csv").read_text(encoding="utf-8").splitlines()
     assert [r.split("|")[:2] for r in rows] == [[i, t] for i, t in zip(ids, lines, strict=True)]
     assert all((heldout / "wavs" / f"{i}.wav").exists() for i in ids)

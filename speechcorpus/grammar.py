@@ -2,8 +2,9 @@
 
 The demo must run on a fresh machine with no network and no dataset, so it makes its own data:
 a seeded template grammar writes a few hundred distinct sentences, and eSpeak NG (the library
-that ``espeakng-loader`` ships, through `speechcorpus`) speaks them. The corpus is written in LJ Speech layout (``metadata.csv`` + ``wavs/``) so the
-codec bridge reads it with ``--format ljspeech``.
+that ``espeakng-loader`` ships, through `voices`) speaks them. The corpus is written in LJ Speech
+layout (``metadata.csv`` + ``wavs/``) so the codec bridge reads it with ``--format ljspeech``; the
+demo, the alignment bench and the codec benches share it.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from speechcorpus.builder import write_corpus
+from .builder import write_corpus
 
 SUBJECTS = [
     "the old man",
