@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from jtts import demo  # noqa: E402
 from jtts.config import config_diff, load_config  # noqa: E402
+from jtts.rundir import RunDir  # noqa: E402
 from speechcorpus.builder import build_split  # noqa: E402
 
 CANDIDATES = {mode: [f"model.text_embed={mode}"] for mode in ("table", "spelling", "both")}
@@ -117,13 +118,14 @@ def main() -> None:
     results = {}
     for name in names:
         run = a.work / f"run_{name}"
+        config = RunDir(run).config
         overrides = [*SETTINGS, *CANDIDATES[name]]
         planned = load_config(demo.CONFIG, demo.train_overrides(a.steps, overrides))
-        if not (run / "config.json").exists():
+        if not config.exists():
             subprocess.run(
                 demo.train_command(a.work / "store", run, a.steps, overrides), check=True, cwd=ROOT
             )
-        if differ := config_diff(load_config(run / "config.json"), planned):
+        if differ := config_diff(load_config(config), planned):
             sys.exit(f"{run}: trained with another {', '.join(differ)}; give another --work")
         results[name] = {"reading": demo.reading_summary(run)}
         for kind, subset in subsets.items():
