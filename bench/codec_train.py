@@ -1,7 +1,7 @@
 """Codec training on this machine: quality against training minutes, as JSON.
 
 Each point is one weights file of a `codec_bridge train` run (its ``snapshots/`` every
-``snapshot_minutes`` of training, then ``codec.pt``), judged by `codec_bridge.evaluate` on
+``snapshot_minutes`` of training, then ``codec.pt``), judged by `codec_bridge.judge.evaluate` on
 held-out eSpeak sentences in voices, rates and sample rates the run never heard: resynthesis
 WER and CER beside the recordings' own (closed-vocabulary pocketsphinx), log-mel distance,
 SI-SNR and distinct codes per codebook. The baseline, measured in the same run, is the
@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from codec_corpus import heldout_corpus, train_corpus  # noqa: E402
 
 from codec_bridge.codec import load_codec  # noqa: E402
-from codec_bridge.evaluate import evaluate_corpus  # noqa: E402
-from codec_bridge.train import train  # noqa: E402
+from codec_bridge.judge.evaluate import evaluate_corpus  # noqa: E402
+from codec_bridge.training.train import train  # noqa: E402
 from speechcorpus.grammar import jsgf as jsgf_text  # noqa: E402
 
 

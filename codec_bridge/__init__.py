@@ -1,6 +1,10 @@
 """codec_bridge: the PyTorch side of jtts. Speech corpora -> EnCodec RVQ code stores, and codes
 -> audio. ``python -m codec_bridge --help`` lists the commands.
 
+This package holds extraction and decoding, and what the subpackages share (corpus readers,
+audio loading, the codec and its weights file, the progress bar); `codec_bridge.training`
+trains codecs and `codec_bridge.judge` judges speech (ASR, speaker similarity).
+
 Importing the package (or `codec_bridge.format`) does not import torch, so jtts stays
 torch-free: `extract` and `decode` load their modules on first use.
 """

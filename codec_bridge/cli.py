@@ -11,9 +11,10 @@ import argparse
 import json
 import sys
 
-from codec_bridge.cli_train_eval import COMMANDS, add_commands
 from codec_bridge.errors import BridgeError
+from codec_bridge.judge.cli import add_evaluate, run_evaluate
 from codec_bridge.readers import READERS
+from codec_bridge.training.cli import add_export, add_train, run_export, run_train
 
 BANDWIDTHS = (1.5, 3.0, 6.0, 12.0, 24.0)
 
@@ -78,7 +79,8 @@ def _parser() -> argparse.ArgumentParser:
     de.add_argument("--out-dir", help="... into DIR/{name}.wav")
     de.add_argument("--weights", help="codec weights FILE (default: what the meta records)")
     de.add_argument("--device", default="auto", help="cpu | cuda | auto")
-    add_commands(sub)
+    for add in (add_train, add_evaluate, add_export):
+        add(sub)
     return ap
 
 
@@ -158,7 +160,15 @@ def _decode(a) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    command = {"extract": _extract, "info": _info, "verify": _verify, "decode": _decode, **COMMANDS}
+    command = {
+        "extract": _extract,
+        "info": _info,
+        "verify": _verify,
+        "decode": _decode,
+        "train": run_train,
+        "evaluate": run_evaluate,
+        "export": run_export,
+    }
     try:
         return command[args.command](args)
     except BridgeError as e:

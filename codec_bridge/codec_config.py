@@ -91,8 +91,9 @@ class CodecConfig:
 def build_model(cfg: CodecConfig) -> EncodecModel:
     """A fresh `EncodecModel` for ``cfg`` at its largest bandwidth.
 
-    The package's k-means init and dead-code expiry are switched off (`quantizer_init` does
-    both properly, from outside), so its codebooks start uniform and marked initialized."""
+    The package's k-means init and dead-code expiry are switched off
+    (`training.quantizer_init` does both properly, from outside), so its codebooks start
+    uniform and marked initialized."""
     common = dict(
         channels=cfg.channels,
         dimension=cfg.dimension,

@@ -131,7 +131,7 @@ def write_report(
 ) -> None:
     """Loss curves, held-out text gain, the attention of a validation sentence, the
     spectrograms of an unseen sentence (`spectrograms`: title, wav), and the intelligibility
-    `table` (`codec_bridge.evaluate.format_table`) under them."""
+    `table` (`codec_bridge.judge.evaluate.format_table`) under them."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -293,7 +293,7 @@ def run_demo(out: Path, sentences: int, steps: int, unseen: int = UNSEEN) -> Non
     closeness = code_match(out / "synth_codes", out / "heldout_store", ids)
     (out / "code_match.json").write_text(json.dumps(closeness, indent=2) + "\n")
     stage(6, "writing the report")
-    from codec_bridge.evaluate import format_table
+    from codec_bridge.judge.evaluate import format_table
 
     table = format_table(report)
     first = ids[0] + ".wav"

@@ -36,7 +36,7 @@ def test_build_corpus_in_ljspeech_layout(tmp_path):
 
 
 def test_the_grammar_loads_in_pocketsphinx_and_judges_a_recording(tmp_path):
-    from codec_bridge.asr import Sphinx
+    from codec_bridge.judge.asr import Sphinx
 
     jsgf = tmp_path / "demo.gram"
     jsgf.write_text(grammar.jsgf())

@@ -5,7 +5,7 @@ The model is the `encodec` package's own (`codec_config.build_model`), so the ex
 `EncodecModel` loads. The recipe (measured on a 2-core CPU, see the README): per-crop RMS
 normalization, the quantizer skipped for a warm-up, then k-means over many frames, then
 quantized on a fraction of the steps with dead codes revived (`quantizer_init`), Adam, and
-multi-resolution log-mel L1 + waveform L1 + commitment losses (`codec_losses`).
+multi-resolution log-mel L1 + waveform L1 + commitment losses (`losses`).
 
 A run directory holds ``config.json``, ``checkpoint.pt`` (everything needed to continue:
 weights, optimizer, step, training seconds, random generator states), ``codec.pt`` (the
@@ -32,12 +32,12 @@ import yaml
 from tqdm import tqdm
 
 from codec_bridge.codec_config import CodecConfig, build_model, save_weights
-from codec_bridge.codec_losses import MultiResolutionMelLoss
 from codec_bridge.errors import BridgeError
 from codec_bridge.progress import progress_bar
-from codec_bridge.quantizer_init import DeadCodeReviver, kmeans_init, live_codes
-from codec_bridge.train_data import Crops, load_corpus
-from codec_bridge.train_report import Reporter
+from codec_bridge.training.data import Crops, load_corpus
+from codec_bridge.training.losses import MultiResolutionMelLoss
+from codec_bridge.training.quantizer_init import DeadCodeReviver, kmeans_init, live_codes
+from codec_bridge.training.report import Reporter
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 # Train settings that change no number of the run: a resumed run may use other values.
@@ -82,8 +82,8 @@ def _section(cls, d: Any, what: str):
 def load_config(
     path: str | Path | None, overrides: list[str] = ()
 ) -> tuple[CodecConfig, TrainConfig]:
-    """A YAML file (a name in ``codec_bridge/configs`` or a path) with ``codec:`` and
-    ``train:`` sections, then ``section.key=value`` overrides (values parsed as YAML)."""
+    """A YAML file (a name in ``codec_bridge/training/configs`` or a path) with ``codec:``
+    and ``train:`` sections, then ``section.key=value`` overrides (values parsed as YAML)."""
     if path is None:
         path = "small"
     p = Path(path)

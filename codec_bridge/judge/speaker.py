@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from codec_bridge.asr import ASR_RATE, to_asr_rate
 from codec_bridge.errors import BridgeError
+from codec_bridge.judge.asr import ASR_RATE, to_asr_rate
 
 SHA256 = "39373b86598fa3da9fcddee6142382efe09777e8d37dc9c0561f41f0070f134e"  # resemblyzer 0.1.4
 MIN_VOICED_SECONDS = 0.1
@@ -167,7 +167,7 @@ def reference_clips(format: str, path: str | Path) -> list[tuple[str, Path]]:
 
 
 class SpeakerTally:
-    """Speaker figures for `codec_bridge.evaluate`: it shows each utterance's audio of each
+    """Speaker figures for `codec_bridge.judge.evaluate`: it shows each utterance's audio of each
     set (`add`); references are embedded from the recordings, probes from every set, and
     `report` judges the probes against the references' centroids.
 

@@ -10,12 +10,12 @@ from itertools import combinations
 import numpy as np
 import pytest
 
-from codec_bridge import speaker
 from codec_bridge.cli import main
 from codec_bridge.errors import BridgeError
-from codec_bridge.evaluate import evaluate, format_table
+from codec_bridge.judge import speaker
+from codec_bridge.judge.evaluate import evaluate, format_table
+from codec_bridge.judge.speaker import centroids, identify, split_references, voice_figures
 from codec_bridge.readers import DIGITS, read_corpus
-from codec_bridge.speaker import centroids, identify, split_references, voice_figures
 
 needs_extra = pytest.mark.skipif(
     not speaker.installed(), reason=f"resemblyzer is not installed ({speaker.INSTALL})"
@@ -159,7 +159,7 @@ def test_overlapping_references_are_refused(two_voices, capsys):
 
 def test_without_the_extra_the_report_says_why(two_voices, monkeypatch):
     probes, _ = two_voices
-    monkeypatch.setattr("codec_bridge.evaluate.speaker_installed", lambda: False)
+    monkeypatch.setattr("codec_bridge.judge.evaluate.speaker_installed", lambda: False)
     items = [(it.id, it.text, it.path) for it in read_corpus("manifest", probes)[:1]]
     report = evaluate(items, asr="pocketsphinx", speakers=["george"])
     assert "resemblyzer is not installed" in report["speaker"]["skipped"]

@@ -21,8 +21,13 @@ from encodec.quantization import ResidualVectorQuantizer
 from codec_bridge.cli import main
 from codec_bridge.codec_config import CodecConfig
 from codec_bridge.format import CodeStore
-from codec_bridge.quantizer_init import DeadCodeReviver, codes_used, kmeans_init, live_codes
-from codec_bridge.train import load_config, train
+from codec_bridge.training.quantizer_init import (
+    DeadCodeReviver,
+    codes_used,
+    kmeans_init,
+    live_codes,
+)
+from codec_bridge.training.train import load_config, train
 from speechcorpus.grammar import build_corpus
 
 TINY = ["--format", "ljspeech", "--config", "tiny", "--threads", "1", "--quiet"]

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from codec_bridge import asr as asr_mod
-from codec_bridge import whisper_weights
 from codec_bridge.errors import BridgeError
-from codec_bridge.evaluate import error_rates, evaluate
+from codec_bridge.judge import asr as asr_mod
+from codec_bridge.judge import whisper_weights
+from codec_bridge.judge.evaluate import error_rates, evaluate
 from codec_bridge.readers import read_corpus
 
 # (reference, what a listener writes for the same speech): the same words once numbers,

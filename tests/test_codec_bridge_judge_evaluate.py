@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from codec_bridge.asr import Sphinx, words_of
 from codec_bridge.cli import main
-from codec_bridge.evaluate import error_rates, nearest_own_text
+from codec_bridge.judge.asr import Sphinx, words_of
+from codec_bridge.judge.evaluate import error_rates, nearest_own_text
 from speechcorpus.espeak import Espeak
 
 SENTENCES = [

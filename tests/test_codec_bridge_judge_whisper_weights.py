@@ -6,9 +6,9 @@ import hashlib
 
 import pytest
 
-from codec_bridge import whisper_weights
 from codec_bridge.cli import main
 from codec_bridge.errors import BridgeError
+from codec_bridge.judge import whisper_weights
 
 
 @pytest.fixture

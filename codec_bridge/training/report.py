@@ -19,9 +19,9 @@ import soundfile as sf
 import torch
 from tensorboardX import SummaryWriter
 
-from codec_bridge.codec_losses import LogMel, log_mel_distance, si_snr
 from codec_bridge.format import file_stem
-from codec_bridge.quantizer_init import codes_used
+from codec_bridge.training.losses import LogMel, log_mel_distance, si_snr
+from codec_bridge.training.quantizer_init import codes_used
 
 SAMPLES_KEPT = 2
 

@@ -17,7 +17,7 @@ report also holds every transcript and names the judge (engine, model, sha256, n
 
 When the utterances name their voices and the ``eval`` extra is installed, ``speaker`` adds
 per set and per voice the mean SIM to the intended voice and the nearest-voice accuracy among
-all voices, with what each voice was taken for (`codec_bridge.speaker`, which also says which
+all voices, with what each voice was taken for (`codec_bridge.judge.speaker`, which also says which
 utterances are references and which are judged).
 """
 
@@ -30,12 +30,12 @@ import jiwer
 import numpy as np
 import soundfile as sf
 
-from codec_bridge.asr import recognizer, text_normalizer, words_of
 from codec_bridge.errors import BridgeError
+from codec_bridge.judge.asr import recognizer, text_normalizer, words_of
+from codec_bridge.judge.speaker import INSTALL, SpeakerTally, reference_clips
+from codec_bridge.judge.speaker import installed as speaker_installed
 from codec_bridge.progress import progress_bar
 from codec_bridge.readers import read_corpus
-from codec_bridge.speaker import INSTALL, SpeakerTally, reference_clips
-from codec_bridge.speaker import installed as speaker_installed
 
 
 def error_rates(refs: list[str], hyps: list[str], normalizer: str = "basic") -> dict[str, float]:
@@ -105,11 +105,11 @@ def evaluate(
 
     ``speakers`` (one voice or None per item) turn on the speaker judge, against
     ``speaker_refs`` (voice, wav of a separate corpus) or the first ``references_per_voice``
-    utterances of each voice (`codec_bridge.speaker.SpeakerTally`).
+    utterances of each voice (`codec_bridge.judge.speaker.SpeakerTally`).
 
     ``codec`` is a `codec_bridge.codec.Codec` (or None), whose resynthesis is also written
     to ``resynthesis_dir/{id}.wav`` when given; ``asr`` names the judge
-    (`codec_bridge.asr.recognizer`); ``vocabulary``, for pocketsphinx, is ``corpus`` (the
+    (`codec_bridge.judge.asr.recognizer`); ``vocabulary``, for pocketsphinx, is ``corpus`` (the
     words of the texts), ``None``/``none`` (open language model), a text file whose words
     form it, or a word list."""
     if not items:
@@ -230,7 +230,7 @@ def _resynthesis(
     import torch
 
     from codec_bridge.audio import Skip, load
-    from codec_bridge.codec_losses import log_mel_distance, si_snr
+    from codec_bridge.training.losses import log_mel_distance, si_snr
 
     try:
         wav = load(path, codec.sample_rate, codec.channels, max_seconds=3600.0, min_samples=1)
