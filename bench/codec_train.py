@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import tempfile
 import time
@@ -33,6 +32,7 @@ from codec_corpus import heldout_corpus, train_corpus  # noqa: E402
 
 from codec_bridge.codec import load_codec  # noqa: E402
 from codec_bridge.judge.evaluate import evaluate_corpus  # noqa: E402
+from codec_bridge.training.rundir import CodecRunDir  # noqa: E402
 from codec_bridge.training.train import train  # noqa: E402
 from speechcorpus.grammar import jsgf as jsgf_text  # noqa: E402
 
@@ -60,17 +60,13 @@ def _judge(weights: str, heldout: Path, bandwidth: float | None, jsgf: Path | No
     }
 
 
-def _snapshots(run: Path) -> list[tuple[float, Path]]:
-    """(training minutes, weights file) of a run, oldest first; codec.pt at the run's end."""
-    points = []
-    for p in sorted((run / "snapshots").glob("codec_*min.pt")):
-        m = re.fullmatch(r"codec_(\d+)min\.pt", p.name)
-        if m:
-            points.append((float(m.group(1)), p))
-    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+def _snapshots(run: CodecRunDir) -> list[tuple[float, Path]]:
+    """(training minutes, weights file) of a run, oldest first; its final weights at the end."""
+    points = [(float(m), p) for m, p in run.snapshots()]
+    rows = [json.loads(x) for x in run.metrics.read_text().splitlines()]
     last = max((r["minutes"] for r in rows if r["kind"] == "train"), default=0.0)
-    if (run / "codec.pt").exists() and (not points or last > points[-1][0] + 0.5):
-        points.append((round(last, 1), run / "codec.pt"))
+    if run.weights.exists() and (not points or last > points[-1][0] + 0.5):
+        points.append((round(last, 1), run.weights))
     return points
 
 
@@ -96,13 +92,11 @@ def main() -> None:
         jsgf = work / "demo.gram"
         jsgf.write_text(jsgf_text(), encoding="utf-8")
     t0 = time.perf_counter()
-    if a.run:
-        run = Path(a.run)
-    else:
-        run = work / "run"
+    run = CodecRunDir(a.run or work / "run")
+    if not a.run:
         corpus = train_corpus(work / "corpus", a.utterances)
         sets = [f"train.snapshot_minutes={a.minutes / a.points}"]
-        train("ljspeech", corpus, run, config=a.config, overrides=sets, minutes=a.minutes,
+        train("ljspeech", corpus, run.root, config=a.config, overrides=sets, minutes=a.minutes,
               threads=a.threads, progress=False)  # fmt: skip
     train_wall = time.perf_counter() - t0
     baseline = _judge("untrained", heldout, a.bandwidth, jsgf)
@@ -118,8 +112,8 @@ def main() -> None:
                 "bench": "codec_train",
                 "cores": len(os.sched_getaffinity(0)),
                 "threads": a.threads,
-                "run": str(run),
-                "config": json.loads((run / "config.json").read_text()),
+                "run": str(run.root),
+                "config": json.loads(run.config.read_text()),
                 "codec": codec.name,
                 "train_wall_s": None if a.run else round(train_wall, 1),
                 "heldout_utterances": a.heldout,

@@ -27,6 +27,7 @@ from codec_bridge.training.quantizer_init import (
     kmeans_init,
     live_codes,
 )
+from codec_bridge.training.rundir import CodecRunDir
 from codec_bridge.training.train import load_config, train
 from speechcorpus.grammar import build_corpus
 
@@ -47,7 +48,7 @@ def trained(corpus, tmp_path_factory):
 
 
 def _train_rows(run) -> list[dict]:
-    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    rows = [json.loads(x) for x in CodecRunDir(run).metrics.read_text().splitlines()]
     return [r for r in rows if r["kind"] == "train"]
 
 
@@ -58,10 +59,11 @@ def test_loss_falls_and_run_dir_is_complete(trained):
     last = np.mean([r["mel"] for r in rows[-10:]])
     assert last < 0.6 * first, (first, last)
     assert sum(r["quantized"] for r in rows) > 10  # quantized on about half the steps after k-means
-    assert (trained / "samples" / "step_40" / "spectrogram.png").stat().st_size > 1000
-    assert list((trained / "samples" / "step_40").glob("*.wav"))
-    assert list((trained / "tb").iterdir())
-    evals = [json.loads(x) for x in (trained / "metrics.jsonl").read_text().splitlines()]
+    run = CodecRunDir(trained)
+    assert run.spectrogram(40).stat().st_size > 1000
+    assert list(run.samples(40).glob("*.wav"))
+    assert list(run.tensorboard.iterdir())
+    evals = [json.loads(x) for x in run.metrics.read_text().splitlines()]
     assert {"log_mel_distance", "si_snr", "codes_used"} <= set(
         next(r for r in evals if r["kind"] == "eval")
     )
@@ -80,12 +82,12 @@ def test_resume_after_kill_9_is_bit_identical(corpus, tmp_path):
     proc = _run(corpus, killed, steps)
     deadline = time.time() + 120
     while time.time() < deadline:  # kill it mid-run, after its first checkpoint (step 5)
-        if (killed / "metrics.jsonl").exists() and len(_train_rows(killed)) >= 6:
+        if CodecRunDir(killed).metrics.exists() and len(_train_rows(killed)) >= 6:
             break
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert (killed / "checkpoint.pt").exists() and len(_train_rows(killed)) < steps
+    assert CodecRunDir(killed).checkpoint.exists() and len(_train_rows(killed)) < steps
     assert _run(corpus, killed, steps).wait(timeout=120) == 0
     assert uninterrupted.wait(timeout=120) == 0
     timing = {"s_per_step", "minutes"}
@@ -94,7 +96,9 @@ def test_resume_after_kill_9_is_bit_identical(corpus, tmp_path):
         for d in (whole, killed)
     )
     assert a == b and len(a) == steps
-    wa, wb = (torch.load(d / "codec.pt", weights_only=True)["state_dict"] for d in (whole, killed))
+    wa, wb = (
+        torch.load(CodecRunDir(d).weights, weights_only=True)["state_dict"] for d in (whole, killed)
+    )
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
@@ -174,7 +178,8 @@ def _plain_encodec(cfg: CodecConfig) -> EncodecModel:
 
 @pytest.mark.filterwarnings("ignore::FutureWarning")  # encodec's deprecated weight_norm
 def test_weights_load_through_encodec_and_round_trip_extract_decode(trained, corpus, tmp_path):
-    state = torch.load(trained / "codec.pt", weights_only=True)
+    weights = CodecRunDir(trained).weights
+    state = torch.load(weights, weights_only=True)
     cfg = CodecConfig.from_dict(state["encodec_config"])
     model = _plain_encodec(cfg)
     model.load_state_dict(state["state_dict"])
@@ -182,9 +187,7 @@ def test_weights_load_through_encodec_and_round_trip_extract_decode(trained, cor
 
     store, wav_out = tmp_path / "store", tmp_path / "x.wav"
     args = ["extract", "--format", "ljspeech", "--input", str(corpus), "--out", str(store)]
-    assert (
-        main([*args, "--weights", str(trained / "codec.pt"), "--bandwidth", "1.5", "--quiet"]) == 0
-    )
+    assert main([*args, "--weights", str(weights), "--bandwidth", "1.5", "--quiet"]) == 0
     codes_store = CodeStore.open(store)
     assert codes_store.meta["codec"] == cfg.name and codes_store.meta["n_codebooks"] == cfg.n_q
     utt = codes_store.get("DEMO-0000")
@@ -211,12 +214,13 @@ def test_export_halves_the_file_and_gives_the_float16_rounded_codecs_codes(
     trained, corpus, tmp_path, capsys
 ):
     release = tmp_path / "release.pt"
-    assert main(["export", str(trained / "codec.pt"), str(release)]) == 0
+    weights = CodecRunDir(trained).weights
+    assert main(["export", str(weights), str(release)]) == 0
     assert "float16" in capsys.readouterr().out
-    assert release.stat().st_size < 0.55 * (trained / "codec.pt").stat().st_size
+    assert release.stat().st_size < 0.55 * weights.stat().st_size
 
     # Reference: the full file's model with every float tensor rounded to float16 by hand.
-    state = torch.load(trained / "codec.pt", weights_only=True)
+    state = torch.load(weights, weights_only=True)
     cfg = CodecConfig.from_dict(state["encodec_config"])
     model = _plain_encodec(cfg)
     model.load_state_dict(
@@ -342,5 +346,5 @@ def test_a_manifest_of_nested_paths_trains_and_keeps_its_samples(corpus, tmp_pat
     )
     args = ["train", "--format", "manifest", "--input", str(manifest), "--out", str(tmp_path / "r")]
     assert main([*args, *TINY[2:], "--steps", "10"]) == 0  # tiny evaluates every 10 steps
-    wavs = list((tmp_path / "r" / "samples" / "step_10").glob("*.wav"))
+    wavs = list(CodecRunDir(tmp_path / "r").samples(10).glob("*.wav"))
     assert wavs and all("~" in w.name for w in wavs)

@@ -1,11 +1,11 @@
 """What a codec training run writes besides checkpoints: metrics, evaluations, samples.
 
-``metrics.jsonl`` holds one JSON object per logged step (``kind`` ``train`` or ``eval``);
+The metrics file holds one JSON object per logged step (``kind`` ``train`` or ``eval``);
 on resume, lines after the checkpoint's step are dropped, so a run killed between a log line
 and the next checkpoint does not log those steps twice. TensorBoard gets the same scalars
-(``tb/``, via tensorboardX, purged past the resume step). Every evaluation decodes the held-out
-utterances through the codes, as `extract` + `decode` would, and keeps the first two as
-``samples/step_N/{id}.wav`` beside ``spectrogram.png`` (original over reconstruction).
+(via tensorboardX, purged past the resume step). Every evaluation decodes the held-out
+utterances through the codes, as `extract` + `decode` would, and keeps the first two as audio
+beside a spectrogram (original over reconstruction). Where each goes: `rundir.CodecRunDir`.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import soundfile as sf
 import torch
 from tensorboardX import SummaryWriter
 
-from codec_bridge.format import file_stem
 from codec_bridge.training.losses import LogMel, log_mel_distance, si_snr
 from codec_bridge.training.quantizer_init import codes_used
+from codec_bridge.training.rundir import CodecRunDir
 
 SAMPLES_KEPT = 2
 
@@ -50,11 +50,11 @@ def resynthesize(model, wav: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class Reporter:
-    def __init__(self, run_dir: Path, step: int, sample_rate: int):
+    def __init__(self, run_dir: CodecRunDir, step: int, sample_rate: int):
         self.dir, self.sample_rate = run_dir, sample_rate
-        self.metrics = run_dir / "metrics.jsonl"
+        self.metrics = run_dir.metrics
         _truncate_jsonl(self.metrics, step)
-        self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=step + 1 if step else None)
+        self.tb = SummaryWriter(str(run_dir.tensorboard), purge_step=step + 1 if step else None)
 
     def _write(self, row: dict[str, Any]) -> None:
         with open(self.metrics, "a", encoding="utf-8") as f:
@@ -78,7 +78,6 @@ class Reporter:
         was_training = model.training
         model.eval()
         rows, codes, first = [], [], None
-        out = self.dir / "samples" / f"step_{step}"
         for i, u in enumerate(utterances):
             c, y = resynthesize(model, u.wav)
             codes.append(c)
@@ -91,13 +90,13 @@ class Reporter:
                 )
             )
             if i < SAMPLES_KEPT:
-                out.mkdir(parents=True, exist_ok=True)
+                self.dir.samples(step).mkdir(parents=True, exist_ok=True)
                 sf.write(
-                    str(out / f"{file_stem(u.id)}.wav"),
+                    str(self.dir.sample(step, u.id)),
                     np.clip(y.numpy().T, -1, 1),
                     self.sample_rate,
                 )
-        self._spectrogram(out / "spectrogram.png", utterances[0], first)
+        self._spectrogram(self.dir.spectrogram(step), utterances[0], first)
         model.train(was_training)
         mel, dist, snr = (float(np.mean(col)) for col in zip(*rows, strict=True))
         used = codes_used(torch.cat(codes, dim=-1), model.quantizer.bins)

@@ -7,13 +7,10 @@ normalization, the quantizer skipped for a warm-up, then k-means over many frame
 quantized on a fraction of the steps with dead codes revived (`quantizer_init`), Adam, and
 multi-resolution log-mel L1 + waveform L1 + commitment losses (`losses`).
 
-A run directory holds ``config.json``, ``checkpoint.pt`` (everything needed to continue:
-weights, optimizer, step, training seconds, random generator states), ``codec.pt`` (the
-weights file, refreshed at every checkpoint), ``snapshots/`` (weights files every
-``snapshot_minutes`` of training), ``metrics.jsonl``, ``tb/`` and ``samples/``. Re-running
-the same command after Ctrl-C, SIGTERM or kill -9 continues from the checkpoint with the
-same crops and decisions: losses are bit-identical to an uninterrupted run on the same
-machine and thread count.
+The run directory's layout (config, checkpoint, weights, snapshots, metrics, samples) is
+documented and owned by `codec_bridge.training.rundir`. Re-running the same command after
+Ctrl-C, SIGTERM or kill -9 continues from the checkpoint with the same crops and decisions:
+losses are bit-identical to an uninterrupted run on the same machine and thread count.
 """
 
 from __future__ import annotations
@@ -38,6 +35,7 @@ from codec_bridge.training.data import Crops, load_corpus
 from codec_bridge.training.losses import MultiResolutionMelLoss
 from codec_bridge.training.quantizer_init import DeadCodeReviver, kmeans_init, live_codes
 from codec_bridge.training.report import Reporter
+from codec_bridge.training.rundir import CodecRunDir
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 # Train settings that change no number of the run: a resumed run may use other values.
@@ -157,7 +155,7 @@ class Trainer:
     """One run directory: builds or resumes the state, then `run` trains until a limit."""
 
     def __init__(self, run_dir, codec: CodecConfig, train: TrainConfig, corpus, *, device="cpu"):
-        self.dir, self.cfg, self.tc, self.corpus = Path(run_dir), codec, train, corpus
+        self.dir, self.cfg, self.tc, self.corpus = CodecRunDir(run_dir), codec, train, corpus
         self.device = torch.device(device)
         self.crop = round(train.crop_seconds * codec.sample_rate)
         self.frames_per_step = train.batch_size * math.ceil(self.crop / codec.hop)
@@ -169,9 +167,9 @@ class Trainer:
         self.crops = Crops(corpus.train, self.crop)
         self.gen = torch.Generator().manual_seed(train.seed)
         self.step, self.seconds, self.kmeans_done, self.snapshots = 0, 0.0, False, 0
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir.root.mkdir(parents=True, exist_ok=True)
         self._check_or_write_config()
-        if (self.dir / "checkpoint.pt").exists():
+        if self.dir.checkpoint.exists():
             self._restore()
         self.report = Reporter(self.dir, self.step, codec.sample_rate)
 
@@ -183,7 +181,7 @@ class Trainer:
 
     def _check_or_write_config(self) -> None:
         """A resumed run must be the same run; limits and cadences (`CADENCE`) may change."""
-        path = self.dir / "config.json"
+        path = self.dir.config
         want = json.loads(json.dumps(self._config_record()))
         if path.exists():
             have = json.loads(path.read_text(encoding="utf-8"))
@@ -213,12 +211,12 @@ class Trainer:
                 "generator": self.gen.get_state(),
                 "torch_rng": torch.get_rng_state(),
             },
-            self.dir / "checkpoint.pt",
+            self.dir.checkpoint,
         )
-        save_weights(self.dir / "codec.pt", self.model, self.cfg)
+        save_weights(self.dir.weights, self.model, self.cfg)
 
     def _restore(self) -> None:
-        path = self.dir / "checkpoint.pt"
+        path = self.dir.checkpoint
         try:
             state = torch.load(path, map_location=self.device, weights_only=True)
             self.model.load_state_dict(state["model"])
@@ -320,7 +318,7 @@ class Trainer:
                     self.report.evaluate(self.step, self.model, self.corpus.val, self.mel)
                 if self._snapshot_due():
                     self.snapshots += 1
-                    snap = self.dir / "snapshots" / f"codec_{round(self.seconds / 60):04d}min.pt"
+                    snap = self.dir.snapshot(round(self.seconds / 60))
                     snap.parent.mkdir(exist_ok=True)
                     save_weights(snap, self.model, self.cfg)
                 if self.step % tc.checkpoint_every == 0:
