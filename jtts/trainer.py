@@ -33,17 +33,10 @@ from jtts.data import Batch, Corpus, Loader
 from jtts.mesh import batch_sharding, describe, make_mesh, state_shardings
 from jtts.metrics import MetricsLogger, flatten, mfu, peak_flops, plot_losses, unigram_entropy
 from jtts.model import build_model, count_params, flops_per_step
+from jtts.optim import abstract_model, abstract_state, inference_params, init_state, make_optimizer
 from jtts.rundir import RunDir
 from jtts.text import cache_dir
-from jtts.train_step import (
-    EvalStep,
-    TrainStep,
-    abstract_model,
-    abstract_state,
-    inference_params,
-    init_state,
-    make_optimizer,
-)
+from jtts.train_step import EvalStep, TrainStep
 from jtts.workdir import lock_run_dir
 
 PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: stopped by SIGTERM after saving; rerun to resume
