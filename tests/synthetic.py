@@ -49,12 +49,29 @@ UNIT_SHAPE = (8, 24, 16)  # rows, frames, text tokens
 # The batch shape of the trainer tests (test_trainer, test_checkpoint, test_workdir): one
 # compiled train program for all of them.
 TRAINER_SHAPE = ("data.bucket_sizes=[96]", "data.batch_frames=384")
+# The trainer tests' runs (test_trainer, test_reporting): 8 steps, evaluated and saved every 4.
+TRAINER_RUN = (
+    "train.steps=8",
+    *TRAINER_SHAPE,
+    "data.val_fraction=0.2",
+    "eval.every=4",
+    "eval.num_samples=1",
+    "eval.sample_max_seconds=0.2",
+    "checkpoint.every=4",
+    "log.every=1",
+    "log.tensorboard=true",
+)
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def unit_config(*overrides: str):
     """configs/tiny.yaml with UNIT_OVERRIDES, then `overrides`."""
     return apply_overrides(load_config(CONFIGS / "tiny.yaml"), [*UNIT_OVERRIDES, *overrides])
+
+
+def trainer_config(*overrides: str):
+    """configs/tiny.yaml with TRAINER_RUN, then `overrides`."""
+    return apply_overrides(load_config(CONFIGS / "tiny.yaml"), [*TRAINER_RUN, *overrides])
 
 
 FALLBACK = [
