@@ -168,7 +168,7 @@ def delay_io(codes_BxKxT, lengths_B, codebook_size):
 
 
 def lr_factor(cfg: Config, step: int) -> float:
-    """jtts.train_step.lr_schedule / lr: linear warmup, then cosine to min_lr_ratio."""
+    """jtts.optim.lr_schedule / lr: linear warmup, then cosine to min_lr_ratio."""
     o, total = cfg.optim, cfg.train.steps
     warmup = min(o.warmup_steps, max(total - 1, 0))
     if step < warmup:

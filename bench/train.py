@@ -66,13 +66,8 @@ def jax_steps(cfg, batch: dict) -> tuple[Callable[[int], None], float]:
 
     from jtts.conditioning import Cond
     from jtts.mesh import batch_sharding, make_mesh, state_shardings
-    from jtts.train_step import (
-        TrainStep,
-        abstract_model,
-        abstract_state,
-        init_state,
-        make_optimizer,
-    )
+    from jtts.optim import abstract_model, abstract_state, init_state, make_optimizer
+    from jtts.train_step import TrainStep
 
     mesh = make_mesh(cfg.train.mesh, jax.devices()[:1])
     tx = make_optimizer(cfg.optim)

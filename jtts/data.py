@@ -15,7 +15,7 @@ Batch arrays (global, sharded over rows): cond (a `jtts.conditioning.Cond`: text
 text_mask bool BxS, each other attribute of `model.conditions` as int32 ids B from its record
 field, and no rows dropped), codes int32 BxKxT, lengths int32 B (frames), has_eos bool B,
 valid bool B (False for filler rows that pad the last batch of a bucket). The delay pattern is
-applied on device (jtts.train_step).
+applied on device (jtts.loss).
 """
 
 from __future__ import annotations

@@ -1,10 +1,9 @@
-"""The jitted training and evaluation steps, the optimizer and the loss.
+"""The jitted training and evaluation steps.
 
 The model is split once (`nnx.split`) into a static graphdef and a pure dict of parameters;
 the step merges them inside `jax.jit`, so each batch shape is traced and compiled once and the
-train state (params, optimizer state, step, rng) is a plain pytree that is donated, sharded
-and checkpointed as is. Randomness comes from `fold_in(key(seed), step)`: a resumed run draws
-exactly the keys an uninterrupted one would.
+train state (`jtts.optim`) is donated, sharded and checkpointed as is. Randomness comes from
+`fold_in(key(seed), step)`: a resumed run draws exactly the keys an uninterrupted one would.
 """
 
 from __future__ import annotations
@@ -17,267 +16,20 @@ from flax import nnx
 from jax import numpy as jnp
 
 from jtts import conditioning
-from jtts.alignment import (
-    attention_sums,
-    beta_binomial_log_prior,
-    forward_sum_loss,
-    head_mean_log_probs,
-    prior_bias,
-    prior_weight,
+from jtts.alignment import attention_sums
+from jtts.config import Config
+from jtts.loss import (
+    align_layers,
+    alignment_bias,
+    ce_sums,
+    decoder_io,
+    length_sums,
+    loss_sums,
+    own_prior_bias,
+    prior_strength,
 )
-from jtts.config import Config, OptimConfig
 from jtts.mesh import batch_sharding, replicated
-from jtts.model import build_model
-from jtts.patterns import Pattern
-
-TrainState = dict[str, Any]  # {"params", "opt_state", "step", "rng", "skipped"[, "ema"]}
-NO_DECAY = (
-    "text_embed",
-    "code_embed",
-    "null_cond",
-    "table",
-    "scale",
-    "byte_embed",
-    "pos_embed",
-)  # embeddings, norm scales
-
-
-def lr_schedule(cfg: OptimConfig, total_steps: int) -> optax.Schedule:
-    """Linear warmup to `lr`, then cosine decay to `lr * min_lr_ratio` (or constant)."""
-    warmup = min(cfg.warmup_steps, max(total_steps - 1, 0))
-    if cfg.decay == "constant":
-        return optax.linear_schedule(0.0, cfg.lr, max(warmup, 1)) if warmup else lambda _: cfg.lr
-    return optax.warmup_cosine_decay_schedule(
-        init_value=0.0,
-        peak_value=cfg.lr,
-        warmup_steps=warmup,
-        decay_steps=max(total_steps, warmup + 1),
-        end_value=cfg.lr * cfg.min_lr_ratio,
-    )
-
-
-def decay_mask(params: Any) -> Any:
-    """True where weight decay applies: matrices that are not embeddings or norm scales."""
-
-    def decays(path: tuple, _: Any) -> bool:
-        names = {getattr(k, "key", None) for k in path}
-        return not names & set(NO_DECAY)
-
-    return jax.tree_util.tree_map_with_path(decays, params)
-
-
-def make_optimizer(cfg: OptimConfig) -> optax.GradientTransformation:
-    """Clipping + AdamW at unit learning rate; the step scales updates by `lr_schedule(step)`.
-
-    Taking the rate from the global step (not optax's update count) keeps the schedule on
-    time when non-finite steps are skipped.
-    """
-    adamw = optax.adamw(
-        learning_rate=1.0,
-        b1=cfg.b1,
-        b2=cfg.b2,
-        eps=cfg.eps,
-        weight_decay=cfg.weight_decay,
-        mask=decay_mask,
-    )
-    return optax.chain(optax.clip_by_global_norm(cfg.clip_norm), adamw) if cfg.clip_norm else adamw
-
-
-def abstract_model(cfg: Config) -> tuple[nnx.GraphDef, Any]:
-    """(graphdef, params as a pure dict of ShapeDtypeStruct) without allocating anything."""
-    model = nnx.eval_shape(lambda: build_model(cfg.model, nnx.Rngs(cfg.train.seed)))
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    if jax.tree.leaves(rest):
-        raise TypeError(f"model has non-parameter state the trainer does not handle: {rest}")
-    return graphdef, nnx.to_pure_dict(params)
-
-
-def init_state(cfg: Config, tx: optax.GradientTransformation, shardings: Any) -> TrainState:
-    """Fresh train state, created directly in its sharded layout (no full host copy)."""
-
-    def init() -> TrainState:
-        model = build_model(cfg.model, nnx.Rngs(cfg.train.seed))
-        params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
-        state = {
-            "params": params,
-            "opt_state": tx.init(params),
-            "step": jnp.zeros((), jnp.int32),
-            "rng": jax.random.key_data(jax.random.key(cfg.train.seed)),
-            "skipped": jnp.zeros((), jnp.int32),
-        }
-        if cfg.optim.ema_decay is not None:
-            state["ema"] = params
-        return state
-
-    return jax.jit(init, out_shardings=shardings)()
-
-
-def abstract_state(cfg: Config, tx: optax.GradientTransformation) -> TrainState:
-    """Shapes and dtypes of the train state (for shardings and checkpoint restore)."""
-    _, params = abstract_model(cfg)
-    state = {
-        "params": params,
-        "opt_state": jax.eval_shape(tx.init, params),
-        "step": jax.ShapeDtypeStruct((), jnp.int32),
-        "rng": jax.eval_shape(lambda: jax.random.key_data(jax.random.key(0))),
-        "skipped": jax.ShapeDtypeStruct((), jnp.int32),
-    }
-    if cfg.optim.ema_decay is not None:
-        state["ema"] = params
-    return state
-
-
-def inference_params(state: TrainState) -> Any:
-    """The weights evaluation, samples and inference use: the moving average when kept."""
-    return state.get("ema", state["params"])
-
-
-def ema_update(ema: Any, params: Any, decay: float, step: jax.Array) -> Any:
-    """One step of the weights' moving average; the decay warms up as
-    min(decay, (1 + step) / (10 + step)) so the first weights do not linger (TF's
-    ExponentialMovingAverage with num_updates)."""
-    step = step.astype(jnp.float32)
-    d = jnp.minimum(decay, (1.0 + step) / (10.0 + step))
-    return optax.incremental_update(params, ema, 1.0 - d)
-
-
-def decoder_io(
-    batch: dict[str, jax.Array], pattern: Pattern
-) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """(inputs_BxKxS, targets_BxKxS, mask_BxKxS) of a batch.
-
-    The mask drops filler rows and the EOS target of cropped utterances (their audio goes on
-    past the crop, so predicting an end there would teach the model to stop early).
-    """
-    seq_BxKxS = pattern.apply(batch["codes"], batch["lengths"])
-    inputs_BxKxS, targets_BxKxS, mask_BxKxS = pattern.decoder_io(seq_BxKxS)
-    no_eos_Bx1x1 = ~batch["has_eos"][:, None, None]
-    mask_BxKxS &= batch["valid"][:, None, None] & ~((targets_BxKxS == pattern.eos) & no_eos_Bx1x1)
-    return inputs_BxKxS, targets_BxKxS, mask_BxKxS
-
-
-def ce_sums(
-    logits_BxSxKxV: jax.Array, targets_BxKxS: jax.Array, mask_BxKxS: jax.Array
-) -> dict[str, jax.Array]:
-    """Per-codebook sums over a batch: ce_K, correct_K, count_K (targets), zsq_K.
-
-    Sums (not means) let micro-batches and eval batches add up.
-    """
-    logits_BxSxKxV = logits_BxSxKxV.astype(jnp.float32)
-    targets_BxSxK = targets_BxKxS.transpose(0, 2, 1)
-    mask_BxSxK = mask_BxKxS.transpose(0, 2, 1).astype(jnp.float32)
-    max_BxSxK = jnp.max(logits_BxSxKxV, axis=-1)
-    lse_BxSxK = max_BxSxK + jnp.log(
-        jnp.sum(jnp.exp(logits_BxSxKxV - max_BxSxK[..., None]), axis=-1)
-    )
-    target_logit = jnp.take_along_axis(logits_BxSxKxV, targets_BxSxK[..., None], axis=-1)[..., 0]
-    # Top-1 by comparison with the max (shared with logsumexp): XLA:CPU's argmax, a
-    # value+index reduction, costs as much as the whole loss.
-    correct = (target_logit >= max_BxSxK).astype(jnp.float32)
-    return {
-        "ce": jnp.sum((lse_BxSxK - target_logit) * mask_BxSxK, axis=(0, 1)),
-        "correct": jnp.sum(correct * mask_BxSxK, axis=(0, 1)),
-        "count": jnp.sum(mask_BxSxK, axis=(0, 1)),
-        "zsq": jnp.sum(lse_BxSxK**2 * mask_BxSxK, axis=(0, 1)),
-    }
-
-
-def _align_layers(cfg: Config) -> list[int]:
-    return list(cfg.align.layers) if cfg.align.layers else list(range(cfg.model.dec_layers))
-
-
-def own_prior_bias(
-    model: nnx.Module, cond: conditioning.Cond, mask_BxKxS: jax.Array
-) -> jax.Array | None:
-    """The model's own alignment log-prior (BxTxS, `model.prior_bias`) spread over each row's
-    target steps (`decoder_io`'s mask); None for a model without one."""
-    prior = model.prior(cond, mask_BxKxS.any(axis=1).sum(axis=1))
-    return model.prior_bias(prior, jnp.arange(mask_BxKxS.shape[2]), cond.text_BxS.shape[1])
-
-
-def alignment_bias(
-    cfg: Config, model: nnx.Module, cond: conditioning.Cond, mask_BxKxS: jax.Array, step: jax.Array
-) -> jax.Array | None:
-    """The log-prior (BxTxS) for a batch's condition and target mask (`decoder_io`): the
-    model's own (`own_prior_bias`), or the beta-binomial training aid annealed to its weight
-    at `step`; None when there is neither."""
-    if cfg.model.attention_prior is not None:
-        return own_prior_bias(model, cond, mask_BxKxS)
-    if not cfg.align.prior:
-        return None
-    log_prior = beta_binomial_log_prior(
-        mask_BxKxS.any(axis=1).sum(axis=1),
-        cond.text_lengths_B,
-        mask_BxKxS.shape[2],
-        cond.text_BxS.shape[1],
-        cfg.align.prior_scaling,
-    )
-    return prior_bias(log_prior, prior_strength(cfg, step))
-
-
-def prior_strength(cfg: Config, step: jax.Array) -> jax.Array:
-    """The weight the prior has at `step`: 1 for the model's own, else the aid's schedule."""
-    if cfg.model.attention_prior is not None:
-        return jnp.ones((), jnp.float32)
-    return prior_weight(cfg.align, step)
-
-
-def length_sums(model: nnx.Module, batch: dict[str, Any]) -> dict[str, jax.Array]:
-    """The length head's squared log error and absolute relative error, summed over the rows
-    whose whole utterance is in the batch ("length_rows")."""
-    rows_B = (batch["valid"] & batch["has_eos"]).astype(jnp.float32)
-    predicted_B = model.predicted_frames(batch["cond"])
-    true_B = jnp.maximum(batch["lengths"], 1).astype(jnp.float32)
-    log_err_B = jnp.log1p(predicted_B) - jnp.log1p(true_B)
-    return {
-        "length": jnp.sum(rows_B * log_err_B**2),
-        "length_abs_rel": jnp.sum(rows_B * jnp.abs(predicted_B / true_B - 1.0)),
-        "length_rows": jnp.sum(rows_B),
-    }
-
-
-def loss_sums(
-    model: nnx.Module,
-    batch: dict[str, Any],
-    pattern: Pattern,
-    *,
-    cfg: Config | None = None,
-    dropout_rng: jax.Array | None = None,
-    corrupt_rng: jax.Array | None = None,
-) -> dict[str, jax.Array]:
-    """`ce_sums` of the teacher-forced forward; with a `cfg` whose align.ctc_weight > 0 also
-    the forward-sum alignment loss summed over its rows and layers ("align"). A batch's
-    "attn_bias" (see `alignment_bias`) is added to the cross-attention logits. With
-    `corrupt_rng`, decoder input steps are replaced by PAD with P = align.input_dropout: the
-    audio context becomes unreliable, so the text is worth reading (Tacotron's prenet
-    dropout, NeMo's decoder input dropout)."""
-    inputs_BxKxS, targets_BxKxS, mask_BxKxS = decoder_io(batch, pattern)
-    if corrupt_rng is not None and cfg is not None and cfg.align.input_dropout > 0:
-        b, _, s = inputs_BxKxS.shape
-        hit_BxS = jax.random.bernoulli(corrupt_rng, cfg.align.input_dropout, (b, s))
-        hit_BxS &= jnp.arange(s)[None, :] > 0  # step 0 keeps its BOS
-        inputs_BxKxS = jnp.where(hit_BxS[:, None, :], pattern.pad, inputs_BxKxS)
-    ctc = cfg is not None and cfg.align.ctc_weight > 0
-    logits_BxSxKxV, attn = model(
-        batch["cond"],
-        inputs_BxKxS,
-        attn_bias_BxTxS=batch.get("attn_bias"),
-        dropout_rng=dropout_rng,
-        with_attention=ctc,
-    )
-    sums = ce_sums(logits_BxSxKxV, targets_BxKxS, mask_BxKxS)
-    if cfg is not None and cfg.model.attention_prior is not None:
-        sums["length"] = length_sums(model, batch)["length"]
-    if ctc:
-        cond = batch["cond"]
-        sums["align"], _ = forward_sum_loss(  # its row count is known before: norm["align"]
-            head_mean_log_probs(attn[jnp.asarray(_align_layers(cfg))]),
-            mask_BxKxS.any(axis=1),
-            cond.text_mask_BxS,
-            batch["valid"] & ~cond.drop_B,
-            cfg.align.blank_logprob,
-        )
-    return sums
+from jtts.optim import TrainState, ema_update, lr_schedule
 
 
 def _micro_batches(batch: dict[str, Any], n: int) -> dict[str, Any]:
@@ -356,7 +108,7 @@ class TrainStep:
         # The loss normaliser depends only on the masks, so it is known before any forward
         # pass and gradient accumulation sums to exactly the full-batch gradient.
         mask_sums = jnp.sum(mask_BxKxS, axis=(0, 2)).astype(jnp.float32)
-        align_rows = jnp.sum(batch["valid"] & ~batch["cond"].drop_B) * len(_align_layers(self.cfg))
+        align_rows = jnp.sum(batch["valid"] & ~batch["cond"].drop_B) * len(align_layers(self.cfg))
         norm = {
             "ce": jnp.maximum(jnp.sum(self.weights_K * mask_sums), 1.0),
             "count": jnp.maximum(jnp.sum(mask_sums), 1.0),

@@ -13,7 +13,6 @@ loader's thread.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 import signal
 import time
@@ -24,26 +23,27 @@ import jax
 import numpy as np
 from flax import nnx
 
-from codec_bridge.format import CodeStore, file_stem, save_codes
-from jtts import conditioning, decode
-from jtts.alignment import best_head
+from codec_bridge.format import CodeStore
+from jtts import conditioning
 from jtts.checkpoint import Checkpointer
 from jtts.config import Config, ModelConfig, load_config, save_config
 from jtts.data import Batch, Corpus, Loader
-from jtts.mesh import batch_sharding, describe, make_mesh, state_shardings
-from jtts.metrics import MetricsLogger, flatten, mfu, peak_flops, plot_losses, unigram_entropy
-from jtts.model import build_model, count_params, flops_per_step
+from jtts.evaluation import eval_metrics, eval_sums
+from jtts.mesh import batch_sharding, make_mesh, state_shardings
+from jtts.metrics import MetricsLogger, plot_losses, unigram_entropy
+from jtts.model import flops_per_step
+from jtts.optim import abstract_model, abstract_state, inference_params, init_state, make_optimizer
+from jtts.reporting import (
+    eval_lines,
+    save_attention,
+    startup_lines,
+    store_info,
+    train_values,
+    write_samples,
+)
 from jtts.rundir import RunDir
 from jtts.text import cache_dir
-from jtts.train_step import (
-    EvalStep,
-    TrainStep,
-    abstract_model,
-    abstract_state,
-    inference_params,
-    init_state,
-    make_optimizer,
-)
+from jtts.train_step import EvalStep, TrainStep
 from jtts.workdir import lock_run_dir
 
 PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: stopped by SIGTERM after saving; rerun to resume
@@ -180,7 +180,7 @@ class Trainer:
             self.rundir.write_layout()
             save_config(cfg, self.rundir.config)
             # The sampler decodes with the codec this store recorded (its meta).
-            self.rundir.store.write_text(json.dumps(self.store_info, indent=2) + "\n")
+            self.rundir.store.write_text(json.dumps(store_info(self.store), indent=2) + "\n")
 
         self.train_step = TrainStep(cfg, self.graphdef, self.tx, self.mesh, self.shardings)
         self.eval_step = EvalStep(cfg, self.graphdef, self.mesh, self.shardings["params"])
@@ -199,32 +199,6 @@ class Trainer:
         self._interval = {"tokens": 0.0, "time": 0.0, "flops": 0.0, "steps": 0.0}
         self._last_loss: float | None = None
         self._last_done = self._started = time.perf_counter()
-
-    def _announce(self) -> None:
-        say = self.log.say
-        say(f"jtts: {self.cfg.name}, {count_params_of(self.cfg):,} parameters")
-        say(f"jtts: {describe(self.mesh)}")
-        peak = peak_flops(self.mesh.devices.flat[0])
-        say(
-            f"jtts: MFU against {peak:.3g} bf16 FLOP/s per device"
-            if peak
-            else "jtts: MFU not reported (train/mfu null): no peak FLOP/s known for this device"
-        )
-        s = self.corpus.summary()
-        say(f"jtts: data {self.store.root} ({s['utterances']} utterances)")
-        for split, c in s["splits"].items():
-            say(
-                f"jtts:   {split}: {c['kept']} of {c['utterances']} used, {c['cropped']} "
-                f"cropped to {self.cfg.data.max_frames} frames, "
-                f"{c['dropped_too_many_frames']} dropped (too many frames), "
-                f"{c['dropped_text_too_long']} dropped (text > {self.cfg.model.max_text_len} tokens)"
-            )
-        for a, c in conditioning.attributes(self.cfg.model):
-            say(f"jtts: reads the {a.name} too: {len(c.values)} values, dropout {c.drop_prob:g}")
-        shapes = ", ".join(f"{b.rows}x{b.frames}f/{b.text_len}t" for b in self.corpus.buckets)
-        say(f"jtts: {len(self.corpus.buckets)} batch shapes (rows x frames / text): {shapes}")
-        if self.start:
-            say(f"jtts: resumed from step {self.start} (data position {self.data_state})")
 
     def _finish(self, p: _Pending) -> None:
         """Reads a step's metrics (it has run by now), checks them, logs them."""
@@ -248,121 +222,40 @@ class Trainer:
             self._interval["flops"] += flops_per_step(self.cfg.model, b.rows, b.text_len, frames)
             self._interval["steps"] += 1
         if p.step % self.cfg.log.every == 0 or p.step == self.cfg.train.steps:
-            iv = self._interval
-            values = flatten(
-                "train",
-                {
-                    k: m[k]
-                    for k in ("loss", "acc", "loss_cb", "acc_cb", "grad_norm", "lr", "prior_weight")
-                },
-            )
-            values["train/z_loss"] = float(m["z_loss"])
-            for key in ("align_loss", "length_loss"):
-                if np.isfinite(m[key]):
-                    values[f"train/{key}"] = float(m[key])
-            values["train/skipped"] = int(m["skipped"])
-            values["train/tokens_per_s"] = iv["tokens"] / iv["time"] if iv["time"] else None
-            values["train/flops_per_s"] = iv["flops"] / iv["time"] if iv["time"] else None
-            values["train/mfu"] = mfu(iv["flops"], iv["time"], list(self.mesh.devices.flat))
-            values["train/step_time_s"] = iv["time"] / iv["steps"] if iv["steps"] else None
-            values["train/elapsed_s"] = time.perf_counter() - self._started
+            elapsed_s = time.perf_counter() - self._started
+            devices = list(self.mesh.devices.flat)
+            values = train_values(m, self._interval, devices, elapsed_s)
             self.log.write(p.step, values)
-            self._interval = dict.fromkeys(iv, 0.0)
+            self._interval = dict.fromkeys(self._interval, 0.0)
         self._last_loss = float(m["loss"])
         self.log.progress(p.step, loss=self._last_loss)
 
     def _evaluate(self, step: int) -> dict[str, float]:
-        sums, row0 = None, None
-        sharding = batch_sharding(self.mesh)
-        with Loader(self.corpus, "val", sharding, shuffle=False, epochs=1, prefetch=1) as val:
-            for batch in itertools.islice(val, self.cfg.eval.batches):
-                out = dict(self.eval_step(inference_params(self.state), batch.arrays))
-                first = out.pop("attn_row0")
-                row0 = first if row0 is None else row0
-                sums = out if sums is None else jax.tree.map(np.add, sums, out)
-        s = jax.tree.map(np.asarray, jax.device_get(sums))
-        count_K = np.maximum(s["count"], 1.0)
-        loss = float((self.weights_K * s["ce"]).sum() / max((self.weights_K * s["count"]).sum(), 1))
-        gain_K = (s["ce_mismatched"] - s["ce"]) / count_K
-        head = best_head(s["attention"])
-        values = {
-            "eval/loss": loss,
-            "eval/acc": float(s["correct"].sum() / max(s["count"].sum(), 1)),
-            **flatten("eval", {"loss_cb": s["ce"] / count_K, "acc_cb": s["correct"] / count_K}),
-            "eval/unigram": float((self.weights_K * self.unigram_K).sum() / self.weights_K.sum()),
-            **flatten("eval", {"unigram_cb": self.unigram_K}),
-            "eval/text_gain": float(gain_K.mean()),
-            **flatten("eval", {"text_gain_cb": gain_K}),
-            "eval/null_gain": float(((s["ce_null"] - s["ce"]) / count_K).mean()),
-            **{
-                f"eval/{a.name}_gain": float(
-                    ((s[f"ce_mismatched_{a.name}"] - s["ce"]) / count_K).mean()
-                )
-                for a, _ in conditioning.attributes(self.cfg.model)
-            },
-            **{f"eval/attn_{k}": v for k, v in head.items()},
-            "eval/elapsed_s": time.perf_counter() - self._started,
-        }
-        if "length_rows" in s:  # mean |predicted / true - 1| of the length head
-            values["eval/length_error"] = float(s["length_abs_rel"] / max(s["length_rows"], 1))
+        """Evaluates the inference weights (`jtts.evaluation`): logs the metrics and, on the
+        lead process, saves the best head's attention and the samples (`jtts.reporting`)."""
+        params = inference_params(self.state)
+        sums, row0 = eval_sums(
+            self.eval_step, params, self.corpus, self.mesh, self.cfg.eval.batches
+        )
+        elapsed_s = time.perf_counter() - self._started
+        values = eval_metrics(sums, self.weights_K, self.unigram_K, self.cfg.model, elapsed_s)
         self.log.write(step, values)
-        self._save_attention(step, np.asarray(jax.device_get(row0))[head["layer"], head["head"]])
-        cb = " ".join(
-            f"{a:.3f}/{u:.3f}" for a, u in zip(s["ce"] / count_K, self.unigram_K, strict=True)
-        )
-        self.log.say(
-            f"jtts: step {step} eval loss {loss:.4f} (unigram {values['eval/unigram']:.4f}); "
-            f"per codebook loss/unigram {cb}"
-        )
-        self.log.say(
-            f"jtts: step {step} text gain {values['eval/text_gain']:.3f} nats/code "
-            f"(cb0 {gain_K[0]:.3f}); attention focus {head['focus']:.2f}, monotonicity "
-            f"{head['monotonicity']:.2f}, coverage {head['coverage']:.2f} "
-            f"(layer {head['layer']} head {head['head']})"
-        )
-        self._write_samples(step)
+        if self.lead:
+            best_TxS = row0[values["eval/attn_layer"], values["eval/attn_head"]]
+            save_attention(self.rundir, self.log, step, best_TxS)
+        for line in eval_lines(step, values, self.cfg.model.n_codebooks):
+            self.log.say(line)
+        if self.lead and self.cfg.eval.num_samples:
+            model = nnx.merge(self.graphdef, params)
+            write_samples(model, self.corpus, self.store, self.cfg, self.rundir, step)
         return values
-
-    def _save_attention(self, step: int, probs_TxS: np.ndarray) -> None:
-        """The first validation utterance's attention (best head) as `RunDir.attention`
-        (text tokens x steps, float16) and a TensorBoard image."""
-        if not self.lead:
-            return
-        image_SxT = probs_TxS.T.astype(np.float32)
-        out = self.rundir.attention(step)
-        out.parent.mkdir(exist_ok=True)
-        np.save(out, image_SxT.astype(np.float16))
-        self.log.image("eval/attention", image_SxT / max(float(image_SxT.max()), 1e-9), step)
-
-    def _write_samples(self, step: int) -> None:
-        """Samples `eval.num_samples` validation texts with jtts.decode into
-        `RunDir.samples`: ID.npy (+ ID.json: store meta, store_dir, text, step)."""
-        if not self.lead or self.cfg.eval.num_samples == 0:
-            return
-        rows = self.corpus.splits["val"][: self.cfg.eval.num_samples]
-        generation = decode.generate(
-            nnx.merge(self.graphdef, inference_params(self.state)),
-            [self.corpus.tokens[i].tolist() for i in rows],
-            decode.Sampling.of(self.cfg.sample, seed=self.cfg.train.seed + step),
-            max_frames=int(self.cfg.eval.sample_max_seconds * float(self.store.meta["frame_rate"])),
-            categories={name: ids[rows] for name, ids in self.corpus.categories.items()},
-        )
-        out = self.rundir.samples(step)
-        out.mkdir(parents=True, exist_ok=True)
-        for i, codes_KxT in zip(rows, generation.codes, strict=True):
-            utt = self.store[int(i)]
-            info = {**self.store_info, "id": utt.id, "text": utt.text, "step": step}
-            save_codes(out / f"{file_stem(utt.id)}.npy", codes_KxT, info)  # ids may hold "/"
-
-    @property
-    def store_info(self) -> dict[str, Any]:
-        """The training store's codec meta and absolute path, for decoding generated codes."""
-        meta = {k: v for k, v in self.store.meta.items() if k != "shards"}
-        return {**meta, "store_dir": str(self.store.root.resolve())}
 
     def run(self) -> int:
         cfg = self.cfg
-        self._announce()
+        for line in startup_lines(
+            cfg, self.mesh, self.corpus, self.store, self.start, self.data_state
+        ):
+            self.log.say(line)
         if self.has_val:
             self.unigram_K = unigram_entropy(self.corpus.code_counts("train"))
         steps = cfg.train.steps
@@ -418,10 +311,6 @@ class Trainer:
             flush=True,
         )
         return PREEMPTED_EXIT_CODE if preempted else 0
-
-
-def count_params_of(cfg: Config) -> int:
-    return count_params(nnx.eval_shape(lambda: build_model(cfg.model, nnx.Rngs(0))))
 
 
 def train(

@@ -20,6 +20,7 @@ from conftest import SHARED_DATA
 from jax.experimental.compilation_cache import compilation_cache
 
 from codec_bridge.format import ShardWriter, init_store, make_meta
+from jtts.config import apply_overrides, load_config
 
 # One persistent XLA cache for the in-process tests and the `python -m jtts.train` subprocesses
 # they start: each distinct program compiles once per machine instead of once per test.
@@ -48,6 +49,30 @@ UNIT_SHAPE = (8, 24, 16)  # rows, frames, text tokens
 # The batch shape of the trainer tests (test_trainer, test_checkpoint, test_workdir): one
 # compiled train program for all of them.
 TRAINER_SHAPE = ("data.bucket_sizes=[96]", "data.batch_frames=384")
+# The trainer tests' runs (test_trainer, test_reporting): 8 steps, evaluated and saved every 4.
+TRAINER_RUN = (
+    "train.steps=8",
+    *TRAINER_SHAPE,
+    "data.val_fraction=0.2",
+    "eval.every=4",
+    "eval.num_samples=1",
+    "eval.sample_max_seconds=0.2",
+    "checkpoint.every=4",
+    "log.every=1",
+    "log.tensorboard=true",
+)
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def unit_config(*overrides: str):
+    """configs/tiny.yaml with UNIT_OVERRIDES, then `overrides`."""
+    return apply_overrides(load_config(CONFIGS / "tiny.yaml"), [*UNIT_OVERRIDES, *overrides])
+
+
+def trainer_config(*overrides: str):
+    """configs/tiny.yaml with TRAINER_RUN, then `overrides`."""
+    return apply_overrides(load_config(CONFIGS / "tiny.yaml"), [*TRAINER_RUN, *overrides])
+
 
 FALLBACK = [
     "Printing, in the only sense with which we are at present concerned.",
@@ -184,13 +209,8 @@ def random_batch(
 def train_setup(cfg, devices=None):
     """(mesh, TrainStep, fresh state) for `cfg` on `devices` (default: all)."""
     from jtts.mesh import make_mesh, state_shardings
-    from jtts.train_step import (
-        TrainStep,
-        abstract_model,
-        abstract_state,
-        init_state,
-        make_optimizer,
-    )
+    from jtts.optim import abstract_model, abstract_state, init_state, make_optimizer
+    from jtts.train_step import TrainStep
 
     mesh = make_mesh(cfg.train.mesh, devices)
     tx = make_optimizer(cfg.optim)

@@ -17,7 +17,7 @@ from synthetic import (
 
 from jtts.config import ConfigError, MeshConfig, apply_overrides, load_config
 from jtts.mesh import batch_sharding, fsdp_spec, make_mesh, mesh_shape, state_shardings
-from jtts.train_step import abstract_state, make_optimizer
+from jtts.optim import abstract_state, make_optimizer
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

@@ -13,46 +13,24 @@ import jax
 import numpy as np
 import pytest
 from synthetic import (
-    TRAINER_SHAPE,
+    TRAINER_RUN,
     make_store,
     run_processes,
     subprocess_env,
     train_command,
+    trainer_config,
     xla_cache,  # noqa: F401 (autouse fixture)
 )
 
-from codec_bridge.format import (
-    CodeStore,
-    ShardWriter,
-    file_stem,
-    init_store,
-    load_codes,
-    make_meta,
-    split_of,
-)
+from codec_bridge.format import CodeStore, load_codes
 from jtts.checkpoint import restore_params
-from jtts.config import apply_overrides, config_to_dict, load_config
+from jtts.config import config_to_dict, load_config
 from jtts.metrics import read_jsonl
 from jtts.train import main
 from jtts.train_step import TrainStep
 from jtts.trainer import NonFiniteLossError, Trainer, train
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-RUN = (
-    "train.steps=8",
-    *TRAINER_SHAPE,
-    "data.val_fraction=0.2",
-    "eval.every=4",
-    "eval.num_samples=1",
-    "eval.sample_max_seconds=0.2",
-    "checkpoint.every=4",
-    "log.every=1",
-    "log.tensorboard=true",
-)
-
-
-def tiny(*overrides):
-    return apply_overrides(load_config(CONFIGS / "tiny.yaml"), [*RUN, *overrides])
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +58,7 @@ def finished(tmp_path_factory, store):
         events.append(("fetch", pending.step, events.count("dispatch")))
         return real_finish(self, pending)
 
-    cfg = tiny()
+    cfg = trainer_config()
     out = io.StringIO()
     with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out):
         mp.setattr(TrainStep, "__call__", call)
@@ -143,7 +121,7 @@ def test_cli_refuses_a_run_of_a_newer_layout_in_one_line(tmp_path, store, capsys
     run_dir.mkdir()
     (run_dir / "run.json").write_text('{"layout": 2}')
     args = ["--config", str(CONFIGS / "tiny.yaml"), "--data", str(store), "--workdir", str(run_dir)]
-    assert main([*args, "--set", *RUN]) == 2
+    assert main([*args, "--set", *TRAINER_RUN]) == 2
     err = capsys.readouterr().err.strip()
     assert err == (
         f"jtts.train: error: {run_dir / 'run.json'}: run directory layout 2, this jtts reads "
@@ -155,7 +133,7 @@ def test_cli_refuses_a_run_of_a_newer_layout_in_one_line(tmp_path, store, capsys
 def test_cli_rejects_an_incompatible_checkpoint_in_one_line(finished, store, capsys):
     _, run_dir, _, _ = finished
     args = ["--config", str(CONFIGS / "tiny.yaml"), "--data", str(store), "--workdir", str(run_dir)]
-    sets = [*RUN, "model.d_model=32", "model.mlp_dim=96", "model.dropout=0.2"]
+    sets = [*TRAINER_RUN, "model.d_model=32", "model.mlp_dim=96", "model.dropout=0.2"]
     assert main([*args, "--set", *sets]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and err.startswith("jtts.train: error: ")
@@ -163,47 +141,8 @@ def test_cli_rejects_an_incompatible_checkpoint_in_one_line(finished, store, cap
     assert "dropout" not in err
 
 
-def odd_id_store(path, n=24):
-    """A store whose ids are paths (folders, '..'), beside a plain id they would flatten to."""
-    meta = make_meta(
-        codec="synthetic",
-        sample_rate=24000,
-        frame_rate=75.0,
-        n_codebooks=8,
-        codebook_size=1024,
-        bandwidth=6.0,
-        weights={"kind": "untrained", "seed": 0},
-    )
-    init_store(path, meta)
-    ids, i = ["spk_sub_utt1"], 0
-    while len(ids) < n:
-        candidate = f"spk/sub/utt{i}" if i % 3 else f"../../escape{i}"
-        if split_of(candidate, 0.2) == "val" or len(ids) < n - 4:
-            ids.append(candidate)
-        i += 1
-    rng = np.random.default_rng(0)
-    with ShardWriter(path, "a") as w:
-        for uid in ids:
-            w.add(uid, rng.integers(0, 1024, (8, 40)), text=f"utterance {uid}", duration=0.5)
-    return path
-
-
-def test_samples_of_ids_with_slashes_stay_in_their_folder(tmp_path):
-    store = odd_id_store(tmp_path / "store")
-    val = [u for u in CodeStore.open(store).ids if split_of(u, 0.2) == "val"]
-    assert any("/" in u for u in val) and any(".." in u for u in val)
-    cfg = tiny("train.steps=4", "eval.num_samples=4")
-    assert train(cfg, store, tmp_path / "run", devices=one_device(), progress=False) == 0
-    files = sorted((tmp_path / "run" / "samples" / "step_4").iterdir())
-    assert len(files) == 8 and all(p.suffix in (".npy", ".json") for p in files)
-    ids = [json.loads(p.read_text())["id"] for p in files if p.suffix == ".json"]
-    assert sorted(ids) == sorted(val[:4])  # the id itself is kept in the sidecar
-    assert {p.stem for p in files} == {file_stem(u) for u in ids}
-    assert not list(tmp_path.glob("escape*")) and not list(tmp_path.glob("run/escape*"))
-
-
 def test_store_and_config_codebooks_must_match(tmp_path, store):
-    cfg = tiny("model.n_codebooks=4")
+    cfg = trainer_config("model.n_codebooks=4")
     with pytest.raises(ValueError) as err:
         train(cfg, store, tmp_path, devices=one_device(), progress=False)
     msg = str(err.value)
@@ -224,7 +163,7 @@ def test_nonfinite_step_stops_with_ids_or_is_skipped(tmp_path, store, monkeypatc
         return state, metrics
 
     monkeypatch.setattr(TrainStep, "__call__", call)
-    cfg = tiny(f"train.nonfinite={mode}", "eval.num_samples=0")
+    cfg = trainer_config(f"train.nonfinite={mode}", "eval.num_samples=0")
     if mode == "stop":
         with pytest.raises(NonFiniteLossError, match=r"step 3: ") as err:
             train(cfg, store, tmp_path, devices=one_device(), progress=False)
@@ -239,7 +178,7 @@ def test_nonfinite_step_stops_with_ids_or_is_skipped(tmp_path, store, monkeypatc
 
 def test_cli_nonfinite_stop_is_one_line(tmp_path, store):
     sets = ["data.val_fraction=0", "optim.lr=1e30", "optim.warmup_steps=0", "optim.clip_norm=0"]
-    cmd = train_command(CONFIGS / "tiny.yaml", store, tmp_path, *RUN, *sets)
+    cmd = train_command(CONFIGS / "tiny.yaml", store, tmp_path, *TRAINER_RUN, *sets)
     proc = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True)
     last = proc.stderr.strip().splitlines()[-1]
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
@@ -273,7 +212,7 @@ def test_two_processes_on_localhost_train_like_one(tmp_path, store):
     """2 processes x 2 CPU devices, mesh data=2 x fsdp=2: each process loads its half of every
     batch; both report the same losses, equal to one process with 4 devices."""
     sets = ("train.steps=4", "eval.num_samples=0", "train.mesh.data=2", "train.mesh.fsdp=2")
-    multi = train_command(CONFIGS / "tiny.yaml", store, tmp_path / "multi", *RUN, *sets)
+    multi = train_command(CONFIGS / "tiny.yaml", store, tmp_path / "multi", *TRAINER_RUN, *sets)
     procs = run_processes(multi, devices=2)
     outs = [p.stdout for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs[0][-3000:] + outs[1][-3000:]
@@ -281,7 +220,7 @@ def test_two_processes_on_localhost_train_like_one(tmp_path, store):
     assert "process 0/2" in finals[0] and "process 1/2" in finals[1]
     assert finals[0].split("train/loss")[1] == finals[1].split("train/loss")[1]
 
-    cfg = tiny(*sets)
+    cfg = trainer_config(*sets)
     assert train(cfg, store, tmp_path / "single", devices=jax.devices()[:4], progress=False) == 0
     multi = read_jsonl(tmp_path / "multi" / "metrics.jsonl")
     single = read_jsonl(tmp_path / "single" / "metrics.jsonl")
@@ -300,7 +239,7 @@ def test_a_shard_changed_in_place_is_refused_at_start(tmp_path, store, capsys):
     data[-1] ^= 0xFF  # same size, other bytes: only a checksum notices
     codes.write_bytes(bytes(data))
     args = ["--config", str(CONFIGS / "tiny.yaml"), "--data", str(changed)]
-    assert main([*args, "--workdir", str(tmp_path / "run"), "--set", *RUN]) == 2
+    assert main([*args, "--workdir", str(tmp_path / "run"), "--set", *TRAINER_RUN]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert err.startswith(f"jtts.train: error: {codes}: checksum mismatch (file is corrupted)")

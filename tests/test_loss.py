@@ -1,0 +1,77 @@
+"""The training loss: the length head's term and decoder input dropout."""
+
+import jax
+import numpy as np
+from flax import nnx
+from synthetic import (
+    UNIT_SHAPE,
+    device_batch,
+    random_batch,
+    train_setup,
+    unit_config,
+    xla_cache,  # noqa: F401 (autouse fixture)
+)
+
+from jtts.loss import decoder_io, length_sums, loss_sums
+from jtts.model import build_model
+from jtts.patterns import get_pattern
+from jtts.train_step import EvalStep
+
+ROWS, FRAMES, TEXT = UNIT_SHAPE
+
+
+def test_the_length_head_trains_only_itself_and_learns_the_lengths():
+    """`model.attention_prior` adds a length loss whose gradient reaches the length head
+    alone (it reads the text encoding through a stop-gradient), and training on one batch
+    brings the predicted frame counts to the true ones."""
+    cfg = unit_config("model.attention_prior=0.5", "optim.lr=3e-2", "optim.warmup_steps=1")
+    host = random_batch(ROWS, FRAMES, TEXT)
+    model = build_model(cfg.model, nnx.Rngs(0))
+    graphdef, params = nnx.split(model, nnx.Param)
+
+    def length_loss(p):
+        return length_sums(nnx.merge(graphdef, p), jax.tree.map(np.asarray, host))["length"]
+
+    grads = jax.tree_util.tree_flatten_with_path(jax.grad(length_loss)(params))[0]
+    moved = {jax.tree_util.keystr(k) for k, g in grads if float(np.abs(g).max()) > 0}
+    assert moved and all("length_head" in k for k in moved), moved
+
+    mesh, step, state = train_setup(cfg, jax.devices()[:1])
+    batch = device_batch(mesh, host)
+    errors = []
+    for _ in range(60):
+        state, metrics = step(state, batch)
+        errors.append(float(metrics["length_loss"]))
+    assert errors[-1] < 0.1 * errors[0], errors[::10]
+    ev = EvalStep(cfg, step.graphdef, mesh, jax.tree.map(lambda x: x.sharding, state["params"]))
+    sums = jax.device_get(ev(state["params"], batch))
+    assert sums["length_rows"] == np.sum(host["valid"] & host["has_eos"])
+    assert sums["length_abs_rel"] / sums["length_rows"] < 0.3
+
+
+def test_input_dropout_replaces_that_share_of_decoder_steps_by_pad_but_never_bos():
+    """`align.input_dropout` p: in training, each decoder input step (all codebooks at once)
+    is PAD with probability p, step 0 keeps its BOS; without `corrupt_rng` (evaluation) the
+    inputs are the teacher-forced ones."""
+    cfg = unit_config("align.input_dropout=0.6")
+    pattern = get_pattern(cfg.model.pattern, cfg.model.n_codebooks, cfg.model.codebook_size)
+    host = jax.tree.map(np.asarray, random_batch(ROWS, FRAMES, TEXT))
+    seen = []
+
+    def model(cond, inputs_BxKxS, **_):
+        seen.append(np.asarray(inputs_BxKxS))
+        b, k, s = inputs_BxKxS.shape
+        return np.zeros((b, s, k, cfg.model.out_vocab_size), np.float32), None
+
+    clean_BxKxS = np.asarray(decoder_io(host, pattern)[0])
+    loss_sums(model, host, pattern, cfg=cfg)
+    np.testing.assert_array_equal(seen[-1], clean_BxKxS)
+    loss_sums(model, host, pattern, cfg=cfg, corrupt_rng=jax.random.key(3))
+    changed_BxKxS = seen[-1] != clean_BxKxS
+    padded_BxS = (seen[-1] == pattern.pad).all(axis=1)
+    assert not padded_BxS[:, 0].any()
+    assert (changed_BxKxS.any(axis=1) <= padded_BxS).all()  # a changed step is all PAD
+    open_BxS = ~(clean_BxKxS == pattern.pad).all(axis=1)  # steps not PAD already
+    open_BxS[:, 0] = False
+    share = changed_BxKxS.any(axis=1)[open_BxS].mean()
+    assert 0.5 < share < 0.7, share
