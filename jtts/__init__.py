@@ -1,0 +1,8 @@
+"""jtts: the JAX side. Whisper text ids -> EnCodec codebook tokens, trained and sampled in JAX.
+
+The flow: a code store (`codec_bridge.format`) becomes batches (`data`); the model (`model`,
+`layers`, `patterns`, `conditioning`) learns from them in the jitted steps (`train_step`,
+`loss`, `optim`) that the loop (`trainer`) drives, writing the run directory (`rundir`,
+`checkpoint`); the compiled decode loop (`decode`) turns text into codes for `sampler`,
+whose codes `codec_bridge` decodes to audio. Never imports torch.
+"""
