@@ -83,8 +83,10 @@ class ModelConfig:
     conditions: tuple[ConditionConfig, ...] = ()
     # Cross-attention always adds RAD-TTS's beta-binomial alignment prior with this scaling
     # (smaller is wider): over the true length in training, over the length the model's
-    # length head predicts from the text in sampling. None: no prior in the model.
-    attention_prior: float | None = None
+    # length head predicts from the text in sampling. None: no prior in the model. On by
+    # default: without it the demo's attention never aligned and its model ignored the text
+    # (held-out text gain 0.02 at 1000 steps; with it 0.15, and 1.55 with align.input_dropout).
+    attention_prior: float | None = 0.5
     # Text token vectors: the embedding table, composed from the token's spelling so unseen
     # tokens read (jtts.spelling, a character CNN of width spelling_dim), or their sum.
     text_embed: Literal["table", "spelling", "both"] = "table"
@@ -216,7 +218,9 @@ class AlignConfig:
     prior_hold_steps: int = 1000  # full-strength prior until this step
     prior_end_step: int = 2000  # then annealed linearly to no prior at this step
     ctc_weight: float = 0.0  # forward-sum (CTC) loss on the attention; 0 disables
-    input_dropout: float = 0.0  # P(a decoder input step is replaced by PAD): forces reading
+    # P(a decoder input step is replaced by PAD): the audio context becomes less reliable than
+    # the text, so the model reads (demo: text gain 0.15 -> 1.55, greedy WER 0.22 -> 0.03-0.07).
+    input_dropout: float = 0.6
     blank_logprob: float = -1.0  # the CTC blank's constant log-probability
     layers: tuple[int, ...] | None = None  # decoder layers with prior and loss; None: all
 
