@@ -134,8 +134,8 @@ def _init_loop(spec: _Spec, valid_B: jax.Array, steps: int, prefix_KxM=None) -> 
     steps, which the emitted sequence then starts with."""
     pattern, n = spec.pattern, spec.prompt_steps
     b, k = valid_B.shape[0], pattern.n_codebooks
-    seq_BxKxS = jnp.full((b, k, steps), pattern.pad, jnp.int32)
     tokens_BxK = jnp.full((b, k), pattern.bos, jnp.int32)
+    seq_BxKxS = jnp.full((b, k, steps), pattern.pad, jnp.int32)
     if n:
         seq_BxKxS = seq_BxKxS.at[:, :, :n].set(jnp.asarray(prefix_KxM)[None, :, :n])
         tokens_BxK = seq_BxKxS[:, :, n - 1]
