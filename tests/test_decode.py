@@ -213,10 +213,12 @@ def test_max_frames_caps_a_model_without_eos():
 PROMPT = np.random.default_rng(0).integers(0, 64, size=(4, 5))  # 5 frames of small_cfg codes
 
 
-@pytest.mark.parametrize("cfg_scale", [1.0, 3.0])
-def test_a_prefilled_prompt_equals_the_teacher_forced_reference(model, cfg_scale):
+@pytest.mark.parametrize(("prior", "cfg_scale"), [(None, 1.0), (None, 3.0), (0.05, 3.0)])
+def test_a_prefilled_prompt_equals_the_teacher_forced_reference(prior, cfg_scale):
     """The compiled loop prefills the prompt's steps in one `extend`; the no-cache reference
-    never prefills, re-running the full forward over prompt + continuation at every step."""
+    never prefills, re-running the full forward over prompt + continuation at every step (with
+    the model's own alignment prior over the prompt's steps too)."""
+    model = build_model(small_cfg(attention_prior=prior), nnx.Rngs(0))
     sampling = dataclasses.replace(fixed(8, greedy=True), cfg_scale=cfg_scale)
     compiled = decode.generate(model, TEXTS, sampling, 8, prompt=PROMPT)
     assert_same_codes(compiled, decode.generate_stepwise(model, TEXTS, sampling, 8, prompt=PROMPT))
