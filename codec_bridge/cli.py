@@ -1,4 +1,4 @@
-"""``python -m codec_bridge {extract,info,verify,decode,train,evaluate}``: argparse over the Python API.
+"""``python -m codec_bridge {extract,info,verify,decode,encode,train,evaluate,export}``: argparse over the Python API.
 
 Exit codes: 0 ok, 1 ``verify`` found problems, 2 bad input, arguments or setup (unreadable
 files, a busy, read-only or full store: one line on stderr), 130 interrupted (what was done
@@ -79,6 +79,15 @@ def _parser() -> argparse.ArgumentParser:
     de.add_argument("--out-dir", help="... into DIR/{name}.wav")
     de.add_argument("--weights", help="codec weights FILE (default: what the meta records)")
     de.add_argument("--device", default="auto", help="cpu | cuda | auto")
+    en = sub.add_parser("encode", help="one audio file -> CODES.npy with a store's codec")
+    en.add_argument("audio", help="IN.wav (other rates are resampled, stereo is mixed down)")
+    en.add_argument("--out", required=True, help="CODES.npy (its .json sidecar records the codec)")
+    en.add_argument("--meta", help="META.json of the codec (a store's meta or a codes sidecar)")
+    en.add_argument("--store", help="store directory (its meta; also locates untrained weights)")
+    en.add_argument("--weights", help="codec weights FILE (default: what the meta records)")
+    en.add_argument("--device", default="auto", help="cpu | cuda | auto")
+    en.add_argument("--min-seconds", type=float, default=0.0, help="refuse shorter audio")
+    en.add_argument("--max-seconds", type=float, default=60.0, help="refuse longer audio")
     for add in (add_train, add_evaluate, add_export):
         add(sub)
     return ap
@@ -158,6 +167,24 @@ def _decode(a) -> int:
     return 0
 
 
+def _encode(a) -> int:
+    from codec_bridge.encoding import encode_file
+    from codec_bridge.format import save_codes
+
+    codes, meta = encode_file(
+        a.audio,
+        a.meta,
+        store=a.store,
+        weights=a.weights,
+        device=a.device,
+        min_seconds=a.min_seconds,
+        max_seconds=a.max_seconds,
+    )
+    save_codes(a.out, codes, meta)
+    print(a.out)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     command = {
@@ -165,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         "info": _info,
         "verify": _verify,
         "decode": _decode,
+        "encode": _encode,
         "train": run_train,
         "evaluate": run_evaluate,
         "export": run_export,

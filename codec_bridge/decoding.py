@@ -31,7 +31,8 @@ def _codec(meta_json: str, store_dir: str | None, weights: str | None, device: s
     )
 
 
-def _read_meta(meta: dict | str | Path | None, store: Path | None, sidecar: dict | None) -> dict:
+def read_meta(meta: dict | str | Path | None, store: Path | None, sidecar: dict | None) -> dict:
+    """Codec metadata: ``meta`` (a dict or JSON path), else a codes sidecar, else the store's."""
     if isinstance(meta, dict):
         return meta
     if meta is not None:
@@ -47,6 +48,23 @@ def _read_meta(meta: dict | str | Path | None, store: Path | None, sidecar: dict
         except StoreError as e:
             raise BridgeError(str(e)) from None
     raise BridgeError("no codec metadata: pass --meta META.json or --store STORE_DIR")
+
+
+def codec_for(
+    info: dict[str, Any],
+    *,
+    store: str | Path | None = None,
+    weights: str | Path | None = None,
+    device: str = "auto",
+) -> Codec:
+    """The codec, at its bandwidth, that the metadata ``info`` (see `read_meta`) records."""
+    store_dir = Path(store) if store is not None else None
+    key = json.dumps(
+        {k: info.get(k) for k in ("codec", "bandwidth", "weights", "store_dir")}, sort_keys=True
+    )
+    return _codec(
+        key, str(store_dir) if store_dir else None, str(weights) if weights else None, device
+    )
 
 
 def decode(
@@ -71,14 +89,8 @@ def decode(
             codes, sidecar = load_codes(codes)
         except StoreError as e:
             raise BridgeError(str(e)) from None
-    store_dir = Path(store) if store is not None else None
-    info = _read_meta(meta, store_dir, sidecar)
-    key = json.dumps(
-        {k: info.get(k) for k in ("codec", "bandwidth", "weights", "store_dir")}, sort_keys=True
-    )
-    codec = _codec(
-        key, str(store_dir) if store_dir else None, str(weights) if weights else None, device
-    )
+    info = read_meta(meta, Path(store) if store is not None else None, sidecar)
+    codec = codec_for(info, store=store, weights=weights, device=device)
     codec.check_codes(np.asarray(codes), what)
     return codec.decode(codes).numpy(), codec.sample_rate
 

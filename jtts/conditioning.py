@@ -11,8 +11,9 @@ are categories (the speaker, from the store's `speaker` field): a name, looked u
 run's config), embedded by a learned table and added to every decoder input step (the "sum"
 join). The config turns them on (`model.conditions`); the loader, the train and eval steps, the
 decode loop and the sampler (`--NAME`, `--list-NAMEs`) handle every registered attribute alike,
-so a new category is one entry here. A voice prompt (codec codes fed once through the decoder's
-prefill, a "prefix" join) is the next kind.
+so a new category is one entry here. A voice prompt is not an attribute: it is no encoded
+condition the model trains with but the decoder's own past (codec codes fed once through its
+prefill), so `jtts.decode` owns it.
 
 `Cond` carries each attribute's arrays and its own drop mask from the loader (or the sampler)
 to the model. `guidance_dropout` drops each attribute with its own probability, `with_null_rows`

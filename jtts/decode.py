@@ -8,6 +8,15 @@ lets later processes load them from disk. `generate_stepwise` (the same step jit
 driven from Python) and `generate_naive` (the full teacher-forced forward re-run at every
 step, no cache) share the sampling code; they are the references of the tests and the
 baselines of bench/sample.py.
+
+A voice prompt (`prompt`: codec codes that the speech continues, VALL-E style, with the
+prompt's transcript leading the text) is laid into pattern steps by `Pattern.prefix`. Its whole
+steps are fed once through the cache (`TTSModel.extend`) and the loop starts after them; where
+the prompt still fixes some codebooks of a step (under the delay pattern, codebook k of the
+K-1 steps after it, for k > step - P) those ids are emitted instead of sampled. The output
+holds only the continuation's frames. The prompt is the decoder's own past, not a condition
+the model was trained with, so it lives here and not in `jtts.conditioning`; without one the
+program is the same as before.
 """
 
 from __future__ import annotations
@@ -78,6 +87,7 @@ class _Spec:
     top_p: bool
     cfg: bool
     length_scale: float
+    prompt_steps: int = 0  # whole prompt steps prefilled; 0: no prompt
 
 
 class _Knobs(NamedTuple):
@@ -119,12 +129,20 @@ class _Loop(NamedTuple):
     done_B: jax.Array  # EOS is on every codebook, or the row is batch padding
 
 
-def _init_loop(pattern: Pattern, valid_B: jax.Array, steps: int) -> _Loop:
+def _init_loop(spec: _Spec, valid_B: jax.Array, steps: int, prefix_KxM=None) -> _Loop:
+    """The state before the first sampled step: step 0, or the step after a prompt's whole
+    steps, which the emitted sequence then starts with."""
+    pattern, n = spec.pattern, spec.prompt_steps
     b, k = valid_B.shape[0], pattern.n_codebooks
+    tokens_BxK = jnp.full((b, k), pattern.bos, jnp.int32)
+    seq_BxKxS = jnp.full((b, k, steps), pattern.pad, jnp.int32)
+    if n:
+        seq_BxKxS = seq_BxKxS.at[:, :, :n].set(jnp.asarray(prefix_KxM)[None, :, :n])
+        tokens_BxK = seq_BxKxS[:, :, n - 1]
     return _Loop(
-        step=jnp.zeros((), jnp.int32),
-        tokens_BxK=jnp.full((b, k), pattern.bos, jnp.int32),
-        seq_BxKxS=jnp.full((b, k, steps), pattern.pad, jnp.int32),
+        step=jnp.full((), n, jnp.int32),
+        tokens_BxK=tokens_BxK,
+        seq_BxKxS=seq_BxKxS,
         lengths_B=jnp.full((b,), -1, jnp.int32),
         eos_BxK=jnp.zeros((b, k), bool),
         done_B=~valid_B.astype(bool),
@@ -176,8 +194,17 @@ def _force(pattern: Pattern, step: jax.Array, lengths_B: jax.Array, tok_BxK: jax
     return jnp.where(forced_BxK >= 0, forced_BxK, tok_BxK)
 
 
-def _choose(spec: _Spec, knobs: _Knobs, logits: jax.Array, loop: _Loop) -> _Loop:
-    """Picks the tokens of `loop.step` from its logits and advances the EOS bookkeeping."""
+def _keep_prompt(prefix_KxM: jax.Array, step: jax.Array, tok_BxK: jax.Array) -> jax.Array:
+    """The prompt's ids where its prefix fixes them at `step`; none past the prefix."""
+    m = prefix_KxM.shape[1]
+    col_K = jax.lax.dynamic_index_in_dim(prefix_KxM, jnp.minimum(step, m - 1), 1, keepdims=False)
+    fixed_K = (step < m) & (col_K >= 0)
+    return jnp.where(fixed_K[None, :], col_K[None, :], tok_BxK)
+
+
+def _choose(spec: _Spec, knobs: _Knobs, logits: jax.Array, loop: _Loop, prefix_KxM=None) -> _Loop:
+    """Picks the tokens of `loop.step` from its logits (the prompt's where `prefix_KxM` fixes
+    them) and advances the EOS bookkeeping."""
     pattern, step, b = spec.pattern, loop.step, loop.tokens_BxK.shape[0]
     if spec.cfg:
         cond, null = logits[:b], logits[b:]
@@ -192,6 +219,8 @@ def _choose(spec: _Spec, knobs: _Knobs, logits: jax.Array, loop: _Loop) -> _Loop
     )
     key = jax.random.fold_in(jax.random.key(knobs.seed), step)
     tok = _force(pattern, step, loop.lengths_B, _sample(spec, knobs, key, logits))
+    if spec.prompt_steps:
+        tok = _keep_prompt(prefix_KxM, step, tok)
     ended = (loop.lengths_B < 0) & (tok[:, 0] == pattern.eos)
     lengths = jnp.where(ended, pattern.length_at_eos(step), loop.lengths_B).astype(jnp.int32)
     tok = _force(pattern, step, lengths, tok)
@@ -206,20 +235,26 @@ def _choose(spec: _Spec, knobs: _Knobs, logits: jax.Array, loop: _Loop) -> _Loop
     )
 
 
-def _prepare(model, spec, cache_steps, cond, valid_B):
+def _prepare(model, spec, cache_steps, cond, valid_B, prefix_KxM=None):
     """Everything computed once per batch: decode context (cross-attention K/V and the
-    alignment prior's lengths), empty cache and loop state."""
+    alignment prior's lengths), the cache (empty, or holding a prompt's whole steps) and loop
+    state."""
     prior = _prior(model, spec, cond)
     cond = _cond_rows(spec.cfg, cond)
     ctx = model.decode_context(cond, prior)
     cache = model.init_cache(cond.drop_B.shape[0], cache_steps)
-    return ctx, cache, _init_loop(spec.pattern, valid_B, cache_steps)
+    loop = _init_loop(spec, valid_B, cache_steps, prefix_KxM)
+    if spec.prompt_steps:  # inputs of steps 0 .. n-1: BOS, then the prompt's steps 0 .. n-2
+        bos_BxKx1 = jnp.full(loop.tokens_BxK.shape + (1,), spec.pattern.bos, jnp.int32)
+        inputs = jnp.concatenate([bos_BxKx1, loop.seq_BxKxS[:, :, : spec.prompt_steps - 1]], 2)
+        _, cache, _ = model.extend(_rows(spec.cfg, inputs), jnp.int32(0), cache, ctx)
+    return ctx, cache, loop
 
 
-def _advance(model, spec, knobs, ctx, loop, cache):
+def _advance(model, spec, knobs, ctx, loop, cache, prefix_KxM=None):
     tokens = _rows(spec.cfg, loop.tokens_BxK)
     logits, cache, _ = model.decode_step(tokens, loop.step, cache, ctx)
-    return _choose(spec, knobs, logits, loop), cache
+    return _choose(spec, knobs, logits, loop, prefix_KxM), cache
 
 
 def _merge(graphdef: nnx.GraphDef, state: Any) -> nnx.Module:
@@ -232,13 +267,13 @@ def _merge(graphdef: nnx.GraphDef, state: Any) -> nnx.Module:
     return nnx.merge(graphdef, jax.tree.map(cast, state))
 
 
-def _program(graphdef, spec, cache_steps, state, cond, valid_B, max_steps, knobs):
+def _program(graphdef, spec, cache_steps, state, cond, valid_B, max_steps, knobs, prefix_KxM):
     """The compiled decode: returns (seq_BxKxS, steps run, done_B)."""
     model = _merge(graphdef, state)
-    ctx, cache, loop = _prepare(model, spec, cache_steps, cond, valid_B)
+    ctx, cache, loop = _prepare(model, spec, cache_steps, cond, valid_B, prefix_KxM)
 
     def body(carry):
-        return _advance(model, spec, knobs, ctx, *carry)
+        return _advance(model, spec, knobs, ctx, *carry, prefix_KxM)
 
     def cond(carry):
         loop = carry[0]
@@ -302,8 +337,8 @@ def prefix_bucket(n: int, cache_steps: int) -> int:
 class Generation:
     """Decoded codes of each input row, with what it cost."""
 
-    codes: list[np.ndarray]  # codes_KxT per row, T = that row's frames (delay pattern reverted)
-    seq_BxKxS: np.ndarray  # the emitted steps (pattern layout), S = steps run
+    codes: list[np.ndarray]  # codes_KxT per row, T = that row's frames after any prompt's
+    seq_BxKxS: np.ndarray  # the emitted steps (pattern layout, a prompt's included), S = run
     finished: np.ndarray  # bool per row: it emitted EOS before the step limit
     steps: int  # decoder steps run (the longest row's, or the limit)
     compile_s: float
@@ -339,18 +374,33 @@ def _batch(
     return _Batch(Cond.of_text(text, mask, **ids), np.arange(b) < len(text_ids))
 
 
-def _steps(spec: _Spec, max_frames: int) -> tuple[int, int]:
+def _prefix(pattern: Pattern, prompt: np.ndarray | None) -> tuple[np.ndarray | None, int]:
+    """A prompt's codes_KxP checked and laid into pattern steps: (prefix_KxM, whole steps)."""
+    if prompt is None:
+        return None, 0
+    codes = np.asarray(prompt)
+    k, c = pattern.n_codebooks, pattern.codebook_size
+    if codes.ndim != 2 or codes.shape[0] != k or codes.shape[1] < 1:
+        raise ValueError(f"a prompt is codes of shape ({k}, frames >= 1), got {codes.shape}")
+    if not np.issubdtype(codes.dtype, np.integer) or codes.min() < 0 or codes.max() >= c:
+        raise ValueError(f"prompt codes must be integers in [0, {c})")
+    prefix_KxM = np.asarray(pattern.prefix(codes.astype(np.int32)))
+    return prefix_KxM, int(np.cumprod((prefix_KxM >= 0).all(axis=0)).sum())
+
+
+def _steps(spec: _Spec, max_frames: int, prompt_frames: int) -> tuple[int, int]:
     if max_frames < 1:
         raise ValueError(f"max_frames must be >= 1, got {max_frames}")
-    max_steps = int(spec.pattern.num_steps(max_frames))
+    max_steps = int(spec.pattern.num_steps(prompt_frames + max_frames))
     return max_steps, step_bucket(max_steps)
 
 
-def _generation(spec, seq_BxKxS, steps, done_B, n, compile_s, decode_s) -> Generation:
+def _generation(spec, seq_BxKxS, steps, done_B, n, skip, compile_s, decode_s) -> Generation:
+    """The result: the emitted steps reverted to codes, the first `skip` (prompt) frames off."""
     seq_BxKxS = np.asarray(seq_BxKxS)[:n, :, : int(steps)]
     codes_BxKxT, lengths_B = spec.pattern.revert(seq_BxKxS)
     return Generation(
-        codes=[codes_BxKxT[i, :, : lengths_B[i]] for i in range(n)],
+        codes=[codes_BxKxT[i, :, skip : lengths_B[i]] for i in range(n)],
         seq_BxKxS=seq_BxKxS,
         finished=np.asarray(done_B)[:n].copy(),
         steps=int(steps),
@@ -367,27 +417,34 @@ class _Request(NamedTuple):
     batch: _Batch
     max_steps: int
     cache_steps: int
+    prefix_KxM: np.ndarray | None  # a prompt's steps (Pattern.prefix), or None
+    skip: int  # the prompt's frames, dropped from the output
     graphdef: Any
     state: Any
 
 
-def _request(model, text_ids, sampling: Sampling, max_frames: int, categories) -> _Request:
+def _request(model, text_ids, sampling: Sampling, max_frames: int, categories, prompt) -> _Request:
     categories = categories or {}
     if set(categories) != set(model.conditioner.categories):
         raise ValueError(
             f"the model reads {sorted(model.conditioner.categories) or 'no attribute'} besides "
             f"the text, given {sorted(categories) or 'none'}"
         )
-    spec = _spec(model, sampling)
+    prefix_KxM, whole = _prefix(model.pattern, prompt)
+    spec = dataclasses.replace(_spec(model, sampling), prompt_steps=whole)
+    skip = 0 if prompt is None else int(np.shape(prompt)[1])
+    knobs = _knobs(sampling)
+    if skip:  # min_frames counts the continuation's frames; EOS counts the prompt's too
+        knobs = knobs._replace(min_frames=np.int32(sampling.min_frames + skip))
     batch = _batch(text_ids, model.cfg.max_text_len, categories)
-    max_steps, cache_steps = _steps(spec, max_frames)
-    return _Request(spec, _knobs(sampling), batch, max_steps, cache_steps, *nnx.split(model))
+    max_steps, cache_steps = _steps(spec, max_frames, skip)
+    return _Request(spec, knobs, batch, max_steps, cache_steps, prefix_KxM, skip, *nnx.split(model))
 
 
-def _finish(spec: _Spec, loop: _Loop, n: int, t0: float) -> Generation:
+def _finish(r: _Request, loop: _Loop, n: int, t0: float) -> Generation:
     """A baseline's result: its loop state fetched, timed from `t0`."""
     seq, steps, done = jax.device_get((loop.seq_BxKxS, loop.step, loop.done_B))
-    return _generation(spec, seq, steps, done, n, 0.0, time.perf_counter() - t0)
+    return _generation(r.spec, seq, steps, done, n, r.skip, 0.0, time.perf_counter() - t0)
 
 
 def generate(
@@ -396,26 +453,30 @@ def generate(
     sampling: Sampling,
     max_frames: int,
     categories: Mapping[str, Sequence[int]] | None = None,
+    *,
+    prompt: np.ndarray | None = None,
 ) -> Generation:
     """Decodes every row (at most `max_frames` frames each) in one compiled program.
-    `categories`: each other attribute of the model's condition (a speaker), its id per row."""
-    r = _request(model, text_ids, sampling, max_frames, categories)
-    args = (r.state, *r.batch, np.int32(r.max_steps), r.knobs)
+    `categories`: each other attribute of the model's condition (a speaker), its id per row.
+    `prompt`: codes_KxP every row continues (its transcript should lead each row's text); the
+    rows' codes then hold only the frames after it."""
+    r = _request(model, text_ids, sampling, max_frames, categories, prompt)
+    args = (r.state, *r.batch, np.int32(r.max_steps), r.knobs, r.prefix_KxM)
     exe, compile_s = _executable(r.graphdef, r.spec, r.cache_steps, args)
     t0 = time.perf_counter()
     seq, steps, done = jax.device_get(exe(*args))
     decode_s = time.perf_counter() - t0
-    return _generation(r.spec, seq, steps, done, len(text_ids), compile_s, decode_s)
+    return _generation(r.spec, seq, steps, done, len(text_ids), r.skip, compile_s, decode_s)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def _prepare_jit(graphdef, spec, cache_steps, state, cond, valid_B):
-    return _prepare(_merge(graphdef, state), spec, cache_steps, cond, valid_B)
+def _prepare_jit(graphdef, spec, cache_steps, state, cond, valid_B, prefix_KxM):
+    return _prepare(_merge(graphdef, state), spec, cache_steps, cond, valid_B, prefix_KxM)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1), donate_argnums=(5, 6))
-def _advance_jit(graphdef, spec, knobs, state, ctx, loop, cache):
-    return _advance(_merge(graphdef, state), spec, knobs, ctx, loop, cache)
+def _advance_jit(graphdef, spec, knobs, state, ctx, loop, cache, prefix_KxM):
+    return _advance(_merge(graphdef, state), spec, knobs, ctx, loop, cache, prefix_KxM)
 
 
 def generate_stepwise(
@@ -424,16 +485,20 @@ def generate_stepwise(
     sampling: Sampling,
     max_frames: int,
     categories: Mapping[str, Sequence[int]] | None = None,
+    *,
+    prompt: np.ndarray | None = None,
 ) -> Generation:
     """Baseline: the same KV-cached step, jitted alone and driven by a Python loop."""
-    r = _request(model, text_ids, sampling, max_frames, categories)
+    r = _request(model, text_ids, sampling, max_frames, categories, prompt)
     t0 = time.perf_counter()
-    ctx, cache, loop = _prepare_jit(r.graphdef, r.spec, r.cache_steps, r.state, *r.batch)
-    for _ in range(r.max_steps):
-        loop, cache = _advance_jit(r.graphdef, r.spec, r.knobs, r.state, ctx, loop, cache)
+    prep = (r.graphdef, r.spec, r.cache_steps, r.state, *r.batch, r.prefix_KxM)
+    ctx, cache, loop = _prepare_jit(*prep)
+    for _ in range(r.spec.prompt_steps, r.max_steps):
+        args = (r.state, ctx, loop, cache, r.prefix_KxM)
+        loop, cache = _advance_jit(r.graphdef, r.spec, r.knobs, *args)
         if bool(loop.done_B.all()):
             break
-    return _finish(r.spec, loop, len(text_ids), t0)
+    return _finish(r, loop, len(text_ids), t0)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
@@ -460,17 +525,20 @@ def generate_naive(
     sampling: Sampling,
     max_frames: int,
     categories: Mapping[str, Sequence[int]] | None = None,
+    *,
+    prompt: np.ndarray | None = None,
 ) -> Generation:
-    """Reference: no cache; every step re-runs `model.__call__` over the whole prefix."""
-    r = _request(model, text_ids, sampling, max_frames, categories)
+    """Reference: no cache; every step re-runs `model.__call__` over the whole prefix (a
+    prompt's steps are just its first steps: nothing is prefilled)."""
+    r = _request(model, text_ids, sampling, max_frames, categories, prompt)
     cond, valid_B = r.batch
     t0 = time.perf_counter()
-    loop = _init_loop(r.spec.pattern, jnp.asarray(valid_B), r.cache_steps)
-    for step in range(r.max_steps):
+    loop = _init_loop(r.spec, jnp.asarray(valid_B), r.cache_steps, r.prefix_KxM)
+    for step in range(r.spec.prompt_steps, r.max_steps):
         prefix = prefix_bucket(step + 1, r.cache_steps)
         args = (r.state, cond, loop.seq_BxKxS, step)
         logits = forward_logits(r.graphdef, prefix, r.spec, *args)
-        loop = _choose_jit(r.spec, r.knobs, logits, loop)
+        loop = _choose_jit(r.spec, r.knobs, logits, loop, r.prefix_KxM)
         if bool(loop.done_B.all()):
             break
-    return _finish(r.spec, loop, len(text_ids), t0)
+    return _finish(r, loop, len(text_ids), t0)

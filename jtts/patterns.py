@@ -69,6 +69,12 @@ class Pattern(abc.ABC):
         """
 
     @abc.abstractmethod
+    def prefix(self, codes_KxP: Array) -> Array:
+        """The steps a voice prompt of P known frames fixes, as prefix_KxM with -1 where the
+        continuation is sampled: its leading whole columns are prefilled, and a sampler emits
+        the known ids of the others instead of sampling them."""
+
+    @abc.abstractmethod
     def length_at_eos(self, step: Array) -> Array:
         """Frame count of an utterance whose first codebook samples EOS at `step`."""
 
@@ -146,6 +152,15 @@ class DelayPattern(Pattern):
         forced = xp.where(frame_1xK < 0, self.bos, -1)
         forced = xp.where(known_Bx1 & (frame_1xK == lengths_Bx1), self.eos, forced)
         return xp.where(known_Bx1 & (frame_1xK > lengths_Bx1), self.pad, forced).astype(xp.int32)
+
+    def prefix(self, codes_KxP: Array) -> Array:
+        """Steps 0 .. P-1 are whole (BOS, then the prompt); in the K-1 steps after them
+        codebook k still holds prompt frame step - k when k > step - P."""
+        xp = _xp(codes_KxP)
+        k, p = codes_KxP.shape
+        seq_KxM = self.apply(codes_KxP[None], xp.asarray([p]))[0, :, : p + k - 1]
+        frame_KxM = xp.arange(p + k - 1)[None, :] - xp.arange(k)[:, None]
+        return xp.where(frame_KxM >= p, -1, seq_KxM).astype(xp.int32)
 
     def length_at_eos(self, step: Array) -> Array:
         return step

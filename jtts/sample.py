@@ -3,7 +3,9 @@
 Synthesizes speech with a trained run's best (or latest, or --step) checkpoint. Sampling
 options default to the run's `sample` config. Each attribute a run can read besides the text
 (`jtts.conditioning.ATTRIBUTES`) has an option `--NAME VALUE`, and `--list-NAMEs` prints a
-run's values and exits. Exit code 2 for bad arguments or input and for
+run's values and exits. `--prompt-wav REF.wav [--prompt-text "what REF says"]` continues a
+1-10 s clip's voice (VALL-E style; other sample rates are resampled, stereo is mixed down;
+the output holds only the new speech). Exit code 2 for bad arguments or input and for
 codes that cannot be written (a full disk), 1 when the codec cannot decode.
 """
 
@@ -52,6 +54,17 @@ def main(argv: list[str] | None = None) -> int:
         help="print each text as the model reads it (numbers, dates, abbreviations spoken "
         "with the spoken_english normalizer), one line per text; the .json beside the codes "
         'records it as "normalized"',
+    )
+    p.add_argument(
+        "--prompt-wav",
+        metavar="REF.wav",
+        help="voice prompt: a 1-10 s clip whose voice the speech continues (encoded with the "
+        "run's codec; other rates are resampled, stereo is mixed down)",
+    )
+    p.add_argument(
+        "--prompt-text",
+        metavar="TEXT",
+        help="what --prompt-wav says; read before each text so the model continues after it",
     )
     for name, attr in conditioning.ATTRIBUTES.items():
         p.add_argument(f"--{name}", metavar="NAME", help=f"{attr.help} (runs trained with one)")

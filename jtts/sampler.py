@@ -5,6 +5,11 @@ normalizer), each other attribute the run reads (`--NAME VALUE`, listed by `--li
 looked up in the run's table of names, the texts are decoded in length-sorted batches by `jtts.decode.generate`, reverted to
 codes_KxT and written with `codec_bridge.format.save_codes`; waveforms come from
 `python -m codec_bridge decode` in a subprocess, so this package never imports torch.
+
+A voice prompt (`--prompt-wav`, 1 to 10 s) is encoded by `python -m codec_bridge encode` with
+the run's codec at its bandwidth; every text then continues it (VALL-E style: its transcript,
+`--prompt-text`, leads each text the model reads, see `jtts.decode`), and the output holds only
+the continuation.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from typing import Any
 import numpy as np
 from flax import nnx
 
-from codec_bridge.format import save_codes
+from codec_bridge.format import load_codes, save_codes
 from codec_bridge.textfile import EncodingError, read_text
 from jtts import conditioning, decode
 from jtts.checkpoint import CheckpointError, load_model
@@ -40,6 +45,9 @@ class UsageError(Exception):
 
 class CodecError(Exception):
     """The codec subprocess failed; the CLI prints its one-line error and exits 1."""
+
+
+PROMPT_SECONDS = (1.0, 10.0)  # a voice prompt's shortest and longest clip
 
 
 class MaxLengthWarning(UserWarning):
@@ -100,19 +108,23 @@ def load_run(run_dir: str | Path, step: int | None = None) -> Run:
     return Run(run_dir, cfg, model, step, store_meta)
 
 
-def encode(run: Run, text: str, where: str, *, split: bool = False) -> tuple[list[np.ndarray], str]:
+def encode(
+    run: Run, text: str, where: str, *, split: bool = False, lead: str = ""
+) -> tuple[list[np.ndarray], str]:
     """Token ids of `text` as training encoded it (one array, or one per sentence), and the
-    normalized text they encode: what the model reads, e.g. the spoken form of numbers."""
+    normalized text they encode: what the model reads, e.g. the spoken form of numbers.
+    `lead` (a voice prompt's transcript) is read before each piece."""
     normalizer, limit = run.cfg.data.text_normalizer, run.cfg.model.max_text_len
     chunks, said = [], []
     for piece in split_sentences(text) if split else [text]:
         spoken = normalize(piece, normalizer)
-        ids = encode_text(piece, normalizer)
+        ids = encode_text(f"{lead} {piece}" if lead else piece, normalizer)
         if len(ids) > limit:
             fix = "split that sentence" if split else "shorten it or pass --split-sentences"
+            what = " with the --prompt-text before it" if lead else ""
             raise UsageError(
-                f"{where}: {len(ids)} text tokens after normalization, the model reads at "
-                f"most {limit}; {fix}"
+                f"{where}: {len(ids)} text tokens after normalization{what}, the model reads "
+                f"at most {limit}; {fix}"
             )
         # Only letters or digits are said: a lone "." or the joiner of an emoji would be babble.
         if any(c.isalnum() for c in spoken):
@@ -143,9 +155,11 @@ def synthesize(
     batch_size: int,
     names: Sequence[str],
     categories: Mapping[str, int] | None = None,
+    prompt: np.ndarray | None = None,
 ) -> Synthesis:
     """Codes for each text (its chunks decoded separately, then concatenated in time), every
-    one with the same `categories` (see `choose_categories`).
+    one with the same `categories` (see `choose_categories`) and continuing the same `prompt`
+    codes, if any (see `encode_prompt`).
 
     Chunks are sorted by length so a batch wastes little padding; batch i uses seed + i.
     Warns (MaxLengthWarning) naming the texts whose chunks hit `max_frames` without EOS.
@@ -163,6 +177,7 @@ def synthesize(
             dataclasses.replace(sampling, seed=sampling.seed + b),
             max_frames,
             {name: [i] * len(batch) for name, i in (categories or {}).items()},
+            prompt=prompt,
         )
         compile_s, decode_s = compile_s + g.compile_s, decode_s + g.decode_s
         for (i, j, _), codes, finished in zip(batch, g.codes, g.finished, strict=True):
@@ -183,22 +198,54 @@ def synthesize(
     return Synthesis(codes, compile_s, decode_s)
 
 
-def write_codes(run: Run, path: Path, codes_KxT: np.ndarray, text: str, normalized: str) -> None:
-    """codes .npy + .json sidecar (store meta, store_dir, text, normalized, step)."""
+def write_codes(
+    run: Run, path: Path, codes_KxT: np.ndarray, text: str, normalized: str, **extra: Any
+) -> None:
+    """codes .npy + .json sidecar (store meta, store_dir, text, normalized, step, `extra`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {**run.store_meta, "text": text, "normalized": normalized, "step": run.step}
+    meta = {**run.store_meta, "text": text, "normalized": normalized, "step": run.step, **extra}
     save_codes(path, codes_KxT, meta)
+
+
+def _codec_bridge(command: str, args: Sequence[Any]) -> tuple[int, str]:
+    """`python -m codec_bridge COMMAND ARGS`: its exit code and its last line of output."""
+    cmd = [sys.executable, "-m", "codec_bridge", command, *map(str, args)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    lines = [ln.strip() for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
+    return proc.returncode, lines[-1] if lines else f"exit code {proc.returncode}"
 
 
 def run_codec(args: list[str], codes: str | None) -> None:
     """`python -m codec_bridge decode ARGS`; a failure becomes a CodecError with its last line."""
-    cmd = [sys.executable, "-m", "codec_bridge", "decode", *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        lines = [ln.strip() for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
-        detail = lines[-1] if lines else f"exit code {proc.returncode}"
+    code, detail = _codec_bridge("decode", args)
+    if code != 0:
         kept = f"the codes are in {codes}" if codes else "pass --codes-out to keep the codes"
         raise CodecError(f"codec decode failed: {detail} ({kept}; fix the codec and rerun)")
+
+
+def encode_prompt(run: Run, wav: str) -> np.ndarray:
+    """A voice prompt's codes_KxP, from `python -m codec_bridge encode` with the codec and
+    bandwidth of the run's store. Audio it refuses (missing, unreadable, silent, shorter or
+    longer than PROMPT_SECONDS) or a codec it cannot load (its exit 2) is a UsageError naming
+    `--prompt-wav`; any other failure a CodecError."""
+    lo, hi = PROMPT_SECONDS
+    with tempfile.TemporaryDirectory(prefix="jtts-prompt-") as tmp:
+        meta, out = Path(tmp) / "meta.json", Path(tmp) / "prompt.npy"
+        meta.write_text(json.dumps(run.store_meta), encoding="utf-8")
+        args = [wav, "--meta", meta, "--out", out, "--min-seconds", lo, "--max-seconds", hi]
+        code, detail = _codec_bridge("encode", args)
+        codes = load_codes(out)[0] if code == 0 else None
+    if codes is None:
+        detail = detail.removeprefix("codec_bridge encode: error: ").removeprefix(f"{wav}: ")
+        if code == 2:
+            raise UsageError(f"--prompt-wav {wav}: {detail}")
+        raise CodecError(f"codec encode failed: --prompt-wav {wav}: {detail}")
+    if codes.shape[0] != run.cfg.model.n_codebooks:
+        raise UsageError(
+            f"--prompt-wav {wav}: the codec gave {codes.shape[0]} codebooks, the model reads "
+            f"{run.cfg.model.n_codebooks}; the run's store.json names the wrong codec"
+        )
+    return codes
 
 
 def _sampling(run: Run, o: dict[str, Any]) -> decode.Sampling:
@@ -290,18 +337,34 @@ def _check_options(o: dict[str, Any]) -> None:
         raise UsageError(f"--batch-size must be >= 1, got {o['batch_size']}")
     if o["max_seconds"] is not None and o["max_seconds"] <= 0:
         raise UsageError(f"--max-seconds must be > 0, got {o['max_seconds']}")
+    if o["prompt_text"] is not None:
+        if o["prompt_wav"] is None:
+            raise UsageError("--prompt-text is the transcript of --prompt-wav REF.wav; pass both")
+        if not o["prompt_text"].strip():
+            raise UsageError("--prompt-text is empty; pass what --prompt-wav says, or leave it out")
 
 
-def _max_frames(run: Run, max_seconds: float | None) -> int:
+def _max_frames(run: Run, max_seconds: float | None, prompt: tuple[str, int] | None = None) -> int:
     """Frames per text: --max-seconds, else `sample.max_seconds` but never fewer than the
-    longest utterance the run trained on (`data.max_frames`); at most `model.max_frames`."""
+    longest utterance the run trained on (`data.max_frames`); at most `model.max_frames`, less
+    the frames of a `prompt` (its --prompt-wav and frames), which must leave at least 1 s."""
+    fps = run.frame_rate
     seconds = run.cfg.sample.max_seconds if max_seconds is None else max_seconds
-    frames = round(seconds * run.frame_rate)
+    frames = round(seconds * fps)
     if max_seconds is None:
         frames = max(frames, run.cfg.data.max_frames)
     limit = run.cfg.model.max_frames
+    if prompt is not None:
+        wav, used = prompt
+        if limit - used < fps:
+            raise UsageError(
+                f"--prompt-wav {wav}: its {used / fps:.1f} s leave {(limit - used) / fps:.1f} s "
+                f"of the model's {limit / fps:.1f} s (model.max_frames) to speak in; use a "
+                "shorter clip"
+            )
+        limit -= used
     if frames > limit:
-        print(f"note: audio capped at the model's {limit / run.frame_rate:.1f} s", file=sys.stderr)
+        print(f"note: audio capped at the model's {limit / fps:.1f} s", file=sys.stderr)
     return max(1, min(frames, limit))
 
 
@@ -315,7 +378,6 @@ def _main(o: dict[str, Any]) -> None:
     run = load_run(o["workdir"], o["step"])
     categories = choose_categories(run.cfg, o, run.run_dir)
     sampling = _sampling(run, o)
-    max_frames = _max_frames(run, o["max_seconds"])
     if o["text"] is not None:
         stems, raw, names = ["codes"], [o["text"]], ["--text"]
     else:
@@ -324,24 +386,32 @@ def _main(o: dict[str, Any]) -> None:
         stems = [f"{n:0{width}d}" for n, _ in lines]
         raw = [text for _, text in lines]
         names = [f"line {n}" for n, _ in lines]
+    lead = (o["prompt_text"] or "").strip()
     encoded = [
-        encode(run, text, where, split=o["split_sentences"])
+        encode(run, text, where, split=o["split_sentences"], lead=lead)
         for text, where in zip(raw, names, strict=True)
     ]
     texts, said = [ids for ids, _ in encoded], [spoken for _, spoken in encoded]
     if o["print_normalized"]:
         print("\n".join(said))
+    prompt, provenance = None, {}
+    if o["prompt_wav"] is not None:
+        prompt = encode_prompt(run, o["prompt_wav"])
+        provenance = {"prompt": {"wav": o["prompt_wav"], "text": lead, "frames": prompt.shape[1]}}
+    max_frames = _max_frames(
+        run, o["max_seconds"], None if prompt is None else (o["prompt_wav"], prompt.shape[1])
+    )
     t_ready = time.perf_counter()
-    syn = synthesize(run, texts, sampling, max_frames, o["batch_size"], names, categories)
+    syn = synthesize(run, texts, sampling, max_frames, o["batch_size"], names, categories, prompt)
     with tempfile.TemporaryDirectory(prefix="jtts-codes-") as tmp:
         if o["text"] is not None:
             path = Path(o["codes_out"] or Path(tmp) / "codes.npy")
-            write_codes(run, path, syn.codes[0], raw[0], said[0])
+            write_codes(run, path, syn.codes[0], raw[0], said[0], **provenance)
             codec_args = [str(path), "--out", o["out"]]
         else:
             folder = Path(o["codes_out"] or tmp)
             for stem, text, spoken, codes in zip(stems, raw, said, syn.codes, strict=True):
-                write_codes(run, folder / f"{stem}.npy", codes, text, spoken)
+                write_codes(run, folder / f"{stem}.npy", codes, text, spoken, **provenance)
             codec_args = ["--in-dir", str(folder), "--out-dir", str(o["out_dir"])]
         t_codec = time.perf_counter()
         if o["out"] or o["out_dir"]:

@@ -210,12 +210,61 @@ def test_max_frames_caps_a_model_without_eos():
         np.testing.assert_array_equal(codes[0], (start + np.arange(20)) % C)
 
 
+PROMPT = np.random.default_rng(0).integers(0, 64, size=(4, 5))  # 5 frames of small_cfg codes
+
+
+@pytest.mark.parametrize(("prior", "cfg_scale"), [(None, 1.0), (None, 3.0), (0.05, 3.0)])
+def test_a_prefilled_prompt_equals_the_teacher_forced_reference(prior, cfg_scale):
+    """The compiled loop prefills the prompt's steps in one `extend`; the no-cache reference
+    never prefills, re-running the full forward over prompt + continuation at every step (with
+    the model's own alignment prior over the prompt's steps too)."""
+    model = build_model(small_cfg(attention_prior=prior), nnx.Rngs(0))
+    sampling = dataclasses.replace(fixed(8, greedy=True), cfg_scale=cfg_scale)
+    compiled = decode.generate(model, TEXTS, sampling, 8, prompt=PROMPT)
+    assert_same_codes(compiled, decode.generate_stepwise(model, TEXTS, sampling, 8, prompt=PROMPT))
+    assert_same_codes(compiled, decode.generate_naive(model, TEXTS, sampling, 8, prompt=PROMPT))
+    assert all(c.shape == (4, 8) for c in compiled.codes)  # the continuation only
+
+
+def test_a_prompt_changes_the_output_and_the_same_prompt_repeats_it(model):
+    sampling = fixed(8, greedy=True)
+    plain = decode.generate(model, TEXTS, sampling, 8)
+    first = decode.generate(model, TEXTS, sampling, 8, prompt=PROMPT)
+    other = decode.generate(model, TEXTS, sampling, 8, prompt=(PROMPT + 1) % 64)
+    assert_same_codes(first, decode.generate(model, TEXTS, sampling, 8, prompt=PROMPT))
+    for a, b in ((first, plain), (first, other)):
+        assert not any(np.array_equal(x, y) for x, y in zip(a.codes, b.codes, strict=True))
+
+
+def test_the_prompt_keeps_the_codes_the_delay_pattern_fixes():
+    """The counter model continues codebook 0 from the prompt's last code. Its codebook 1 would
+    be 3x codebook 0, but in the K-1 steps after the prompt the prompt's own codebook-1 codes
+    are emitted: every frame < P reverts to the prompt, and the continuation follows it."""
+    m = counter_model({1: C - 2})  # held back from EOS, it says C-2 again
+    prompt = np.array([[3, 4, 5], [1, 2, 7]])  # 7 != 3 * 5 % 16: the model would say 15
+    g = decode.generate(m, [[1]], GREEDY, max_frames=40, prompt=prompt)
+    codes, length = get_pattern("delay", K, C).revert(g.seq_BxKxS)
+    np.testing.assert_array_equal(codes[0, :, :3], prompt)
+    np.testing.assert_array_equal(g.codes[0], counter_codes(6))
+    assert length[0] == 3 + C - 6 and g.finished.tolist() == [True]
+    # min_frames counts the continuation: after a prompt ending at C-2, EOS is due at once
+    held = dataclasses.replace(GREEDY, min_frames=3)
+    end = np.array([[C - 2], [0]])
+    assert decode.generate(m, [[1]], GREEDY, 40, prompt=end).codes[0].shape[1] == 1
+    assert decode.generate(m, [[1]], held, 40, prompt=end).codes[0].shape[1] == 3
+
+
 def test_bad_input():
     m = counter_model({})
     with pytest.raises(ValueError, match="text lengths"):
         decode.generate(m, [[1], []], GREEDY, max_frames=5)
     with pytest.raises(ValueError, match="max_frames"):
         decode.generate(m, [[1]], GREEDY, max_frames=0)
+    for bad in (np.zeros((K + 1, 3), int), np.zeros((K, 0), int), np.zeros((K,), int)):
+        with pytest.raises(ValueError, match=r"a prompt is codes of shape \(2, frames >= 1\)"):
+            decode.generate(m, [[1]], GREEDY, max_frames=5, prompt=bad)
+    with pytest.raises(ValueError, match=r"prompt codes must be integers in \[0, 16\)"):
+        decode.generate(m, [[1]], GREEDY, max_frames=5, prompt=np.full((K, 3), C))
     with pytest.raises(ValueError, match="top-p"):
         decode.Sampling(top_p=0.0)
     with pytest.raises(ValueError, match="length scale"):

@@ -31,6 +31,20 @@ def test_delay_layout_by_hand():
     np.testing.assert_array_equal(codes_back[1], codes[1])
 
 
+def test_prefix_by_hand():
+    """A prompt of 2 frames, 3 codebooks: steps 0-1 whole, then codebooks 1 and 2 (step 2) and
+    codebook 2 (step 3) still hold prompt frames; -1 where the continuation is sampled."""
+    pattern = get_pattern("delay", n_codebooks=3, codebook_size=C)
+    prompt = np.array([[1, 2], [5, 6], [9, 0]])
+    expected = [[1, 2, -1, -1], [B_, 5, 6, -1], [B_, B_, 9, 0]]
+    np.testing.assert_array_equal(pattern.prefix(prompt), expected)
+    np.testing.assert_array_equal(pattern.prefix(jnp.asarray(prompt)), expected)
+    # The known ids are the full utterance's steps, whatever follows the prompt.
+    full = pattern.apply(np.concatenate([prompt, [[7], [7], [7]]], axis=1)[None], np.array([3]))
+    fixed = pattern.prefix(prompt) >= 0
+    np.testing.assert_array_equal(full[0, :, :4][fixed], pattern.prefix(prompt)[fixed])
+
+
 def test_decoder_io_targets_and_mask():
     pattern = get_pattern("delay", n_codebooks=2, codebook_size=C)
     seq = pattern.apply(np.array([[[1, 2], [3, 4]]]), np.array([1]))

@@ -11,11 +11,12 @@ import jax
 import numpy as np
 import optax
 import pytest
+import soundfile as sf
 from flax import nnx
 from synthetic import make_store, subprocess_env
 
-from codec_bridge.format import CodeStore, load_codes
-from jtts import sample, sampler
+from codec_bridge.format import CodeStore, load_codes, make_meta
+from jtts import decode, sample, sampler
 from jtts.checkpoint import Checkpointer
 from jtts.conditioning import Cond
 from jtts.config import load_config, save_config
@@ -331,3 +332,92 @@ def test_spoken_form_is_printed_and_encoded(spoken_run, tmp_path, capsys):
         "doctor smith paid three dollars and fifty cents on december fifth twenty twenty six",
         "it was twenty five percent off",
     ]
+
+
+def noise_wav(path: Path, seconds: float, sr: int = 24000, channels: int = 1) -> Path:
+    wav = 0.3 * np.random.default_rng(0).standard_normal((round(seconds * sr), channels))
+    sf.write(str(path), wav, sr, subtype="FLOAT")
+    return path
+
+
+PROMPT_ERRORS = {
+    "text-without-wav": (None, ["--prompt-text", "hello"], "--prompt-text is the transcript"),
+    "missing": (lambda p: p, [], "nope.wav: no such file"),
+    "not-audio": (lambda p: (p.write_text("not audio"), p)[1], [], "nope.wav: unreadable audio"),
+    "short": (lambda p: noise_wav(p, 0.5), [], "too short (0.50 s < --min-seconds 1)"),
+    "long": (lambda p: noise_wav(p, 10.5), [], "too long (10.5 s > --max-seconds 10)"),
+    "text-too-long": (lambda p: p, ["--prompt-text", "word " * 60], "with the --prompt-text"),
+}
+
+
+@pytest.mark.parametrize("case", PROMPT_ERRORS)
+def test_bad_prompts_are_one_line(run, tmp_path, capsys, case):
+    """Checked before the codec loads (the synthetic run has none): exit 2, one line."""
+    make, extra, message = PROMPT_ERRORS[case]
+    wav = [] if make is None else ["--prompt-wav", make(tmp_path / "nope.wav")]
+    args = ["--workdir", run[0], "--text", "hi " * 20, "--codes-out", tmp_path / "c.npy"]
+    code, _, err = cli(capsys, *args, *wav, *extra, *GREEDY)
+    assert code == 2 and message in err, err
+    assert err.startswith("error: ") and err.count("\n") == 1
+
+
+@pytest.fixture(scope="module")
+def codec_run(run, tmp_path_factory):
+    """The tiny run as if trained on codes of the untrained 24 kHz EnCodec at 6 kbps (8
+    codebooks of 1024, as the synthetic store's): a prompt is really encoded and decoded."""
+    from codec_bridge.codec import load_codec  # torch, for this fixture only
+
+    root = tmp_path_factory.mktemp("codec_run")
+    codec = load_codec("24khz", "untrained", seed=0, device="cpu", store=root / "store")
+    codec.set_bandwidth(6.0)
+    other = root / "run"
+    other.mkdir()
+    (other / "checkpoints").symlink_to(run[0] / "checkpoints")
+    shutil.copy(run[0] / "config.json", other / "config.json")
+    meta = {**make_meta(**codec.meta()), "store_dir": str(root / "store")}
+    (other / "store.json").write_text(json.dumps(meta))
+    return other, run[1]
+
+
+def test_a_prompt_is_continued_and_left_out_of_the_output(codec_run, tmp_path, capsys):
+    """8 kHz stereo is resampled and mixed down; the codes equal the library's decode of the
+    prompt's transcript + the text after the clip's codes, and the wav holds only them."""
+    from codec_bridge.encoding import encode_file
+
+    run_dir, utts = codec_run
+    ref = noise_wav(tmp_path / "ref.wav", 1.2, sr=8000, channels=2)
+    said, text = "printing in the only sense", utts[0].text
+    out, codes_out = tmp_path / "x.wav", tmp_path / "x.npy"
+    args = ["--workdir", run_dir, "--text", text, "--out", out, "--codes-out", codes_out]
+    prompt_args = ["--prompt-wav", ref, "--prompt-text", said, "--max-seconds", 0.2]
+    code, _, err = cli(capsys, *args, *prompt_args, *GREEDY)
+    assert code == 0, err
+    codes, meta = load_codes(codes_out)
+    assert meta["prompt"] == {"wav": str(ref), "text": said, "frames": 90}
+    r = sampler.load_run(run_dir)
+    prompt = encode_file(ref, r.store_meta, device="cpu")[0]
+    ids = encode_text(f"{said} {text}", r.cfg.data.text_normalizer)
+    sampling = decode.Sampling.of(r.cfg.sample, greedy=True, seed=0, cfg_scale=1.0)
+    want = decode.generate(r.model, [ids], sampling, 15, prompt=prompt).codes[0]
+    np.testing.assert_array_equal(codes, want)
+    plain = decode.generate(r.model, [ids], sampling, 15).codes[0]
+    assert not np.array_equal(codes, plain)
+    assert sf.info(str(out)).frames == codes.shape[1] * 320
+
+
+@pytest.mark.parametrize(
+    ("seconds", "message"),
+    [(0.0, "silent (peak below -80 dBFS)"), (5.0, "its 5.0 s leave 0.3 s of the model's 5.3 s")],
+)
+def test_prompts_the_codec_refuses_or_that_leave_no_room(
+    codec_run, tmp_path, capsys, seconds, message
+):
+    ref = tmp_path / "ref.wav"
+    if seconds:
+        noise_wav(ref, seconds)
+    else:
+        sf.write(str(ref), np.zeros(24000), 24000)
+    args = ["--workdir", codec_run[0], "--text", "hi", "--codes-out", tmp_path / "c.npy"]
+    code, _, err = cli(capsys, *args, "--prompt-wav", ref, *GREEDY)
+    assert code == 2 and message in err, err
+    assert err.startswith(f"error: --prompt-wav {ref}: ") and err.count("\n") == 1
