@@ -59,9 +59,16 @@ def _untranscribed(audio: Iterable[Path], known: set[str], speaker: str | None) 
 
 
 def read_ljspeech(root: Path) -> Iterator[Item]:
-    """``metadata.csv`` (``id|text|normalized``) + ``wavs/``; one speaker, called ``LJ``."""
+    """``metadata.csv`` (``id|text|normalized``) + ``wavs/``; one speaker: the voice that
+    speechcorpus's ``corpus.json`` names for the corpora it builds in this layout, else ``LJ``."""
     meta, wavs = root / "metadata.csv", root / "wavs"
     _require(meta, "an LJ Speech folder with metadata.csv and wavs/")
+    from speechcorpus.builder import read_manifest  # here: it imports scipy.signal
+
+    try:
+        speaker = str(read_manifest(root).get("voice") or "LJ")
+    except ValueError as e:
+        raise BridgeError(str(e)) from None
     known = set()
     for line in _text(meta).splitlines():
         if not line.strip():
@@ -69,8 +76,8 @@ def read_ljspeech(root: Path) -> Iterator[Item]:
         uid, _, rest = line.partition("|")
         text, _, normalized = rest.partition("|")
         known.add(uid)
-        yield Item(uid, wavs / f"{uid}.wav", text, normalized or text, "LJ")
-    yield from _untranscribed(_audio_files(wavs), known, "LJ")
+        yield Item(uid, wavs / f"{uid}.wav", text, normalized or text, speaker)
+    yield from _untranscribed(_audio_files(wavs), known, speaker)
 
 
 _ARCTIC_LINE = re.compile(r'^\(\s*(\S+)\s+"(.*)"\s*\)\s*$')

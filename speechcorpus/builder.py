@@ -3,8 +3,10 @@
 
 A wav is written to ``<id>.wav.partial`` and renamed into place, so a finished name is always a
 whole file, then its text is appended to ``spoken.log``; a re-run speaks only the ids that have
-no wav of the same text, and writes ``metadata.csv`` (also by rename) once every wav is there. ``corpus.json`` records what a `build_split` folder holds, so
-a re-run with other settings stops instead of mixing two corpora."""
+no wav of the same text, and writes ``metadata.csv`` (also by rename) once every wav is there.
+``corpus.json`` (`MANIFEST`) names the one voice of the folder, so readers of the layout know
+the speaker, and for a `build_split` folder its settings, so a re-run with other settings
+stops instead of mixing two corpora."""
 
 from __future__ import annotations
 
@@ -23,6 +25,21 @@ from speechcorpus.voices import Voice, load_voice
 
 ID_PREFIX = {"train": "TR", "heldout": "HO", "unseen": "HO"}
 JOURNAL = "spoken.log"  # id|text of each wav once it is whole, for resuming
+MANIFEST = "corpus.json"  # what the folder holds; its "voice" is the engine:name that spoke it
+
+
+def read_manifest(out: str | Path) -> dict:
+    """``out``'s `MANIFEST` ({} without one); a ValueError names the file if it is no JSON object."""
+    path = Path(out) / MANIFEST
+    if not path.exists():
+        return {}
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: not a JSON object ({e})") from None
+    if not isinstance(recorded, dict):
+        raise ValueError(f"{path}: not a JSON object")
+    return recorded
 
 
 def write_wavs(
@@ -82,10 +99,13 @@ def write_metadata(out: Path, texts: dict[str, str]) -> None:
 def write_corpus(
     out: str | Path, texts: dict[str, str], voice: str | Voice, sample_rate: int | None = None
 ) -> Path:
-    """``texts`` spoken by ``voice`` into ``out`` in LJ Speech layout; returns ``out``."""
+    """``texts`` spoken by ``voice`` into ``out`` in LJ Speech layout, the voice recorded in
+    `MANIFEST`; returns ``out``."""
     out = Path(out)
     write_wavs(out, texts, voice, sample_rate)
     write_metadata(out, texts)
+    spec = voice if isinstance(voice, str) else voice.spec
+    (out / MANIFEST).write_text(json.dumps({"voice": spec}, indent=1) + "\n", encoding="utf-8")
     return out
 
 
@@ -124,9 +144,9 @@ def build_split(
         "sample_rate": sample_rate,
     }
     out = Path(out)
-    manifest = out / "corpus.json"
+    manifest = out / MANIFEST
     if manifest.exists():
-        recorded = json.loads(manifest.read_text())
+        recorded = read_manifest(out)
         before = {k: recorded.get(k) for k in settings}
         if before != settings:
             raise ValueError(f"{out} holds another corpus ({before}); choose another --out")

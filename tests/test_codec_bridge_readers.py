@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from codec_bridge.cli import main
 from codec_bridge.errors import BridgeError
 from codec_bridge.readers import READERS, read_corpus
+from speechcorpus.builder import write_corpus
 
 
 def touch(path: Path, text: str = "") -> Path:
@@ -34,6 +36,27 @@ def test_ljspeech_columns_and_orphans(tmp_path):
     assert items["LJ3"].text is None  # audio without transcript
     assert items["LJ4"].text == ""  # empty transcript
     assert list(items) == sorted(items)
+
+
+class Silence:
+    """A stand-in speechcorpus voice: a tenth of a second of silence per text."""
+
+    spec = "espeak:en-us@140"
+
+    def speak(self, text):
+        return np.zeros(1600, np.float32), 16000
+
+
+def test_ljspeech_speaker_is_the_voice_speechcorpus_recorded(tmp_path):
+    out = write_corpus(tmp_path / "c", {"A-0": "One text.", "A-1": "Two texts."}, Silence())
+    touch(out / "wavs" / "A-9.wav")  # audio without transcript: the same voice
+    items = by_id(read_corpus("ljspeech", out))
+    assert {it.speaker for it in items.values()} == {"espeak:en-us@140"} and len(items) == 3
+    (out / "corpus.json").write_text('{"voice": ')
+    with pytest.raises(BridgeError, match="corpus.json: not a JSON object"):
+        read_corpus("ljspeech", out)
+    (out / "corpus.json").unlink()  # no record of the voice: LJ Speech's own
+    assert {it.speaker for it in read_corpus("ljspeech", out)} == {"LJ"}
 
 
 def test_ljspeech_on_the_shared_subset(shared_data):

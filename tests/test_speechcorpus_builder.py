@@ -46,6 +46,7 @@ def test_layout_and_contents(tmp_path):
     out = builder.write_corpus(tmp_path / "c", TEXTS, Tone())
     rows = (out / "metadata.csv").read_text().splitlines()
     assert rows == [f"{i}|{t}|{t}" for i, t in TEXTS.items()]
+    assert json.loads((out / "corpus.json").read_text()) == {"voice": "tone:test"}
     for utt_id, text in TEXTS.items():
         wav, sr = sf.read(out / "wavs" / f"{utt_id}.wav", dtype="float32")
         assert sr == SR
@@ -117,6 +118,7 @@ def test_build_split_reports_and_guards_its_folder(tmp_path, source, monkeypatch
     assert [r.split("|")[0] for r in rows] == [f"HO-{i:05d}" for i in range(4)]
     assert report["unseen_word_share"] == sentences.unseen_share(parts.unseen[:4], parts.train) > 0
     assert json.loads((out / "corpus.json").read_text()) == report
+    assert builder.read_manifest(out)["voice"] == "tone:test"
     assert builder.build_split(out, "tone:test", "unseen", 4, source, 0, 10, 5)["spoken_now"] == 0
     with pytest.raises(ValueError, match="holds another corpus"):
         builder.build_split(out, "tone:test", "unseen", 4, source, 1, 10, 5)
