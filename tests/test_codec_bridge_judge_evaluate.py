@@ -12,7 +12,7 @@ import soundfile as sf
 
 from codec_bridge.cli import main
 from codec_bridge.judge.asr import Sphinx, words_of
-from codec_bridge.judge.evaluate import error_rates, nearest_own_text
+from codec_bridge.judge.evaluate import error_rates, evaluate, format_table, nearest_own_text
 from speechcorpus.espeak import Espeak
 
 SENTENCES = [
@@ -36,6 +36,64 @@ def test_nearest_own_text_needs_a_strictly_nearest_match():
     refs = ["the red box", "the old man", "a wooden boat"]
     assert nearest_own_text(refs, ["the red fox", "the old man", "wooden boat"]) == 1
     assert nearest_own_text(refs, ["the old man", "the old man", ""]) == pytest.approx(1 / 3)
+
+
+class ScriptedASR:
+    """A stand-in judge whose transcript is set by the clip's length in samples."""
+
+    engine, normalizer, vocabulary, unknown = "scripted", "basic", "none", []
+
+    def __init__(self, hyps: dict[int, str]):
+        self.hyps = hyps
+
+    def transcribe(self, wav, sample_rate):
+        return self.hyps[wav.shape[-1]]
+
+    def judge(self):
+        return {}
+
+
+def test_wer_per_voice_sums_each_voices_errors(tmp_path, monkeypatch):
+    # (text, voice, original transcript, synthesis transcript)
+    plan = [
+        ("The red box.", "a", "the red fox", "the red box"),  # 1 of 3 words wrong
+        ("A b c d.", "a", "a b c d", "a b c d"),
+        ("The old man.", "b", "old man", "the old men"),  # 1 deletion; 1 substitution
+        ("Near the river.", "b", "", "near the river"),  # 3 deletions
+        ("One two.", None, "one two", "one too"),  # no voice: only in the totals
+    ]
+    (tmp_path / "synth").mkdir()
+    items, hyps = [], {}
+    for i, (text, _, original, synthesis) in enumerate(plan):
+        sf.write(tmp_path / f"u{i}.wav", np.zeros(100 + i, np.float32), 16000)
+        sf.write(tmp_path / "synth" / f"u{i}.wav", np.zeros(200 + i, np.float32), 16000)
+        items.append((f"u{i}", text, tmp_path / f"u{i}.wav"))
+        hyps |= {100 + i: original, 200 + i: synthesis}
+    monkeypatch.setattr("codec_bridge.judge.evaluate.recognizer", lambda *a, **k: ScriptedASR(hyps))
+    speakers = [voice for _, voice, _, _ in plan]
+    report = evaluate(items, synth_dir=tmp_path / "synth", speakers=speakers, speaker_judge=False)
+    original, synthesis = report["sets"]["original"], report["sets"]["synthesis"]
+    assert original["wer"] == pytest.approx(5 / 15) and synthesis["wer"] == pytest.approx(2 / 15)
+    assert set(original["voices"]) == {"a", "b"}
+    a, b = original["voices"]["a"], original["voices"]["b"]
+    assert a["wer"] == pytest.approx(1 / 7) and a["words"] == 7 and a["utterances"] == 2
+    assert a["cer"] == pytest.approx(1 / 18)  # "the red box" / "a b c d": 11 + 7 characters
+    assert b["wer"] == pytest.approx(4 / 6)  # not the mean of 1/3 and 3/3
+    assert synthesis["voices"]["a"]["wer"] == 0
+    assert synthesis["voices"]["b"]["wer"] == pytest.approx(1 / 6)
+    assert [u["speaker"] for u in report["utterances"]] == speakers
+    lines = format_table(report).splitlines()
+    at = lines.index("ASR per voice: WER / CER")
+    assert lines[at + 1].split() == ["voice", "original", "synthesis"]
+    cer = {name: f"{s['cer']:.3f}" for name, s in report["sets"].items()}
+    assert " ".join(lines[at + 2].split()) == (
+        f"all 0.333 / {cer['original']} 0.133 / {cer['synthesis']}"
+    )
+    # synthesis of b: man -> men, 1 of 11 + 14 characters
+    assert " ".join(lines[at + 4].split()) == f"b 0.667 / {b['cer']:.3f} 0.167 / 0.040"
+    one_voice = evaluate(items, speakers=["a"] * 5, speaker_judge=False)
+    assert "voices" not in one_voice["sets"]["original"]
+    assert "per voice" not in format_table(one_voice)
 
 
 @pytest.fixture(scope="module")

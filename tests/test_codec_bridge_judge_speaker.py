@@ -157,6 +157,18 @@ def test_overlapping_references_are_refused(two_voices, capsys):
     assert "must not overlap" in capsys.readouterr().err
 
 
+def test_no_speaker_still_splits_the_error_rates_by_voice(two_voices, tmp_path):
+    probes, _ = two_voices
+    out = tmp_path / "report.json"
+    args = ["evaluate", "--format", "manifest", "--input", str(probes), "--quiet"]
+    assert main([*args, "--asr", "pocketsphinx", "--no-speaker", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert "speaker" not in report
+    voices = report["sets"]["original"]["voices"]
+    assert {v: f["words"] for v, f in voices.items()} == {"george": 2, "jackson": 2}
+    assert "ASR per voice: WER / CER" in format_table(report)
+
+
 def test_without_the_extra_the_report_says_why(two_voices, monkeypatch):
     probes, _ = two_voices
     monkeypatch.setattr("codec_bridge.judge.evaluate.speaker_installed", lambda: False)

@@ -12,8 +12,10 @@ absolute word error rate says little (pocketsphinx misreads even clean eSpeak sp
 
 Per set: WER and CER (jiwer, after the judge's text normalizer: Whisper's English normalizer
 for the Whisper judges, lower case without punctuation for pocketsphinx), and the fraction of
-utterances whose transcript is nearer its own text than any other text of the set. The JSON
-report also holds every transcript and names the judge (engine, model, sha256, normalizer).
+utterances whose transcript is nearer its own text than any other text of the set. When the
+utterances name more than one voice, each set's ``voices`` holds the same WER and CER over each
+voice's utterances (errors over its words). The JSON report also holds every transcript and
+names the judge (engine, model, sha256, normalizer).
 
 When the utterances name their voices and the ``eval`` extra is installed, ``speaker`` adds
 per set and per voice the mean SIM to the intended voice and the nearest-voice accuracy among
@@ -75,7 +77,9 @@ def _read(path: Path) -> tuple[np.ndarray, int]:
     return wav.T, sr
 
 
-def _summary(rows: list[dict[str, Any]], refs: list[str], normalizer: str) -> dict[str, Any]:
+def _summary(
+    rows: list[dict[str, Any]], refs: list[str], normalizer: str, speakers: list[str | None]
+) -> dict[str, Any]:
     hyps = [r["hyp"] for r in rows]
     out: dict[str, Any] = {**error_rates(refs, hyps, normalizer), "utterances": len(rows)}
     out["nearest_own_text"] = nearest_own_text(refs, hyps, normalizer)
@@ -83,6 +87,13 @@ def _summary(rows: list[dict[str, Any]], refs: list[str], normalizer: str) -> di
         values = [r[key] for r in rows if key in r]
         if values:
             out[key] = float(np.mean(values))
+    voices = sorted({v for v in speakers if v})
+    if len(voices) > 1:
+        out["voices"] = {}
+        for voice in voices:
+            own = [i for i, v in enumerate(speakers) if v == voice]
+            rates = error_rates([refs[i] for i in own], [hyps[i] for i in own], normalizer)
+            out["voices"][voice] = {**rates, "utterances": len(own)}
     return out
 
 
@@ -98,14 +109,16 @@ def evaluate(
     device: str = "cpu",
     progress: bool = False,
     speakers: list[str | None] | None = None,
+    speaker_judge: bool = True,
     speaker_refs: list[tuple[str, Path]] | None = None,
     references_per_voice: int = 3,
 ) -> dict[str, Any]:
     """Judge ``items`` (id, text, reference wav); see the module docstring for the sets.
 
-    ``speakers`` (one voice or None per item) turn on the speaker judge, against
-    ``speaker_refs`` (voice, wav of a separate corpus) or the first ``references_per_voice``
-    utterances of each voice (`codec_bridge.judge.speaker.SpeakerTally`).
+    ``speakers`` (one voice or None per item) split the error rates by voice and, with
+    ``speaker_judge``, turn on the speaker judge, against ``speaker_refs`` (voice, wav of a
+    separate corpus) or the first ``references_per_voice`` utterances of each voice
+    (`codec_bridge.judge.speaker.SpeakerTally`).
 
     ``codec`` is a `codec_bridge.codec.Codec` (or None), whose resynthesis is also written
     to ``resynthesis_dir/{id}.wav`` when given; ``asr`` names the judge
@@ -135,7 +148,8 @@ def evaluate(
                 f"{synth / (missing[0] + '.wav')}: not found ({len(missing)} of {len(items)}"
                 " utterances have no synthesis in --synth)"
             )
-    tally, speaker_note = _speaker_tally(items, speakers, speaker_refs, references_per_voice)
+    judged = speakers if speaker_judge else None
+    tally, speaker_note = _speaker_tally(items, judged, speaker_refs, references_per_voice)
     sets: dict[str, list[dict[str, Any]]] = {"original": []}
     if codec is not None:
         sets["resynthesis"] = []
@@ -151,8 +165,9 @@ def evaluate(
         row = {"hyp": asr_.transcribe(wav, sr)}
         sets["original"].append(row)
         entry["original"] = row
-        if tally is not None:
+        if speakers:
             entry["speaker"] = speakers[i]
+        if tally is not None:
             tally.add(i, "original", wav, sr)
         if codec is not None:
             row, c, out = _resynthesis(codec, path, asr_, seconds, resynthesis_dir, uid)
@@ -172,7 +187,8 @@ def evaluate(
             if tally is not None:
                 tally.add(i, "synthesis", s_wav, s_sr)
         per_utt.append(entry)
-    summary = {name: _summary(rows, texts, asr_.normalizer) for name, rows in sets.items()}
+    voices = speakers or [None] * len(items)
+    summary = {name: _summary(rows, texts, asr_.normalizer, voices) for name, rows in sets.items()}
     if codes:  # distinct codes per level over the whole set: how much of each codebook lives
         levels = np.concatenate(codes, axis=1)
         summary["resynthesis"]["codes_used"] = [len(np.unique(c)) for c in levels]
@@ -282,16 +298,16 @@ def evaluate_corpus(
     **kwargs: Any,
 ) -> dict[str, Any]:
     """`evaluate` on a corpus a bridge reader understands; ``weights`` loads the codec. The
-    voices the corpus names are judged (unless not ``speaker``), against ``speaker_refs`` (a
-    corpus of format ``speaker_refs_format``) when given."""
+    error rates are split by the voices the corpus names, and the voices judged (unless not
+    ``speaker``), against ``speaker_refs`` (a corpus of format ``speaker_refs_format``) when
+    given."""
     corpus = [it for it in read_corpus(format, input)[:limit] if it.text and it.path.is_file()]
     items = [(it.id, it.normalized or it.text, it.path) for it in corpus]
-    if speaker:
-        kwargs["speakers"] = [it.speaker for it in corpus]
-        if speaker_refs is not None:
-            kwargs["speaker_refs"] = reference_clips(speaker_refs_format, speaker_refs)
-    elif speaker_refs is not None:
-        raise BridgeError("--speaker-refs and --no-speaker: choose one")
+    kwargs.update(speakers=[it.speaker for it in corpus], speaker_judge=speaker)
+    if speaker_refs is not None:
+        if not speaker:
+            raise BridgeError("--speaker-refs and --no-speaker: choose one")
+        kwargs["speaker_refs"] = reference_clips(speaker_refs_format, speaker_refs)
     codec = None
     if weights is not None:
         from codec_bridge.codec import load_codec
@@ -311,9 +327,31 @@ def format_table(report: dict[str, Any]) -> str:
     for name, s in report["sets"].items():
         cells = "".join(f"{s[c]:>18.3f}" if c in s else f"{'-':>18}" for c in cols)
         lines.append(f"{name:<12}{cells}")
+    lines += _voice_table(report["sets"])
     if "speaker" in report:
         lines += _speaker_table(report["speaker"])
     return "\n".join(lines)
+
+
+def _aligned(rows: list[list[str]]) -> list[str]:
+    """Rows of cells as lines: the first column left-aligned, the others right-aligned."""
+    widths = [max(len(r[c]) for r in rows) + 2 for c in range(len(rows[0]))]
+    return [
+        r[0].ljust(widths[0]) + "".join(c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True))
+        for r in rows
+    ]
+
+
+def _voice_table(sets: dict[str, dict[str, Any]]) -> list[str]:
+    """Per voice and set: WER / CER over that voice's utterances (none for a single voice)."""
+    voices = sorted({v for s in sets.values() for v in s.get("voices", {})})
+    if not voices:
+        return []
+    rows = [["voice", *sets]]
+    for voice in ["all", *voices]:
+        figures = [s if voice == "all" else s["voices"].get(voice) for s in sets.values()]
+        rows.append([voice, *(f"{f['wer']:.3f} / {f['cer']:.3f}" if f else "-" for f in figures)])
+    return ["ASR per voice: WER / CER", *_aligned(rows)]
 
 
 def _speaker_table(section: dict[str, Any]) -> list[str]:
@@ -336,12 +374,8 @@ def _speaker_table(section: dict[str, Any]) -> list[str]:
     for voice in ["all", *voices]:
         figures = [f if voice == "all" else f["voices"].get(voice) for f in sets.values()]
         rows.append([voice, *(cell(f, voice) for f in figures)])
-    widths = [max(len(r[c]) for r in rows) + 2 for c in range(len(rows[0]))]
     head = (
         f"Speaker: {section['engine']} {section['version']} (sha256 {section['sha256'][:12]}), "
         f"{len(section['voices'])} voices; {section['references']}"
     )
-    return [head] + [
-        r[0].ljust(widths[0]) + "".join(c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True))
-        for r in rows
-    ]
+    return [head, *_aligned(rows)]
