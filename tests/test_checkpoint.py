@@ -96,7 +96,7 @@ def test_restore_params_reads_only_the_params(tmp_path, trained):
     ckpt.save(4, state, {"epoch": 0, "position": 4})
     ckpt.close()
     for step in (2, 4):
-        shutil.rmtree(tmp_path / "checkpoints" / str(step) / "opt")  # proves it is never read
+        shutil.rmtree(RunDir(tmp_path).checkpoint(step) / "opt")  # proves it is never read
     got_cfg, params, step = restore_params(tmp_path)
     assert step == 2 and got_cfg == cfg  # best by eval/loss beats latest
     assert_trees_equal(params, state["params"])
@@ -164,7 +164,7 @@ def test_a_checkpoint_of_another_parameter_layout_is_one_line_not_damaged(tmp_pa
     assert "\n" not in str(err.value) and "another parameter layout" in str(err.value)
     with pytest.raises(CheckpointError, match="another parameter layout"):
         restore_params(tmp_path)
-    assert [p.name for p in (tmp_path / "checkpoints").iterdir() if "damaged" in p.name] == []
+    assert [p.name for p in RunDir(tmp_path).checkpoints.iterdir() if "damaged" in p.name] == []
 
 
 RUN_SETTINGS = (
@@ -246,9 +246,9 @@ def test_sigterm_saves_a_checkpoint_and_exits_with_the_documented_code(tmp_path,
     assert code == PREEMPTED_EXIT_CODE, out
     assert "SIGTERM: saved step" in out
     stopped = max(losses(run))
-    steps = sorted(int(p.name) for p in (run / "checkpoints").iterdir() if p.name.isdigit())
+    steps = sorted(int(p.name) for p in RunDir(run).checkpoints.iterdir() if p.name.isdigit())
     assert steps[-1] == stopped < 20
-    meta = json.loads((run / "config.json").read_text())
+    meta = json.loads(RunDir(run).config.read_text())
     assert meta["train"]["steps"] == 20
 
 
@@ -257,7 +257,7 @@ DAMAGE = ["truncated-params", "missing-opt", "garbage-meta"]
 
 def damage(run_dir, step, kind):
     """What a full disk, a partial copy or a stray edit does to a checkpoint."""
-    where = run_dir / "checkpoints" / str(step)
+    where = RunDir(run_dir).checkpoint(step)
     if kind == "truncated-params":
         files = [p for p in (where / "params").rglob("*") if p.is_file()]
         big = max(files, key=lambda p: p.stat().st_size)
@@ -290,7 +290,7 @@ def test_resume_skips_a_damaged_latest_checkpoint(tmp_path, store, eight_steps, 
     with pytest.warns(DamagedCheckpointWarning, match=r"checkpoints: step 8 \(.+\); using step 4"):
         assert train(cfg, store, run, devices=jax.devices()[:1], progress=False) == 0
     assert losses(run) == want  # steps 5..8 again, bit-identical
-    assert [p.name.partition("-")[0] for p in (run / "checkpoints").glob("8.damaged-*")] == [
+    assert [p.name.partition("-")[0] for p in RunDir(run).checkpoints.glob("8.damaged-*")] == [
         "8.damaged"
     ]
     assert restore_params(run, 8)[2] == 8  # saved again, intact
@@ -318,7 +318,7 @@ def test_no_intact_checkpoint_is_one_line(tmp_path, store, eight_steps, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("jtts.train: error: no intact checkpoint")
     assert "step 8: JSONDecodeError" in err and "step 4: " in err
-    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["4", "8"]  # untouched
+    assert sorted(p.name for p in RunDir(run).checkpoints.iterdir()) == ["4", "8"]  # untouched
     with pytest.raises(CheckpointError, match="no intact checkpoint"):
         restore_params(run)
 
@@ -380,7 +380,7 @@ def test_two_processes_resume_past_a_damaged_checkpoint(tmp_path, store, eight_s
         assert len(warned) == 1 and "step 8 (" in warned[0], out[-3000:]
         assert warned[0].endswith("using step 4") and "Traceback" not in out
     assert "resumed from step 4" in outs[0]
-    assert len(list((run / "checkpoints").glob("8.damaged-*"))) == 1
+    assert len(list(RunDir(run).checkpoints.glob("8.damaged-*"))) == 1
     assert restore_params(run, 8)[2] == 8  # saved again, intact
     got = losses(run)
     assert sorted(got) == sorted(want)

@@ -21,6 +21,7 @@ from jtts import conditioning, decode, sample, sampler
 from jtts.conditioning import Cond
 from jtts.config import ConditionConfig, ConfigError, load_config
 from jtts.model import build_model
+from jtts.rundir import RunDir
 from jtts.trainer import train
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -150,7 +151,7 @@ def speaker_run(tmp_path_factory):
 
 def test_each_speaker_says_a_text_in_its_own_codes(speaker_run):
     run_dir, store = speaker_run
-    saved = json.loads((run_dir / "config.json").read_text())["model"]["conditions"]
+    saved = json.loads(RunDir(run_dir).config.read_text())["model"]["conditions"]
     assert saved == [{"name": "speaker", "drop_prob": 0.0, "values": list(SPEAKERS)}]
     run = sampler.load_run(run_dir)
     utts = {(u.text, u.speaker): u.codes for u in (store[i] for i in range(len(store)))}

@@ -8,6 +8,7 @@ from synthetic import make_store
 
 from codec_bridge.format import CodeStore, save_codes
 from jtts import demo
+from jtts.rundir import RunDir
 from speechcorpus import grammar
 
 
@@ -18,10 +19,11 @@ def test_report_has_curves_and_spectrograms(tmp_path):
     gains = {"eval/text_gain": 0.4, "eval/text_gain_cb0": 1.2, "eval/null_gain": 0.5}
     gains |= {"eval/attn_focus": 0.7, "eval/attn_monotonicity": 0.9}
     rows += [{"step": 30, "eval/loss": 4.0, "eval/unigram": 5.0, **gains}]
-    (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    (run / "attention").mkdir()
+    RunDir(run).metrics.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     for step in (10, 30):
-        np.save(run / "attention" / f"step_{step}.npy", np.eye(8, 40, dtype=np.float16) * step)
+        path = RunDir(run).attention(step)
+        path.parent.mkdir(exist_ok=True)
+        np.save(path, np.eye(8, 40, dtype=np.float16) * step)
     image, step = demo.latest_attention(run)
     assert step == 30 and image.max() == 30
     assert demo.reading_summary(run) == {"step": 30, **{k[5:]: v for k, v in gains.items()}}

@@ -15,6 +15,7 @@ from jtts.metrics import (
     read_jsonl,
     unigram_entropy,
 )
+from jtts.rundir import RunDir
 
 
 def device(kind, platform="gpu"):
@@ -69,16 +70,16 @@ def test_jsonl_resume_cuts_later_steps_and_ignores_a_torn_line(tmp_path):
     for step in range(1, 6):
         log.write(step, {"train/loss": 1.0 / step})
     log.close()
-    with open(tmp_path / "metrics.jsonl", "a") as f:
+    with open(RunDir(tmp_path).metrics, "a") as f:
         f.write('{"step": 6, "train/lo')  # killed mid-write
-    assert [r["step"] for r in read_jsonl(tmp_path / "metrics.jsonl")] == [1, 2, 3, 4, 5]
+    assert [r["step"] for r in read_jsonl(RunDir(tmp_path).metrics)] == [1, 2, 3, 4, 5]
     log = MetricsLogger(tmp_path, start_step=3, total_steps=10, tensorboard=True, progress=False)
     log.write(4, {"train/loss": 9.0, "eval/loss": None})
     log.close()
-    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    lines = RunDir(tmp_path).metrics.read_text().splitlines()
     assert [json.loads(x)["step"] for x in lines] == [1, 2, 3, 4]
     assert json.loads(lines[-1]) == {"step": 4, "train/loss": 9.0, "eval/loss": None}
-    assert any((tmp_path / "tb").iterdir())
+    assert any(RunDir(tmp_path).tensorboard.iterdir())
 
 
 def test_disabled_logger_writes_nothing(tmp_path):
@@ -99,4 +100,4 @@ def test_plot_losses_writes_a_png(tmp_path):
     log.write(4, {"eval/loss": 2.0, "eval/loss_cb0": 2.0, "eval/unigram_cb0": 3.0})
     log.close()
     out = plot_losses(tmp_path)
-    assert out == tmp_path / "loss.png" and out.read_bytes()[:4] == b"\x89PNG"
+    assert out == RunDir(tmp_path).loss_plot and out.read_bytes()[:4] == b"\x89PNG"

@@ -10,6 +10,7 @@ from synthetic import (
 )
 
 from codec_bridge.format import CodeStore, ShardWriter, file_stem, init_store, make_meta, split_of
+from jtts.rundir import RunDir
 from jtts.trainer import train
 
 
@@ -44,7 +45,7 @@ def test_samples_of_ids_with_slashes_stay_in_their_folder(tmp_path):
     assert any("/" in u for u in val) and any(".." in u for u in val)
     cfg = trainer_config("train.steps=4", "eval.num_samples=4")
     assert train(cfg, store, tmp_path / "run", devices=jax.devices()[:1], progress=False) == 0
-    files = sorted((tmp_path / "run" / "samples" / "step_4").iterdir())
+    files = sorted(RunDir(tmp_path / "run").samples(4).iterdir())
     assert len(files) == 8 and all(p.suffix in (".npy", ".json") for p in files)
     ids = [json.loads(p.read_text())["id"] for p in files if p.suffix == ".json"]
     assert sorted(ids) == sorted(val[:4])  # the id itself is kept in the sidecar

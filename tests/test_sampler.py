@@ -23,6 +23,7 @@ from jtts.config import load_config, save_config
 from jtts.data import encode_text
 from jtts.model import build_model
 from jtts.patterns import get_pattern
+from jtts.rundir import RunDir
 from jtts.text import get_tokenizer
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -79,9 +80,9 @@ def run(tmp_path_factory):
     ckpt.save(steps, {"params": nnx.to_pure_dict(params), "step": np.int32(steps)}, {"epoch": 0})
     ckpt.wait()
     ckpt.close()
-    save_config(cfg, run_dir / "config.json")
+    save_config(cfg, RunDir(run_dir).config)
     meta = {k: v for k, v in store.meta.items() if k != "shards"}
-    (run_dir / "store.json").write_text(json.dumps({**meta, "store_dir": str(store.root)}))
+    RunDir(run_dir).store.write_text(json.dumps({**meta, "store_dir": str(store.root)}))
     return run_dir, utts
 
 
@@ -162,7 +163,7 @@ def test_run_dir_errors(run, tmp_path, capsys):
     assert code == 2 and "no such directory" in err
     code, _, err = cli(capsys, "--workdir", tmp_path, "--text", "hi", "--out", "x.wav")
     assert code == 2 and "has no checkpoints; train first" in err
-    (tmp_path / "run.json").write_text('{"layout": 2}')  # a run of a newer jtts
+    RunDir(tmp_path).layout_file.write_text('{"layout": 2}')  # a run of a newer jtts
     code, _, err = cli(capsys, "--workdir", tmp_path, "--text", "hi", "--out", "x.wav")
     assert code == 2 and err.count("\n") == 1
     assert f"{tmp_path / 'run.json'}: run directory layout 2, this jtts reads layout 1" in err
@@ -171,13 +172,13 @@ def test_run_dir_errors(run, tmp_path, capsys):
 def test_store_meta_from_training_samples(run, tmp_path):
     """Runs without store.json: the codec meta comes from the trainer's sample sidecars."""
     run_dir, _ = run
-    other = tmp_path / "run"
-    (other / "samples" / "step_4").mkdir(parents=True)
-    (other / "checkpoints").symlink_to(run_dir / "checkpoints")
-    sidecar = json.loads((run_dir / "store.json").read_text())
+    other, trained = RunDir(tmp_path / "run"), RunDir(run_dir)
+    other.samples(4).mkdir(parents=True)
+    other.checkpoints.symlink_to(trained.checkpoints)
+    sidecar = json.loads(trained.store.read_text())
     sidecar.update(id="LJ001-0001", text="x", step=4)
-    (other / "samples" / "step_4" / "LJ001-0001.json").write_text(json.dumps(sidecar))
-    meta = sampler.load_run(other).store_meta
+    (other.samples(4) / "LJ001-0001.json").write_text(json.dumps(sidecar))
+    meta = sampler.load_run(other.root).store_meta
     assert meta["store_dir"] == sidecar["store_dir"] and "text" not in meta
 
 
@@ -219,8 +220,8 @@ def test_a_damaged_newest_checkpoint_falls_back_with_a_warning(run, tmp_path, ca
     run_dir, utts = run
     copy = tmp_path / "run"
     shutil.copytree(run_dir, copy)
-    (good,) = [p for p in (copy / "checkpoints").iterdir() if p.name.isdigit()]
-    newer = copy / "checkpoints" / str(int(good.name) + 100)
+    (good,) = [p for p in RunDir(copy).checkpoints.iterdir() if p.name.isdigit()]
+    newer = RunDir(copy).checkpoint(int(good.name) + 100)
     shutil.copytree(good, newer)
     (newer / "params" / "_METADATA").write_text("{")
     out = tmp_path / "c.npy"
@@ -372,10 +373,10 @@ def codec_run(run, tmp_path_factory):
     codec.set_bandwidth(6.0)
     other = root / "run"
     other.mkdir()
-    (other / "checkpoints").symlink_to(run[0] / "checkpoints")
-    shutil.copy(run[0] / "config.json", other / "config.json")
+    RunDir(other).checkpoints.symlink_to(RunDir(run[0]).checkpoints)
+    shutil.copy(RunDir(run[0]).config, RunDir(other).config)
     meta = {**make_meta(**codec.meta()), "store_dir": str(root / "store")}
-    (other / "store.json").write_text(json.dumps(meta))
+    RunDir(other).store.write_text(json.dumps(meta))
     return other, run[1]
 
 

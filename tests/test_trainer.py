@@ -26,6 +26,7 @@ from codec_bridge.format import CodeStore, load_codes
 from jtts.checkpoint import restore_params
 from jtts.config import config_to_dict, load_config
 from jtts.metrics import read_jsonl
+from jtts.rundir import RunDir
 from jtts.train import main
 from jtts.train_step import TrainStep
 from jtts.trainer import NonFiniteLossError, Trainer, train
@@ -80,9 +81,9 @@ def test_metrics_are_read_one_step_behind_the_dispatch(finished):
 def test_run_directory_holds_config_metrics_checkpoints_samples_and_plots(finished, store):
     cfg, run_dir, out, _ = finished
     assert "parameters" in out and "mesh data=1 x fsdp=1" in out and "train:" in out
-    assert json.loads((run_dir / "config.json").read_text()) == config_to_dict(cfg)
-    assert json.loads((run_dir / "run.json").read_text()) == {"layout": 1}
-    records = read_jsonl(run_dir / "metrics.jsonl")
+    assert json.loads(RunDir(run_dir).config.read_text()) == config_to_dict(cfg)
+    assert json.loads(RunDir(run_dir).layout_file.read_text()) == {"layout": 1}
+    records = read_jsonl(RunDir(run_dir).metrics)
     assert [r["step"] for r in records if "train/loss" in r] == list(range(1, 9))
     evals = [r for r in records if "eval/loss" in r]
     assert [r["step"] for r in evals] == [4, 8]
@@ -91,35 +92,35 @@ def test_run_directory_holds_config_metrics_checkpoints_samples_and_plots(finish
     assert 0 < evals[-1]["eval/unigram"] <= np.log(1025)  # plug-in estimate, few codes
     last = [r for r in records if "train/loss" in r][-1]
     assert last["train/mfu"] is None and last["train/tokens_per_s"] > 0
-    steps = sorted(int(p.name) for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit())
+    steps = sorted(int(p.name) for p in RunDir(run_dir).checkpoints.iterdir() if p.name.isdigit())
     assert steps == [4, 8]
-    sample = next((run_dir / "samples" / "step_8").glob("*.npy"))
+    sample = next(RunDir(run_dir).samples(8).glob("*.npy"))
     codes, meta = load_codes(sample)
     assert codes.ndim == 2 and codes.shape[0] == 8 and meta["store_dir"] == str(store)
-    assert (run_dir / "loss.png").exists() and any((run_dir / "tb").iterdir())
+    assert RunDir(run_dir).loss_plot.exists() and any(RunDir(run_dir).tensorboard.iterdir())
     assert restore_params(run_dir)[2] in (4, 8)
 
 
 def test_rerunning_a_finished_run_resumes_and_does_nothing(finished, store, capsys):
     cfg, run_dir, _, _ = finished
-    before = (run_dir / "metrics.jsonl").read_text()
+    before = RunDir(run_dir).metrics.read_text()
     assert train(cfg, store, run_dir, devices=one_device(), progress=False) == 0
-    assert (run_dir / "metrics.jsonl").read_text() == before
+    assert RunDir(run_dir).metrics.read_text() == before
     assert "resumed from step 8" in capsys.readouterr().out
 
 
 def test_a_run_without_a_recorded_layout_resumes_and_records_it(finished, store, capsys):
     cfg, run_dir, _, _ = finished
-    (run_dir / "run.json").unlink()  # as runs written before the layout was recorded
+    RunDir(run_dir).layout_file.unlink()  # as runs written before the layout was recorded
     assert train(cfg, store, run_dir, devices=one_device(), progress=False) == 0
     assert "resumed from step 8" in capsys.readouterr().out
-    assert json.loads((run_dir / "run.json").read_text()) == {"layout": 1}
+    assert json.loads(RunDir(run_dir).layout_file.read_text()) == {"layout": 1}
 
 
 def test_cli_refuses_a_run_of_a_newer_layout_in_one_line(tmp_path, store, capsys):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    (run_dir / "run.json").write_text('{"layout": 2}')
+    RunDir(run_dir).layout_file.write_text('{"layout": 2}')
     args = ["--config", str(CONFIGS / "tiny.yaml"), "--data", str(store), "--workdir", str(run_dir)]
     assert main([*args, "--set", *TRAINER_RUN]) == 2
     err = capsys.readouterr().err.strip()
@@ -127,7 +128,10 @@ def test_cli_refuses_a_run_of_a_newer_layout_in_one_line(tmp_path, store, capsys
         f"jtts.train: error: {run_dir / 'run.json'}: run directory layout 2, this jtts reads "
         "layout 1 and older; use the jtts version that wrote the run"
     )
-    assert sorted(p.name for p in run_dir.iterdir()) == [".lock", "run.json"]  # nothing read
+    names = sorted(p.name for p in RunDir(run_dir).root.iterdir())
+    assert names == sorted(
+        [RunDir(run_dir).lock.name, RunDir(run_dir).layout_file.name]
+    )  # nothing read
 
 
 def test_cli_rejects_an_incompatible_checkpoint_in_one_line(finished, store, capsys):
@@ -203,7 +207,7 @@ def test_tiny_overfits_four_utterances(tmp_path):
         ],
     )
     assert train(cfg, store, tmp_path / "run", devices=one_device(), progress=False) == 0
-    losses = [r["train/loss"] for r in read_jsonl(tmp_path / "run" / "metrics.jsonl")]
+    losses = [r["train/loss"] for r in read_jsonl(RunDir(tmp_path / "run").metrics)]
     assert losses[0] > 3 and losses[-1] < 0.05
 
 
@@ -222,8 +226,8 @@ def test_two_processes_on_localhost_train_like_one(tmp_path, store):
 
     cfg = trainer_config(*sets)
     assert train(cfg, store, tmp_path / "single", devices=jax.devices()[:4], progress=False) == 0
-    multi = read_jsonl(tmp_path / "multi" / "metrics.jsonl")
-    single = read_jsonl(tmp_path / "single" / "metrics.jsonl")
+    multi = read_jsonl(RunDir(tmp_path / "multi").metrics)
+    single = read_jsonl(RunDir(tmp_path / "single").metrics)
     for key in ("train/loss", "eval/loss"):
         a = [r[key] for r in multi if key in r]
         b = [r[key] for r in single if key in r]

@@ -56,7 +56,7 @@ def test_a_second_trainer_on_the_same_workdir_is_refused(tmp_path, store):
     assert " on host " in err and "Traceback" not in second.stdout + err
     out, _ = first.communicate(timeout=240)
     assert first.returncode == 0, out
-    assert [r["step"] for r in read_jsonl(run / "metrics.jsonl")] == list(range(1, 13))
+    assert [r["step"] for r in read_jsonl(RunDir(run).metrics)] == list(range(1, 13))
 
 
 def test_a_killed_trainers_lock_does_not_block(tmp_path):
