@@ -17,19 +17,35 @@ filled prefix of the K/V cache, at this machine's measured read bandwidth, on to
 measured cost of everything else in a step (batch 16 decoding with a 64-step cache). And
 `small_kv_heads`: the compiled loop of `small` with grouped-query attention (2 and 1 K/V
 heads, random weights), whose cache is 2x and 4x smaller. Prints one JSON object.
+
+`--workdir RUN` (repeatable) times trained runs instead, under "runs" keyed by RUN, on a few
+everyday sentences read through the run's own text front end, sampled with its `sample`
+settings (seed 0, EOS on):
+- decode: the compiled loop at batch 1, one sentence at a time (best of REPEATS after a
+  compiling call); rtf = decode seconds / seconds of the frames it generated;
+- first_call / repeat_call: `python -m jtts.sample --workdir RUN --text-file F --out-dir D` as
+  a user runs it, timed wall-clock in a subprocess, first with an empty XLA cache, then again
+  with the cache the first left; its phases are the call's own `--timings-json`, and
+  `startup_s` is the rest (interpreter and imports).
 """
 
+import argparse
+import functools
 import json
 import os
 import platform
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import jax
 import numpy as np
 from flax import nnx
 from jax import numpy as jnp
 
-from jtts import decode
+from jtts import conditioning, decode, sampler
 from jtts.conditioning import Cond
 from jtts.config import load_config
 from jtts.model import build_model, count_params
@@ -39,6 +55,13 @@ FRAME_RATE = 75.0
 TEXT = list(range(1000, 1024))  # 24 text tokens
 REPEATS = 5  # batch 1; batch 16: 3
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+SENTENCES = (
+    "The train to the city leaves at half past seven.",
+    "Please close the window before you go to bed.",
+    "She bought three apples and a loaf of bread at the market.",
+    "We will meet again next week to talk about the plan.",
+)
+PHASES = ("load_s", "compile_s", "decode_s", "host_s", "write_s", "codec_s")  # run in order
 
 
 def read_bandwidth() -> float:
@@ -69,8 +92,8 @@ def step_bytes(model) -> int:
     return per_layer + model.heads[...].nbytes + model.dec_norm.scale[...].nbytes + rows
 
 
-def rates(seconds: float, batch: int, frames: int = FRAMES) -> dict:
-    audio = batch * frames / FRAME_RATE
+def rates(seconds: float, batch: int, frames: int = FRAMES, frame_rate: float = FRAME_RATE) -> dict:
+    audio = batch * frames / frame_rate
     return {
         "s": round(seconds, 3),
         "rtf": round(seconds / audio, 4),
@@ -207,18 +230,105 @@ def bench_config(name: str, read_GBps: float) -> dict:
     return out
 
 
-def main() -> None:
+def run_decode(run: sampler.Run, runs: int = REPEATS) -> dict:
+    """The compiled loop at batch 1 on each of SENTENCES, as `jtts.sample` would decode it."""
+    sampling = decode.Sampling.of(run.cfg.sample)
+    max_frames = sampler._max_frames(run, None)
+    # A run that reads other attributes (a speaker) speaks as the first value of each.
+    names = {a.name: c.values[0] for a, c in conditioning.attributes(run.cfg.model)}
+    categories = sampler.choose_categories(run.cfg, names, run.run_dir)
+    fn = functools.partial(decode.generate, categories={k: [v] for k, v in categories.items()})
+    rows, compile_s, decode_s = [], 0.0, 0.0
+    for text in SENTENCES:
+        (ids,), _ = sampler.encode(run, text, text)
+        (seconds,), (first,) = timed([fn], run.model, [ids], sampling, runs, max_frames)
+        frames = first.codes[0].shape[1]
+        compile_s, decode_s = compile_s + first.compile_s, decode_s + seconds
+        row = rates(seconds, 1, frames, run.frame_rate)
+        rows.append({"text": text, "text_tokens": len(ids), "frames": frames, **row})
+    audio_s = sum(r["frames"] for r in rows) / run.frame_rate
+    return {
+        "sentences": rows,
+        "compile_s": round(compile_s, 2),
+        "audio_s": round(audio_s, 2),
+        "s": round(decode_s, 4),
+        "rtf": round(decode_s / audio_s, 4),
+    }
+
+
+def run_call(workdir: str, text_file: Path, out_dir: Path, xla_cache: Path) -> dict:
+    """One `python -m jtts.sample` call in a subprocess: wall-clock seconds and its phases."""
+    timings = out_dir / "timings.json"
+    cmd = [sys.executable, "-m", "jtts.sample", "--workdir", workdir, "--text-file", text_file]
+    cmd += ["--out-dir", out_dir, "--timings-json", timings]
+    env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": str(xla_cache)}
+    t0 = time.perf_counter()
+    proc = subprocess.run(list(map(str, cmd)), cwd=ROOT, env=env, capture_output=True, text=True)
+    total_s = time.perf_counter() - t0
+    if proc.returncode != 0:
+        lines = proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"]
+        raise RuntimeError(f"python -m jtts.sample --workdir {workdir}: {lines[-1]}")
+    t = json.loads(timings.read_text(encoding="utf-8"))
+    return {
+        "total_s": round(total_s, 3),
+        "startup_s": round(total_s - t["wall_s"], 3),
+        **{name: round(t[name], 4) for name in PHASES},
+        "audio_s": round(t["audio_s"], 2),
+        "rtf": round(total_s / t["audio_s"], 4),
+        "decode_rtf": round(t["decode_s"] / t["audio_s"], 4),
+    }
+
+
+def bench_run(workdir: str, runs: int = REPEATS) -> dict:
+    """A trained run: its compiled batch-1 decode, then two whole `jtts.sample` calls."""
+    out = {"decode": run_decode(sampler.load_run(workdir), runs)}
+    with tempfile.TemporaryDirectory(prefix="bench-sample-") as tmp:
+        text_file = Path(tmp) / "sentences.txt"
+        text_file.write_text("\n".join(SENTENCES) + "\n", encoding="utf-8")
+        for name in ("first_call", "repeat_call"):
+            out[name] = run_call(workdir, text_file, Path(tmp) / name, Path(tmp) / "xla")
+    out["targets"] = {
+        "decode_b1_rtf_le_0.2": out["decode"]["rtf"],
+        "repeat_call_rtf_le_0.2": out["repeat_call"]["rtf"],
+    }
+    return out
+
+
+def machine() -> dict:
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "backend": jax.default_backend(),
+        "jax": jax.__version__,
+    }
+
+
+def bench_runs(workdirs: list[str]) -> dict:
+    load_start = os.getloadavg()
+    result = {
+        "benchmark": "sample",
+        "machine": machine(),
+        "setup": {
+            "sentences": list(SENTENCES),
+            "sampling": "each run's sample config, seed 0, EOS on",
+            "decode": f"batch 1, one sentence at a time, best of {REPEATS} runs after a "
+            "compiling run; rtf = decode seconds / seconds of the frames generated",
+            "calls": "python -m jtts.sample --text-file (the sentences) --out-dir, wall-clock "
+            "in a subprocess: first with an empty XLA cache, then with the cache it left; "
+            "rtf = total seconds / audio seconds",
+        },
+        "runs": {workdir: bench_run(workdir) for workdir in workdirs},
+    }
+    result["machine"]["loadavg_start_end"] = [round(load_start[0], 2), round(os.getloadavg()[0], 2)]
+    return result
+
+
+def bench_models() -> dict:
     load_start = os.getloadavg()
     read_GBps = read_bandwidth()
     result = {
         "benchmark": "sample",
-        "machine": {
-            "cpu": platform.processor() or platform.machine(),
-            "cores": os.cpu_count(),
-            "backend": jax.default_backend(),
-            "jax": jax.__version__,
-            "read_bandwidth_GBps": round(read_GBps, 1),
-        },
+        "machine": {**machine(), "read_bandwidth_GBps": round(read_GBps, 1)},
         "setup": {
             "frames_per_row": FRAMES,
             "audio_s_per_row": FRAMES / FRAME_RATE,
@@ -246,8 +356,26 @@ def main() -> None:
         "small_b1_over_bound_le_2": small["batch1"]["compiled_over_bound"],
     }
     result["machine"]["loadavg_start_end"] = [round(load_start[0], 2), round(os.getloadavg()[0], 2)]
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument(
+        "--workdir",
+        action="append",
+        metavar="RUN",
+        help="time this trained run instead of the random-weight models (repeatable)",
+    )
+    a = p.parse_args(argv)
+    try:
+        result = bench_runs(a.workdir) if a.workdir else bench_models()
+    except sampler.UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(json.dumps(result, indent=1))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

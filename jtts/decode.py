@@ -11,9 +11,10 @@ baselines of bench/sample.py.
 
 A voice prompt (`prompt`: codec codes that the speech continues, VALL-E style, with the
 prompt's transcript leading the text) is laid into pattern steps by `Pattern.prefix`. Its whole
-steps are fed once through the cache (`TTSModel.extend`) and the loop starts after them; where
-the prompt still fixes some codebooks of a step (under the delay pattern, codebook k of the
-K-1 steps after it, for k > step - P) those ids are emitted instead of sampled. The output
+steps are fed once through the cache (`TTSModel.extend`, over a bucketed length so that nearby
+prompt lengths share a program) and the loop starts after them; where the prompt still fixes
+some codebooks of a step (under the delay pattern, codebook k of the K-1 steps after it, for
+k > step - P) those ids are emitted instead of sampled. The output
 holds only the continuation's frames. The prompt is the decoder's own past, not a condition
 the model was trained with, so it lives here and not in `jtts.conditioning`; without one the
 program is the same as before.
@@ -87,7 +88,6 @@ class _Spec:
     top_p: bool
     cfg: bool
     length_scale: float
-    prompt_steps: int = 0  # whole prompt steps prefilled; 0: no prompt
 
 
 class _Knobs(NamedTuple):
@@ -129,18 +129,27 @@ class _Loop(NamedTuple):
     done_B: jax.Array  # EOS is on every codebook, or the row is batch padding
 
 
+def _whole_steps(prefix_KxM: Any) -> Any:
+    """How many leading steps of a prompt's prefix it fixes on every codebook."""
+    xp = jnp if isinstance(prefix_KxM, jax.Array) else np
+    return xp.cumprod((prefix_KxM >= 0).all(axis=0).astype(xp.int32)).sum()
+
+
 def _init_loop(spec: _Spec, valid_B: jax.Array, steps: int, prefix_KxM=None) -> _Loop:
     """The state before the first sampled step: step 0, or the step after a prompt's whole
     steps, which the emitted sequence then starts with."""
-    pattern, n = spec.pattern, spec.prompt_steps
+    pattern, n = spec.pattern, 0
     b, k = valid_B.shape[0], pattern.n_codebooks
     tokens_BxK = jnp.full((b, k), pattern.bos, jnp.int32)
     seq_BxKxS = jnp.full((b, k, steps), pattern.pad, jnp.int32)
-    if n:
-        seq_BxKxS = seq_BxKxS.at[:, :, :n].set(jnp.asarray(prefix_KxM)[None, :, :n])
-        tokens_BxK = seq_BxKxS[:, :, n - 1]
+    if prefix_KxM is not None:
+        prefix_KxM = jnp.asarray(prefix_KxM)
+        n = _whole_steps(prefix_KxM)
+        whole_KxM = jnp.where(jnp.arange(prefix_KxM.shape[1]) < n, prefix_KxM, pattern.pad)
+        seq_BxKxS = seq_BxKxS.at[:, :, : whole_KxM.shape[1]].set(whole_KxM[None])
+        tokens_BxK = jax.lax.dynamic_index_in_dim(seq_BxKxS, n - 1, 2, keepdims=False)
     return _Loop(
-        step=jnp.full((), n, jnp.int32),
+        step=jnp.asarray(n, jnp.int32),
         tokens_BxK=tokens_BxK,
         seq_BxKxS=seq_BxKxS,
         lengths_B=jnp.full((b,), -1, jnp.int32),
@@ -219,7 +228,7 @@ def _choose(spec: _Spec, knobs: _Knobs, logits: jax.Array, loop: _Loop, prefix_K
     )
     key = jax.random.fold_in(jax.random.key(knobs.seed), step)
     tok = _force(pattern, step, loop.lengths_B, _sample(spec, knobs, key, logits))
-    if spec.prompt_steps:
+    if prefix_KxM is not None:
         tok = _keep_prompt(prefix_KxM, step, tok)
     ended = (loop.lengths_B < 0) & (tok[:, 0] == pattern.eos)
     lengths = jnp.where(ended, pattern.length_at_eos(step), loop.lengths_B).astype(jnp.int32)
@@ -238,15 +247,19 @@ def _choose(spec: _Spec, knobs: _Knobs, logits: jax.Array, loop: _Loop, prefix_K
 def _prepare(model, spec, cache_steps, cond, valid_B, prefix_KxM=None):
     """Everything computed once per batch: decode context (cross-attention K/V and the
     alignment prior's lengths), the cache (empty, or holding a prompt's whole steps) and loop
-    state."""
+    state.
+
+    A prompt prefills all M steps of its bucketed prefix (PAD past its whole steps): the
+    slots past them hold K/V no step reads, as a step sees only the slots up to its own,
+    which it has just overwritten. So one program serves every prompt length in a bucket."""
     prior = _prior(model, spec, cond)
     cond = _cond_rows(spec.cfg, cond)
     ctx = model.decode_context(cond, prior)
     cache = model.init_cache(cond.drop_B.shape[0], cache_steps)
     loop = _init_loop(spec, valid_B, cache_steps, prefix_KxM)
-    if spec.prompt_steps:  # inputs of steps 0 .. n-1: BOS, then the prompt's steps 0 .. n-2
+    if prefix_KxM is not None:  # inputs of steps 0 .. M-1: BOS, then the steps 0 .. M-2
         bos_BxKx1 = jnp.full(loop.tokens_BxK.shape + (1,), spec.pattern.bos, jnp.int32)
-        inputs = jnp.concatenate([bos_BxKx1, loop.seq_BxKxS[:, :, : spec.prompt_steps - 1]], 2)
+        inputs = jnp.concatenate([bos_BxKx1, loop.seq_BxKxS[:, :, : prefix_KxM.shape[1] - 1]], 2)
         _, cache, _ = model.extend(_rows(spec.cfg, inputs), jnp.int32(0), cache, ctx)
     return ctx, cache, loop
 
@@ -328,6 +341,12 @@ def step_bucket(n: int) -> int:
     return p * 3 // 4 if p > 64 and n <= p * 3 // 4 else p
 
 
+def prompt_bucket(m: int, cache_steps: int) -> int:
+    """Prefilled steps of a prompt whose prefix spans m steps: step_bucket(m) (at most 1.5x
+    the work), within the cache."""
+    return min(step_bucket(m), cache_steps)
+
+
 def prefix_bucket(n: int, cache_steps: int) -> int:
     """Decoder length of the naive decode's full forward at step n - 1."""
     return min(_pow2(n, 16), cache_steps)
@@ -374,18 +393,17 @@ def _batch(
     return _Batch(Cond.of_text(text, mask, **ids), np.arange(b) < len(text_ids))
 
 
-def _prefix(pattern: Pattern, prompt: np.ndarray | None) -> tuple[np.ndarray | None, int]:
-    """A prompt's codes_KxP checked and laid into pattern steps: (prefix_KxM, whole steps)."""
+def _prefix(pattern: Pattern, prompt: np.ndarray | None) -> np.ndarray | None:
+    """A prompt's codes_KxP checked and laid into pattern steps (prefix_KxM)."""
     if prompt is None:
-        return None, 0
+        return None
     codes = np.asarray(prompt)
     k, c = pattern.n_codebooks, pattern.codebook_size
     if codes.ndim != 2 or codes.shape[0] != k or codes.shape[1] < 1:
         raise ValueError(f"a prompt is codes of shape ({k}, frames >= 1), got {codes.shape}")
     if not np.issubdtype(codes.dtype, np.integer) or codes.min() < 0 or codes.max() >= c:
         raise ValueError(f"prompt codes must be integers in [0, {c})")
-    prefix_KxM = np.asarray(pattern.prefix(codes.astype(np.int32)))
-    return prefix_KxM, int(np.cumprod((prefix_KxM >= 0).all(axis=0)).sum())
+    return np.asarray(pattern.prefix(codes.astype(np.int32)))
 
 
 def _steps(spec: _Spec, max_frames: int, prompt_frames: int) -> tuple[int, int]:
@@ -417,8 +435,9 @@ class _Request(NamedTuple):
     batch: _Batch
     max_steps: int
     cache_steps: int
-    prefix_KxM: np.ndarray | None  # a prompt's steps (Pattern.prefix), or None
+    prefix_KxM: np.ndarray | None  # a prompt's steps (Pattern.prefix, bucketed), or None
     skip: int  # the prompt's frames, dropped from the output
+    start: int  # the first sampled step: after the prompt's whole steps
     graphdef: Any
     state: Any
 
@@ -430,15 +449,21 @@ def _request(model, text_ids, sampling: Sampling, max_frames: int, categories, p
             f"the model reads {sorted(model.conditioner.categories) or 'no attribute'} besides "
             f"the text, given {sorted(categories) or 'none'}"
         )
-    prefix_KxM, whole = _prefix(model.pattern, prompt)
-    spec = dataclasses.replace(_spec(model, sampling), prompt_steps=whole)
+    prefix_KxM, spec = _prefix(model.pattern, prompt), _spec(model, sampling)
     skip = 0 if prompt is None else int(np.shape(prompt)[1])
     knobs = _knobs(sampling)
     if skip:  # min_frames counts the continuation's frames; EOS counts the prompt's too
         knobs = knobs._replace(min_frames=np.int32(sampling.min_frames + skip))
     batch = _batch(text_ids, model.cfg.max_text_len, categories)
     max_steps, cache_steps = _steps(spec, max_frames, skip)
-    return _Request(spec, knobs, batch, max_steps, cache_steps, prefix_KxM, skip, *nnx.split(model))
+    start = 0
+    if prefix_KxM is not None:  # padded to its bucket with -1 (sampled) steps
+        start, m = int(_whole_steps(prefix_KxM)), prefix_KxM.shape[1]
+        pad = ((0, 0), (0, prompt_bucket(m, cache_steps) - m))
+        prefix_KxM = np.pad(prefix_KxM, pad, constant_values=-1)
+    return _Request(
+        spec, knobs, batch, max_steps, cache_steps, prefix_KxM, skip, start, *nnx.split(model)
+    )
 
 
 def _finish(r: _Request, loop: _Loop, n: int, t0: float) -> Generation:
@@ -493,7 +518,7 @@ def generate_stepwise(
     t0 = time.perf_counter()
     prep = (r.graphdef, r.spec, r.cache_steps, r.state, *r.batch, r.prefix_KxM)
     ctx, cache, loop = _prepare_jit(*prep)
-    for _ in range(r.spec.prompt_steps, r.max_steps):
+    for _ in range(r.start, r.max_steps):
         args = (r.state, ctx, loop, cache, r.prefix_KxM)
         loop, cache = _advance_jit(r.graphdef, r.spec, r.knobs, *args)
         if bool(loop.done_B.all()):
@@ -534,7 +559,7 @@ def generate_naive(
     cond, valid_B = r.batch
     t0 = time.perf_counter()
     loop = _init_loop(r.spec, jnp.asarray(valid_B), r.cache_steps, r.prefix_KxM)
-    for step in range(r.spec.prompt_steps, r.max_steps):
+    for step in range(r.start, r.max_steps):
         prefix = prefix_bucket(step + 1, r.cache_steps)
         args = (r.state, cond, loop.seq_BxKxS, step)
         logits = forward_logits(r.graphdef, prefix, r.spec, *args)

@@ -66,6 +66,12 @@ def main(argv: list[str] | None = None) -> int:
         metavar="TEXT",
         help="what --prompt-wav says; read before each text so the model continues after it",
     )
+    p.add_argument(
+        "--timings-json",
+        metavar="FILE",
+        help="also write the seconds of each phase (load, compile, decode, codec, ...) and of "
+        "the audio made as JSON",
+    )
     for name, attr in conditioning.ATTRIBUTES.items():
         p.add_argument(f"--{name}", metavar="NAME", help=f"{attr.help} (runs trained with one)")
         p.add_argument(

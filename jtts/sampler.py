@@ -198,6 +198,33 @@ def synthesize(
     return Synthesis(codes, compile_s, decode_s)
 
 
+@dataclasses.dataclass(frozen=True)
+class Timings:
+    """Seconds of each phase of one `jtts.sample` call, in the order they run (they add up to
+    `wall_s`), and the seconds of audio made: the summary line, and `--timings-json`."""
+
+    texts: int
+    step: int
+    audio_s: float
+    load_s: float  # checkpoint, text front end, a prompt's encoding
+    compile_s: float
+    decode_s: float
+    host_s: float  # batching and reverting codes around the compiled programs
+    write_s: float  # the codes files
+    codec_s: float  # `python -m codec_bridge decode`, 0 without wavs
+    wall_s: float
+
+    def line(self) -> str:
+        synth_s = self.wall_s - self.load_s
+        return (
+            f"jtts.sample: {self.texts} text(s), checkpoint step {self.step}: "
+            f"audio {self.audio_s:.2f} s | wall {synth_s:.2f} s | "
+            f"RTF {synth_s / self.audio_s:.3f} | compile {self.compile_s:.2f} s | "
+            f"decode {self.decode_s:.2f} s (RTF {self.decode_s / self.audio_s:.3f}) | "
+            f"codec {self.codec_s:.2f} s | load {self.load_s:.2f} s"
+        )
+
+
 def write_codes(
     run: Run, path: Path, codes_KxT: np.ndarray, text: str, normalized: str, **extra: Any
 ) -> None:
@@ -369,6 +396,7 @@ def _max_frames(run: Run, max_seconds: float | None, prompt: tuple[str, int] | N
 
 
 def _main(o: dict[str, Any]) -> None:
+    """The CLI's work: prints the summary line (and writes `--timings-json`)."""
     t_start = time.perf_counter()
     if name := _listing(o):
         print("\n".join(list_names(o["workdir"], name)))
@@ -403,6 +431,7 @@ def _main(o: dict[str, Any]) -> None:
     )
     t_ready = time.perf_counter()
     syn = synthesize(run, texts, sampling, max_frames, o["batch_size"], names, categories, prompt)
+    t_codes = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="jtts-codes-") as tmp:
         if o["text"] is not None:
             path = Path(o["codes_out"] or Path(tmp) / "codes.npy")
@@ -417,15 +446,21 @@ def _main(o: dict[str, Any]) -> None:
         if o["out"] or o["out_dir"]:
             run_codec(codec_args, o["codes_out"])
     t_end = time.perf_counter()
-    audio_s = sum(c.shape[1] for c in syn.codes) / run.frame_rate
-    wall_s = t_end - t_ready
-    print(
-        f"jtts.sample: {len(texts)} text(s), checkpoint step {run.step}: "
-        f"audio {audio_s:.2f} s | wall {wall_s:.2f} s | RTF {wall_s / audio_s:.3f} | "
-        f"compile {syn.compile_s:.2f} s | decode {syn.decode_s:.2f} s "
-        f"(RTF {syn.decode_s / audio_s:.3f}) | codec {t_end - t_codec:.2f} s | "
-        f"load {t_ready - t_start:.2f} s"
+    timings = Timings(
+        texts=len(texts),
+        step=run.step,
+        audio_s=sum(c.shape[1] for c in syn.codes) / run.frame_rate,
+        load_s=t_ready - t_start,
+        compile_s=syn.compile_s,
+        decode_s=syn.decode_s,
+        host_s=t_codes - t_ready - syn.compile_s - syn.decode_s,
+        write_s=t_codec - t_codes,
+        codec_s=t_end - t_codec,
+        wall_s=t_end - t_start,
     )
+    print(timings.line())
+    if o["timings_json"]:
+        Path(o["timings_json"]).write_text(json.dumps(dataclasses.asdict(timings)) + "\n")
 
 
 def cli(**options: Any) -> int:

@@ -226,6 +226,21 @@ def test_a_prefilled_prompt_equals_the_teacher_forced_reference(prior, cfg_scale
     assert all(c.shape == (4, 8) for c in compiled.codes)  # the continuation only
 
 
+def test_prompts_of_nearby_lengths_share_a_program_and_equal_the_reference(model):
+    """9 and 7 frames (prefixes of 12 and 10 steps) prefill one bucket of 64 steps: the second
+    compiles nothing, and both still equal the no-cache reference, which never pads."""
+    assert [decode.prompt_bucket(m, 768) for m in (8, 64, 65, 100, 700)] == [64, 64, 96, 128, 768]
+    assert decode.prompt_bucket(100, 96) == 96  # never past the cache
+    sampling = fixed(8, greedy=True, cfg_scale=3.0)
+    longer, shorter = np.random.default_rng(1).integers(0, 64, size=(2, 4, 9))
+    shorter = shorter[:, :7]  # a length no other test decodes
+    first = decode.generate(model, TEXTS, sampling, 8, prompt=longer)
+    second = decode.generate(model, TEXTS, sampling, 8, prompt=shorter)
+    assert second.compile_s == 0.0
+    for prompt, g in ((longer, first), (shorter, second)):
+        assert_same_codes(g, decode.generate_naive(model, TEXTS, sampling, 8, prompt=prompt))
+
+
 def test_a_prompt_changes_the_output_and_the_same_prompt_repeats_it(model):
     sampling = fixed(8, greedy=True)
     plain = decode.generate(model, TEXTS, sampling, 8)
