@@ -75,7 +75,11 @@ def run(tmp_path_factory):
     utts = [store[i] for i in range(len(store))]
     texts = [encode_text(u.text, cfg.data.text_normalizer) for u in utts]
     params, steps = overfit(cfg, texts, [u.codes.astype(np.int32) for u in utts])
-    run_dir = root / "run"
+    return save_run(root / "run", cfg, params, steps, store), utts
+
+
+def save_run(run_dir, cfg, params, steps, store):
+    """A run directory as `jtts.train` leaves it: checkpoint, config.json, store.json."""
     ckpt = Checkpointer(run_dir, cfg)
     ckpt.save(steps, {"params": nnx.to_pure_dict(params), "step": np.int32(steps)}, {"epoch": 0})
     ckpt.wait()
@@ -83,7 +87,7 @@ def run(tmp_path_factory):
     save_config(cfg, RunDir(run_dir).config)
     meta = {k: v for k, v in store.meta.items() if k != "shards"}
     RunDir(run_dir).store.write_text(json.dumps({**meta, "store_dir": str(store.root)}))
-    return run_dir, utts
+    return run_dir
 
 
 def cli(capsys, *args):
@@ -149,13 +153,24 @@ def test_max_seconds_cap_warns(run, tmp_path, capsys):
         (["--text", "hi", "--codes-out", "x.npy", "--step", "999"], "no checkpoint for step"),
         (["--text", "hi", "--codes-out", "x.npy", "--top-p", "0"], "top-p"),
         (["--text", "hi", "--codes-out", "x.npy", "--length-scale", "0"], "length scale"),
-        (["--text", "hi", "--codes-out", "x.npy", "--length-scale", "1.1"], "no attention prior"),
     ],
 )
 def test_usage_errors(run, tmp_path, capsys, args, message):
     code, _, err = cli(capsys, "--workdir", run[0], *args)
     assert code == 2
     assert message in err and err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_length_scale_needs_the_models_own_prior(run, tmp_path, capsys):
+    """Every config now carries the prior; a model trained without one has no length to scale."""
+    cfg = load_config(CONFIGS / "tiny.yaml", ["model.attention_prior=null"])
+    params = nnx.state(build_model(cfg.model, nnx.Rngs(0)), nnx.Param)
+    store = CodeStore.open(json.loads(RunDir(run[0]).store.read_text())["store_dir"])
+    run_dir = save_run(tmp_path / "run", cfg, params, 1, store)
+    args = ["--text", "hi", "--codes-out", tmp_path / "x.npy", "--length-scale", "1.1"]
+    code, _, err = cli(capsys, "--workdir", run_dir, *args)
+    assert code == 2
+    assert "no attention prior" in err and err.startswith("error: ") and err.count("\n") == 1
 
 
 def test_run_dir_errors(run, tmp_path, capsys):
