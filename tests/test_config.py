@@ -135,13 +135,23 @@ def test_unknown_key_in_yaml(tmp_path):
         ("data.val_fraction=1", "data.val_fraction must be in [0, 1)"),
         ("train.mesh.fsdp=-1", "at most one"),
         ("sample.length_scale=0", "sample.length_scale must be > 0"),
-        ("sample.length_scale=1.1", "sample.length_scale=1.1 needs model.attention_prior"),
     ],
 )
 def test_invalid_values(override, fragment):
     with pytest.raises(ConfigError) as err:
         load_config(CONFIGS / "tiny.yaml", [override])
     assert fragment in str(err.value)
+
+
+def test_length_scale_needs_the_models_prior():
+    """Every config carries the prior; turned off, nothing sets the length a scale would scale."""
+    assert (
+        load_config(CONFIGS / "tiny.yaml", ["sample.length_scale=1.1"]).sample.length_scale == 1.1
+    )
+    with pytest.raises(ConfigError, match="sample.length_scale=1.1 needs model.attention_prior"):
+        load_config(
+            CONFIGS / "tiny.yaml", ["model.attention_prior=null", "sample.length_scale=1.1"]
+        )
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -260,7 +260,8 @@ def test_dropout_only_with_rng(cfg):
 
 @pytest.mark.parametrize("scan", [False, True])
 def test_every_param_gets_gradient(cfg, scan):
-    """Catches layers cut off from the loss by the split/merge inside LayerStack and remat."""
+    """Catches layers cut off from the loss by the split/merge inside LayerStack and remat.
+    The length head (the model's prior) is reached by its own loss, on predicted lengths."""
     model = build_model(dataclasses.replace(cfg, scan_layers=scan, remat=True), nnx.Rngs(2))
     cond, tokens = make_batch(cfg)
 
@@ -268,7 +269,7 @@ def test_every_param_gets_gradient(cfg, scan):
     def grads(model):
         def loss(model):
             logits, _ = model(drop(cond, jnp.array([True, False])), tokens)
-            return jnp.mean(logits**2)
+            return jnp.mean(logits**2) + jnp.mean(model.predicted_frames(cond) ** 2)
 
         return nnx.grad(loss)(model)
 
