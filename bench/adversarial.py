@@ -40,7 +40,13 @@ import soundfile as sf
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from codec_bridge.format import CodeStore, read_skipped, save_codes, split_of  # noqa: E402
+from codec_bridge.format import (  # noqa: E402
+    CodeStore,
+    load_codes,
+    read_skipped,
+    save_codes,
+    split_of,
+)
 from jtts.metrics import read_jsonl  # noqa: E402
 from jtts.rundir import RunDir  # noqa: E402
 from speechcorpus.grammar import build_corpus  # noqa: E402
@@ -1076,6 +1082,114 @@ def case_sample_text_20000_characters_unsplit(s):
     out = str(s.work / "long20k.npy")
     p = s.run(*sample(s.trained, "--text", LONG_TEXT, "--codes-out", out))
     return s.user_error(p, "text tokens", "--split-sentences")
+
+
+# Voice inputs (issue 26): a speaker the run does not know, and voice prompts the codec refuses
+# (exit 2, one line naming --prompt-wav and the problem) or converts (stereo is mixed down,
+# 8 kHz resampled: exit 0, the prompt's 2 s read as 150 codec frames).
+SPEAKER_RUN = ("model.conditions=[{name: speaker}]", "train.steps=1", "checkpoint.every=1")
+
+
+@case("sample", "exit 2; one line: --speaker on a run trained without speakers")
+def case_sample_speaker_on_run_without_speakers(s):
+    p = s.run(*sample(s.trained, "--text", "Hi.", "--codes-out", str(s.work / "c.npy"),
+                      "--speaker", "nobody"))  # fmt: skip
+    return s.user_error(p, "--speaker", str(s.trained), "not trained with a speaker")
+
+
+@case("sample", "exit 2; one line naming the unknown speaker and the known ones")
+def case_sample_speaker_unknown(s):
+    run_dir = s.work / "runs" / "speakers"
+    made = s.run(*train(s.store, run_dir, *SPEAKER_RUN))
+    s.exit_code(made, 0)
+    p = s.run(*sample(run_dir, "--text", "Hi.", "--codes-out", str(s.work / "c.npy"),
+                      "--speaker", "nobody"))  # fmt: skip
+    return s.user_error(p, "--speaker", "unknown speaker 'nobody'", "known: ")
+
+
+def _prompt_wav(
+    s: Sweep, name: str, seconds: float = 2.0, rate: int = 24000, channels: int = 1, peak=0.3
+) -> Path:
+    """A noise clip (the untrained model has no voice to match) as a voice prompt file."""
+    path = s.work / "prompts" / f"{name}.wav"
+    path.parent.mkdir(exist_ok=True)
+    noise = np.random.default_rng(0).uniform(-peak, peak, (round(seconds * rate), channels))
+    sf.write(path, noise, rate, subtype="PCM_16")
+    return path
+
+
+def _prompted(s: Sweep, wav: Path, *args: str) -> Proc:
+    return s.run(*sample(s.trained, "--text", "Hello.", "--prompt-wav", str(wav),
+                         "--max-seconds", "0.2", *args))  # fmt: skip
+
+
+def _bad_prompt(s: Sweep, wav: Path, problem: str) -> Proc:
+    p = _prompted(s, wav, "--codes-out", str(s.work / "c.npy"))
+    return s.user_error(p, f"--prompt-wav {wav}: {problem}")
+
+
+@case("sample", "exit 2; one line naming --prompt-wav and 'no such file'")
+def case_sample_prompt_missing(s):
+    return _bad_prompt(s, s.work / "prompts" / "never_recorded.wav", "no such file")
+
+
+@case("sample", "exit 2; one line naming --prompt-wav and 'unreadable audio'")
+def case_sample_prompt_not_audio(s):
+    path = s.work / "prompts" / "not_audio.wav"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text("this is not a wav file\n")
+    return _bad_prompt(s, path, "unreadable audio")
+
+
+@case("sample", "exit 2; one line naming --prompt-wav and 'silent'")
+def case_sample_prompt_silent(s):
+    return _bad_prompt(s, _prompt_wav(s, "silent", peak=0), "silent (peak below -80 dBFS)")
+
+
+@case("sample", "exit 2; one line naming --prompt-wav, 0.30 s and the 1 s minimum")
+def case_sample_prompt_too_short(s):
+    path = _prompt_wav(s, "short", seconds=0.3)
+    return _bad_prompt(s, path, "too short (0.30 s < --min-seconds 1)")
+
+
+@case("sample", "exit 2; one line naming --prompt-wav, 15.0 s and the 10 s maximum")
+def case_sample_prompt_too_long(s):
+    path = _prompt_wav(s, "long", seconds=15)
+    return _bad_prompt(s, path, "too long (15.0 s > --max-seconds 10)")
+
+
+def _accepted_prompt(s: Sweep, wav: Path) -> Proc:
+    out, codes = s.work / f"{wav.stem}.wav", s.work / f"{wav.stem}.npy"
+    for stale in (out, codes):
+        stale.unlink(missing_ok=True)
+    p = _prompted(s, wav, "--prompt-text", "A sentence.", "--out", str(out), "--codes-out",
+                  str(codes))  # fmt: skip
+    s.exit_code(p, 0)
+    if not s.expect(out.exists() and codes.exists(), "no wav or codes written"):
+        return p
+    spoken, meta = load_codes(codes)
+    frames, rate = meta["prompt"]["frames"], meta["frame_rate"]
+    s.expect(frames == 2 * rate, f"the 2 s prompt gave {frames} codec frames at {rate:g} Hz")
+    hop = meta["sample_rate"] / rate
+    s.expect(sf.info(str(out)).frames == spoken.shape[1] * hop, "the wav holds more than the text")
+    return p
+
+
+@case("sample", "exit 0; stereo prompt mixed down, speech written")
+def case_sample_prompt_stereo(s):
+    return _accepted_prompt(s, _prompt_wav(s, "stereo", channels=2))
+
+
+@case("sample", "exit 0; 8 kHz prompt resampled, speech written")
+def case_sample_prompt_8khz(s):
+    return _accepted_prompt(s, _prompt_wav(s, "rate8k", rate=8000))
+
+
+@case("sample", "exit 2; one line: --prompt-text needs --prompt-wav", quick=True)
+def case_sample_prompt_text_without_wav(s):
+    p = s.run(*sample(s.work / "runs" / "unused", "--text", "Hi.", "--codes-out",
+                      str(s.work / "c.npy"), "--prompt-text", "What the clip says."))  # fmt: skip
+    return s.user_error(p, "--prompt-text", "--prompt-wav")
 
 
 # === decode and the other bridge commands ===================================================
