@@ -140,9 +140,10 @@ def encode(
 
 @dataclasses.dataclass(frozen=True)
 class Synthesis:
-    """Codes of each text, and the compile and decode seconds they took."""
+    """Codes of each text, whether each ended by EOS, and the compile and decode seconds."""
 
     codes: list[np.ndarray]  # codes_KxT per text
+    eos: list[bool]  # every chunk of the text ended by EOS, none cut at max_frames
     compile_s: float
     decode_s: float
 
@@ -167,7 +168,7 @@ def synthesize(
     chunks = [(i, j, ids) for i, text in enumerate(texts) for j, ids in enumerate(text)]
     chunks.sort(key=lambda c: len(c[2]))
     out: dict[tuple[int, int], np.ndarray] = {}
-    cut: set[str] = set()
+    cut: set[int] = set()  # texts with a chunk cut at max_frames
     compile_s = decode_s = 0.0
     for b, start in enumerate(range(0, len(chunks), batch_size)):
         batch = chunks[start : start + batch_size]
@@ -183,10 +184,11 @@ def synthesize(
         for (i, j, _), codes, finished in zip(batch, g.codes, g.finished, strict=True):
             out[i, j] = codes
             if not finished:
-                cut.add(names[i])
+                cut.add(i)
     if cut:
+        which = ", ".join(names[i] for i in sorted(cut))
         warnings.warn(
-            f"{', '.join(sorted(cut))}: no EOS within {max_frames / run.frame_rate:.1f} s, "
+            f"{which}: no EOS within {max_frames / run.frame_rate:.1f} s, "
             "audio cut there (raise --max-seconds, or the checkpoint is undertrained)",
             MaxLengthWarning,
             stacklevel=2,
@@ -195,7 +197,7 @@ def synthesize(
         np.concatenate([out[i, j] for j in range(len(text))], axis=1)
         for i, text in enumerate(texts)
     ]
-    return Synthesis(codes, compile_s, decode_s)
+    return Synthesis(codes, [i not in cut for i in range(len(texts))], compile_s, decode_s)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -228,7 +230,8 @@ class Timings:
 def write_codes(
     run: Run, path: Path, codes_KxT: np.ndarray, text: str, normalized: str, **extra: Any
 ) -> None:
-    """codes .npy + .json sidecar (store meta, store_dir, text, normalized, step, `extra`)."""
+    """codes .npy + .json sidecar (store meta, store_dir, text, normalized, step, `extra`: the
+    sampler adds `eos`, whether the text ended by EOS rather than at the length cap)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {**run.store_meta, "text": text, "normalized": normalized, "step": run.step, **extra}
     save_codes(path, codes_KxT, meta)
@@ -435,12 +438,14 @@ def _main(o: dict[str, Any]) -> None:
     with tempfile.TemporaryDirectory(prefix="jtts-codes-") as tmp:
         if o["text"] is not None:
             path = Path(o["codes_out"] or Path(tmp) / "codes.npy")
-            write_codes(run, path, syn.codes[0], raw[0], said[0], **provenance)
+            write_codes(run, path, syn.codes[0], raw[0], said[0], eos=syn.eos[0], **provenance)
             codec_args = [str(path), "--out", o["out"]]
         else:
             folder = Path(o["codes_out"] or tmp)
-            for stem, text, spoken, codes in zip(stems, raw, said, syn.codes, strict=True):
-                write_codes(run, folder / f"{stem}.npy", codes, text, spoken, **provenance)
+            for stem, text, spoken, codes, eos in zip(
+                stems, raw, said, syn.codes, syn.eos, strict=True
+            ):
+                write_codes(run, folder / f"{stem}.npy", codes, text, spoken, eos=eos, **provenance)
             codec_args = ["--in-dir", str(folder), "--out-dir", str(o["out_dir"])]
         t_codec = time.perf_counter()
         if o["out"] or o["out_dir"]:

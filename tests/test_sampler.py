@@ -132,6 +132,7 @@ def test_split_sentences_concatenates_codes(run, tmp_path, capsys):
     assert cli(capsys, *args, *GREEDY)[0] == 0
     expected = np.concatenate([u.codes for u in utts], axis=1)
     np.testing.assert_array_equal(load_codes(out)[0], expected)
+    assert load_codes(out)[1]["eos"] is True  # every sentence ended by EOS
 
 
 def test_max_seconds_cap_warns(run, tmp_path, capsys):
@@ -141,6 +142,7 @@ def test_max_seconds_cap_warns(run, tmp_path, capsys):
     assert code == 0
     assert "warning: --text: no EOS within 0.1 s" in err
     assert load_codes(tmp_path / "c.npy")[0].shape == (8, 8)  # round(0.1 s * 75)
+    assert load_codes(tmp_path / "c.npy")[1]["eos"] is False  # the sidecar says so
 
 
 @pytest.mark.parametrize(
