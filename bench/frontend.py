@@ -61,28 +61,37 @@ def judged_subset(out: Path, heldout: Path, ids: list[str], texts: dict[str, str
     return out
 
 
-def pick(heldout: Path, n: int, cap_s: float) -> tuple[dict[str, list[str]], dict[str, str]]:
-    """The first `n` held-out ids of each kind whose recording fits in `cap_s`, and all texts."""
+def pick(
+    heldout: Path, n: int, cap_s: float, n_unseen: int = UNSEEN
+) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """The first `n` held-out ids of each kind whose recording fits in `cap_s`, and all texts;
+    the first `n_unseen` held-out sentences are the unseen-word kind."""
     texts = {}
     for row in (heldout / "metadata.csv").read_text(encoding="utf-8").splitlines():
         utt, text, _ = row.split("|")
         texts[utt] = text
     fits = [u for u in texts if sf.info(heldout / "wavs" / f"{u}.wav").duration <= cap_s - 0.5]
     kinds = {
-        "unseen": [u for u in fits if int(u.split("-")[1]) < UNSEEN][:n],
-        "seen": [u for u in fits if int(u.split("-")[1]) >= UNSEEN][:n],
+        "unseen": [u for u in fits if int(u.split("-")[1]) < n_unseen][:n],
+        "seen": [u for u in fits if int(u.split("-")[1]) >= n_unseen][:n],
     }
     return kinds, texts
 
 
-def judge(out: Path, subset: Path, synth: Path, weights: str, kbps: float, asr: str) -> dict:
+def evaluation(out: Path, subset: Path, synth: Path, weights: str, kbps: float, asr: str) -> dict:
+    """`codec_bridge evaluate`'s whole report on `subset` (recordings, their resynthesis by
+    `weights` at `kbps`, and `synth`), judged by `asr`; kept in `out`/report.json and reused."""
     report = out / "report.json"
     if not report.exists():
         cmd = [sys.executable, "-m", "codec_bridge", "evaluate", "--format", "ljspeech"]
         cmd += ["--input", str(subset), "--weights", weights, "--bandwidth", f"{kbps:g}"]
         cmd += ["--synth", str(synth), "--asr", asr, "--quiet", "--out", str(report)]
         subprocess.run(cmd, check=True, cwd=ROOT, stdout=sys.stderr)
-    sets = json.loads(report.read_text())["sets"]
+    return json.loads(report.read_text())
+
+
+def judge(out: Path, subset: Path, synth: Path, weights: str, kbps: float, asr: str) -> dict:
+    sets = evaluation(out, subset, synth, weights, kbps, asr)["sets"]
     return {
         name: {k: round(sets[name][k], 4) for k in ("wer", "cer", "nearest_own_text")}
         for name in ("original", "resynthesis", "synthesis")
