@@ -42,6 +42,11 @@ def read_manifest(out: str | Path) -> dict:
     return recorded
 
 
+def write_manifest(out: Path, record: dict) -> None:
+    """``out``'s `MANIFEST`, the one writer of what `read_manifest` reads."""
+    (out / MANIFEST).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+
+
 def write_wavs(
     out: Path, texts: dict[str, str], voice: str | Voice, sample_rate: int | None = None
 ) -> int:
@@ -104,8 +109,7 @@ def write_corpus(
     out = Path(out)
     write_wavs(out, texts, voice, sample_rate)
     write_metadata(out, texts)
-    spec = voice if isinstance(voice, str) else voice.spec
-    (out / MANIFEST).write_text(json.dumps({"voice": spec}, indent=1) + "\n", encoding="utf-8")
+    write_manifest(out, {"voice": voice if isinstance(voice, str) else voice.spec})
     return out
 
 
@@ -156,7 +160,7 @@ def build_split(
     texts = {f"{ID_PREFIX[split]}-{i:05d}": t for i, t in enumerate(chosen[:n])}
     engine = load_voice(voice)  # before the manifest: a voice missing here leaves no trace
     out.mkdir(parents=True, exist_ok=True)
-    manifest.write_text(json.dumps(settings, indent=1) + "\n")
+    write_manifest(out, settings)
     spoken = write_wavs(out, texts, engine, sample_rate)
     write_metadata(out, texts)
     report = {
@@ -167,5 +171,5 @@ def build_split(
         "seconds": time.perf_counter() - start,
         "unseen_word_share": sentences_lib.unseen_share(texts.values(), parts.train),
     }
-    manifest.write_text(json.dumps(report, indent=1) + "\n")
+    write_manifest(out, report)
     return report
