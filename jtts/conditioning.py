@@ -35,7 +35,7 @@ from jax import numpy as jnp
 
 from jtts.config import ConditionConfig, ConfigError, ModelConfig
 from jtts.layers import EncoderLayer, LayerStack, RMSNorm, split_rng
-from jtts.spelling import SpellingEmbed
+from jtts.spelling import ByteEmbed, SpellingEmbed, unit_tokens
 
 TEXT = "text"
 
@@ -218,11 +218,13 @@ class Conditioner(nnx.Module):
         self.cfg = cfg
         init = nnx.initializers.normal(cfg.init_std)
         pdt = jnp.dtype(cfg.param_dtype)
-        if cfg.text_embed != "spelling":
+        if cfg.text_embed in ("table", "both"):
             shape = (cfg.text_vocab_size, cfg.d_model)
             self.text_embed = nnx.Param(init(rngs.params(), shape, pdt))
-        if cfg.text_embed != "table":
+        if cfg.text_embed in ("spelling", "both"):
             self.spelling = SpellingEmbed(cfg, rngs=rngs)
+        if cfg.text_units == "bytes":
+            self.bytes = ByteEmbed(cfg, rngs=rngs)
         self.null_cond = nnx.Param(init(rngs.params(), (cfg.d_model,), pdt))
         self.encoder = LayerStack(
             lambda r: EncoderLayer(cfg, rngs=r), cfg.enc_layers, scan=cfg.scan_layers, rngs=rngs
@@ -233,10 +235,16 @@ class Conditioner(nnx.Module):
             setattr(self, a.name, CategoryEncoder(cfg, len(c.values), rngs=rngs))
 
     def _embed_text(self, ids_BxS: jax.Array) -> jax.Array:
-        if self.cfg.text_embed == "spelling":
-            return self.spelling(ids_BxS)
-        x = jnp.take(self.text_embed[...], ids_BxS, axis=0)
-        return x if self.cfg.text_embed == "table" else x + self.spelling(ids_BxS)
+        """Each text position's vector: its byte's (text_units=bytes) plus its token's."""
+        parts, tokens_BxS = [], ids_BxS
+        if self.cfg.text_units == "bytes":
+            parts.append(self.bytes(ids_BxS))
+            tokens_BxS = unit_tokens(ids_BxS)
+        if self.cfg.text_embed in ("table", "both"):
+            parts.append(jnp.take(self.text_embed[...], tokens_BxS, axis=0))
+        if self.cfg.text_embed in ("spelling", "both"):
+            parts.append(self.spelling(tokens_BxS))
+        return sum(parts[1:], parts[0])
 
     def encode_text(self, text: Text, *, dropout_rng: jax.Array | None = None) -> jax.Array:
         """The text's encoding enc_BxSxD, whether or not its rows are dropped."""

@@ -89,7 +89,12 @@ class ModelConfig:
     attention_prior: float | None = 0.5
     # Text token vectors: the embedding table, composed from the token's spelling so unseen
     # tokens read (jtts.spelling, a character CNN of width spelling_dim), or their sum.
-    text_embed: Literal["table", "spelling", "both"] = "table"
+    text_embed: Literal["table", "spelling", "both", "none"] = "table"
+    # What one text position is: a Whisper token, or one byte of a token's spelling
+    # ("bytes": jtts.spelling.to_units; each byte's vector adds its token's text_embed
+    # vector, "none" leaving the bytes alone). Bytes give cross-attention units of even
+    # duration, which the diagonal attention prior fits, and the same 256 symbols in every word.
+    text_units: Literal["tokens", "bytes"] = "tokens"
     spelling_dim: int = 128
     rope_theta: float = 10000.0
     norm_eps: float = 1e-6
@@ -118,6 +123,10 @@ class ModelConfig:
         _check(
             self.attention_prior is None or self.attention_prior > 0,
             f"model.attention_prior must be > 0 or null, got {self.attention_prior}",
+        )
+        _check(
+            self.text_embed != "none" or self.text_units == "bytes",
+            "model.text_embed=none leaves tokens without vectors; it needs model.text_units=bytes",
         )
 
     @property

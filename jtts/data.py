@@ -33,20 +33,23 @@ from codec_bridge.format import CodeStore
 from jtts import conditioning
 from jtts.conditioning import Cond
 from jtts.config import Config
+from jtts.spelling import to_units
 from jtts.text import get_tokenizer, normalize
 
 TEXT_ROUND = 16  # text lengths are padded to multiples of this
 FRAME_ROUND = 8  # bucket edges (frames) are multiples of this, unless capped by max_frames
 
 
-def encode_text(text: str, normalizer: str) -> np.ndarray:
-    """Token ids the model reads for `text`: normalized Whisper BPE ids + <|endoftext|>.
+def encode_text(text: str, normalizer: str, units: str = "tokens") -> np.ndarray:
+    """Text positions the model reads for `text`: normalized Whisper BPE ids + <|endoftext|>,
+    as ids or as the bytes of their spellings (`model.text_units`, `jtts.spelling.to_units`).
 
     The trailing EOT keeps every text non-empty (an all-masked encoder row has no keys to
     attend to) and marks its end. The sampler must encode texts with this same function.
     """
     tok = get_tokenizer("whisper")
-    return np.asarray([*tok.encode(normalize(text, normalizer)), tok.eot], np.int32)
+    ids = np.asarray([*tok.encode(normalize(text, normalizer)), tok.eot], np.int32)
+    return to_units(ids, units)
 
 
 def _round_up(x: int, m: int) -> int:
@@ -77,14 +80,14 @@ class Corpus:
         d, m = cfg.data, cfg.model
         self.seed = d.seed
         self.max_frames = d.max_frames
-        self.eot = get_tokenizer("whisper").eot
+        self.eot = int(to_units(np.asarray([get_tokenizer("whisper").eot]), m.text_units)[0])
         self.ids = store.ids
         self.lengths = store.lengths.astype(np.int64)
         attrs = conditioning.attributes(m)
         self.tokens: list[np.ndarray] = []
         categories: dict[str, list[int]] = {a.name: [] for a, _ in attrs}
         for r in store.records():
-            self.tokens.append(encode_text(r["text"], d.text_normalizer))
+            self.tokens.append(encode_text(r["text"], d.text_normalizer, m.text_units))
             for a, _ in attrs:
                 categories[a.name].append(conditioning.lookup(m, a.name, r[a.field]))
         # Each attribute's id per store row (a category's index in its table of names).

@@ -53,7 +53,7 @@ def startup_lines(
             f"jtts:   {split}: {c['kept']} of {c['utterances']} used, {c['cropped']} "
             f"cropped to {cfg.data.max_frames} frames, "
             f"{c['dropped_too_many_frames']} dropped (too many frames), "
-            f"{c['dropped_text_too_long']} dropped (text > {cfg.model.max_text_len} tokens)"
+            f"{c['dropped_text_too_long']} dropped (text > {cfg.model.max_text_len} {cfg.model.text_units})"
         )
     for a, c in conditioning.attributes(cfg.model):
         lines.append(

@@ -114,17 +114,17 @@ def encode(
     """Token ids of `text` as training encoded it (one array, or one per sentence), and the
     normalized text they encode: what the model reads, e.g. the spoken form of numbers.
     `lead` (a voice prompt's transcript) is read before each piece."""
-    normalizer, limit = run.cfg.data.text_normalizer, run.cfg.model.max_text_len
+    normalizer, m = run.cfg.data.text_normalizer, run.cfg.model
     chunks, said = [], []
     for piece in split_sentences(text) if split else [text]:
         spoken = normalize(piece, normalizer)
-        ids = encode_text(f"{lead} {piece}" if lead else piece, normalizer)
-        if len(ids) > limit:
+        ids = encode_text(f"{lead} {piece}" if lead else piece, normalizer, m.text_units)
+        if len(ids) > m.max_text_len:
             fix = "split that sentence" if split else "shorten it or pass --split-sentences"
             what = " with the --prompt-text before it" if lead else ""
             raise UsageError(
-                f"{where}: {len(ids)} text tokens after normalization{what}, the model reads "
-                f"at most {limit}; {fix}"
+                f"{where}: {len(ids)} text {m.text_units} after normalization{what}, the model "
+                f"reads at most {m.max_text_len}; {fix}"
             )
         # Only letters or digits are said: a lone "." or the joiner of an emoji would be babble.
         if any(c.isalnum() for c in spoken):

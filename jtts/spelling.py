@@ -8,6 +8,11 @@ all tokens share (the word encoder of ELMo and CharacterBERT): byte and position
 two convolutions over the bytes, a max over them, a projection to `d_model`. A token it never
 saw gets the vector its spelling implies. `model.text_embed` chooses the table ("table", the
 default, as before), the spelling alone ("spelling"), or their sum ("both").
+
+`model.text_units="bytes"` goes further and makes each byte of a token's spelling one text
+position (`to_units`; `ByteEmbed` gives it the byte's and its place's vectors), as Tacotron
+reads characters: positions of nearly even duration, which the diagonal attention prior fits
+far better than BPE tokens of one to ten phonemes, and 256 symbols that every word trains.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from jtts.text import whisper_token_bytes
 
 MAX_BYTES = 24  # of Whisper's 50,257 BPE tokens 4 are longer (at most 33 bytes): truncated
 PAD = 256  # the byte id after a token's end
+N_BPE = 50257  # Whisper's BPE ranks; the ids after them are special tokens
+SPECIAL = PAD + 1  # the one byte a special token (<|endoftext|>) has in the byte stream
 
 
 @cache
@@ -34,6 +41,56 @@ def spellings(vocab_size: int) -> np.ndarray:
         b = b[:MAX_BYTES]
         table[i, : len(b)] = np.frombuffer(b, np.uint8)
     return table
+
+
+@cache
+def _unit_counts() -> np.ndarray:
+    """Positions each id takes in the byte stream: its bytes (at most MAX_BYTES), 1 if special."""
+    counts = [min(len(b), MAX_BYTES) for b in whisper_token_bytes()[:N_BPE]]
+    return np.asarray(counts + [1] * (len(whisper_token_bytes()) - N_BPE), np.int64)
+
+
+def to_units(ids: np.ndarray, units: str) -> np.ndarray:
+    """Text positions of token ids: the ids ("tokens"), or ("bytes") one unit per byte of each
+    id's spelling, numbered id * MAX_BYTES + the byte's index in the token."""
+    if units == "tokens":
+        return ids
+    ids = np.asarray(ids, np.int64)
+    counts = _unit_counts()[ids]
+    starts = np.cumsum(counts) - counts
+    index = np.arange(counts.sum()) - np.repeat(starts, counts)
+    return (np.repeat(ids, counts) * MAX_BYTES + index).astype(np.int32)
+
+
+def unit_tokens(units_BxS: jax.Array) -> jax.Array:
+    """The token id of each unit made by `to_units(..., "bytes")`."""
+    return units_BxS // MAX_BYTES
+
+
+@cache
+def unit_bytes(vocab_size: int) -> np.ndarray:
+    """`spellings` with each special token spelled as the one SPECIAL byte."""
+    table = spellings(vocab_size).copy()
+    table[N_BPE:] = PAD
+    table[N_BPE:, 0] = SPECIAL
+    return table
+
+
+class ByteEmbed(nnx.Module):
+    """Byte units_BxS (`to_units`) -> vectors_BxSxD: the byte's plus its place in the token's."""
+
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+        self.cfg = cfg
+        init, pdt = nnx.initializers.normal(cfg.init_std), jnp.dtype(cfg.param_dtype)
+        self.byte_embed = nnx.Param(init(rngs.params(), (SPECIAL + 1, cfg.d_model), pdt))
+        self.pos_embed = nnx.Param(init(rngs.params(), (MAX_BYTES, cfg.d_model), pdt))
+
+    def __call__(self, units_BxS: jax.Array) -> jax.Array:
+        table = jnp.asarray(unit_bytes(self.cfg.text_vocab_size))
+        index_BxS = units_BxS % MAX_BYTES
+        bytes_BxS = table[unit_tokens(units_BxS), index_BxS].astype(jnp.int32)
+        x = jnp.take(self.byte_embed[...], bytes_BxS, axis=0)
+        return x + jnp.take(self.pos_embed[...], index_BxS, axis=0)
 
 
 class SpellingEmbed(nnx.Module):

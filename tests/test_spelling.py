@@ -1,4 +1,5 @@
-"""jtts.spelling: token vectors from bytes reach tokens never trained on; the table cannot."""
+"""jtts.spelling: token vectors from bytes reach tokens never trained on; the table cannot;
+byte units spell the text the tokenizer decodes."""
 
 from pathlib import Path
 
@@ -10,9 +11,10 @@ from flax import nnx
 from jax import numpy as jnp
 
 from jtts.conditioning import Cond
-from jtts.config import load_config
+from jtts.config import ConfigError, load_config
+from jtts.data import encode_text
 from jtts.model import build_model
-from jtts.spelling import MAX_BYTES, PAD, SpellingEmbed, spellings
+from jtts.spelling import MAX_BYTES, PAD, SPECIAL, SpellingEmbed, spellings, unit_bytes, unit_tokens
 from jtts.text import get_tokenizer
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -51,6 +53,51 @@ def test_each_mode_has_its_parameters_and_runs(mode):
     logits, _ = model(cond, tokens)
     assert logits.shape == (2, 5, cfg.n_codebooks, cfg.out_vocab_size)
     assert jnp.isfinite(logits).all()
+
+
+@pytest.mark.parametrize(
+    "text", ["They buy and sell, they deal and traffic.", "Zyzzyva's 3rd café: naïve résumé!"]
+)
+def test_byte_units_spell_what_the_tokenizer_decodes(text):
+    """Against the tokenizer's own decode: the units' bytes are the UTF-8 of the decoded
+    tokens, each unit names its token, and <|endoftext|> is one SPECIAL unit."""
+    tok = get_tokenizer("whisper")
+    ids = encode_text(text, "nfkc")
+    units = encode_text(text, "nfkc", "bytes")
+    table = unit_bytes(51865)
+    spelled = table[units // MAX_BYTES, units % MAX_BYTES]
+    assert bytes(spelled[:-1].astype(np.uint8)) == tok.decode(ids[:-1]).encode()
+    assert spelled[-1] == SPECIAL and units[-1] == tok.eot * MAX_BYTES
+    tokens = np.asarray(unit_tokens(jnp.asarray(units)))
+    assert list(dict.fromkeys(tokens)) == list(dict.fromkeys(ids))  # in order, each token
+
+
+@pytest.mark.parametrize("embed", ["none", "table", "both"])
+def test_byte_units_run_with_each_token_part(embed):
+    cfg = tiny("model.text_units=bytes", f"model.text_embed={embed}")
+    model = build_model(cfg, nnx.Rngs(0))
+    params = nnx.state(model.conditioner, nnx.Param)
+    assert "bytes" in params and ("text_embed" in params) == (embed != "none")
+    units = jnp.asarray([encode_text("a cat", "nfkc", "bytes")], jnp.int32)
+    logits, _ = model(
+        Cond.of_text(units, units >= 0), jnp.zeros((1, cfg.n_codebooks, 5), jnp.int32)
+    )
+    assert jnp.isfinite(logits).all()
+
+
+def test_byte_units_with_text_embed_none_same_bytes_same_vectors():
+    """With no token part a unit's vector is its byte's and its place's: "cat" and "cap"
+    (one token each) share their first two vectors and differ in the third."""
+    cfg = tiny("model.text_units=bytes", "model.text_embed=none")
+    model = build_model(cfg, nnx.Rngs(0))
+    cat, cap = (jnp.asarray(encode_text(w, "nfkc", "bytes")) for w in ("cat", "cap"))
+    a, b = model.conditioner._embed_text(cat), model.conditioner._embed_text(cap)
+    assert jnp.allclose(a[:2], b[:2]) and not jnp.allclose(a[2], b[2])
+
+
+def test_text_embed_none_needs_byte_units():
+    with pytest.raises(ConfigError, match="text_embed=none"):
+        tiny("model.text_embed=none")
 
 
 def _first_letter_accuracy(embed, head, ids, labels) -> float:
