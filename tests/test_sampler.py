@@ -121,6 +121,40 @@ def test_cli_reproduces_training_codes(run, tmp_path):
         assert word in proc.stdout
 
 
+def test_a_byte_units_model_reproduces_training_codes(run, tmp_path, capsys):
+    """model.text_units=bytes end to end: the sampler encodes bytes as training did."""
+    run_dir, utts = run
+    # No prior: overfit() trains no length head for sampling to spread it over.
+    cfg = load_config(
+        CONFIGS / "tiny.yaml",
+        ["model.text_units=bytes", "model.text_embed=none", "model.max_text_len=256"]
+        + ["model.attention_prior=null"],
+    )
+    texts = [encode_text(u.text, cfg.data.text_normalizer, "bytes") for u in utts]
+    assert all(
+        len(t) > len(encode_text(u.text, cfg.data.text_normalizer))
+        for t, u in zip(texts, utts, strict=True)
+    )
+    params, steps = overfit(cfg, texts, [u.codes.astype(np.int32) for u in utts])
+    store = CodeStore.open(Path(run_dir).parent / "store")
+    byte_run = save_run(tmp_path / "run", cfg, params, steps, store)
+    lines = tmp_path / "lines.txt"
+    lines.write_text("\n".join(u.text for u in utts) + "\n")
+    code, _, err = cli(
+        capsys,
+        "--workdir",
+        byte_run,
+        "--text-file",
+        lines,
+        "--codes-out",
+        tmp_path / "codes",
+        *GREEDY,
+    )
+    assert code == 0, err
+    for i, utt in enumerate(utts, 1):
+        np.testing.assert_array_equal(load_codes(tmp_path / "codes" / f"{i:04d}.npy")[0], utt.codes)
+
+
 def test_split_sentences_concatenates_codes(run, tmp_path, capsys):
     run_dir, utts = run
     text = ". ".join(u.text.rstrip(".") for u in utts) + "."
