@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--n", type=int, default=None, help="first N sentences of the split")
     b.add_argument("--out", required=True)
     b.add_argument("--sample-rate", type=int, default=None, help="resample to this rate")
+    b.add_argument(
+        "--grammar", type=int, default=0, help="add N template sentences (train split only)"
+    )
     a = ap.parse_args(argv)
     try:
         if a.command == "voices":
@@ -55,7 +58,16 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(report, indent=1))
         else:
             report = builder.build_split(
-                a.out, a.voice, a.split, a.n, a.source, a.seed, a.heldout, a.unseen, a.sample_rate
+                a.out,
+                a.voice,
+                a.split,
+                a.n,
+                a.source,
+                a.seed,
+                a.heldout,
+                a.unseen,
+                a.sample_rate,
+                a.grammar,
             )
             print(json.dumps(report, indent=1))
     except (VoiceUnavailable, FileNotFoundError, ValueError) as e:

@@ -134,3 +134,22 @@ def test_cli(tmp_path, source, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: voice 'nope:x'") and err.count("\n") == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_template_sentences_join_the_train_split(tmp_path, source, monkeypatch):
+    """`grammar=N` adds the grammar's first N sentences (ids GR-…) to the train split's own,
+    spoken by the same voice; an older corpus without the setting still resumes; any other
+    split refuses them."""
+    from speechcorpus import grammar
+
+    monkeypatch.setattr(builder, "load_voice", lambda spec: Tone())
+    out = tmp_path / "train"
+    report = builder.build_split(out, "tone:test", "train", 3, source, 0, 10, 5, grammar=4)
+    rows = dict(r.split("|")[:2] for r in (out / "metadata.csv").read_text().splitlines())
+    assert [t for i, t in rows.items() if i.startswith("GR-")] == grammar.sentences(4, 0)
+    assert sum(i.startswith("TR-") for i in rows) == 3 and report["sentences"] == 7
+    older = {k: v for k, v in builder.read_manifest(out).items() if k != "grammar"}
+    builder.write_manifest(out, older)
+    assert builder.build_split(out, "tone:test", "train", 3, source, 0, 10, 5)["sentences"] == 3
+    with pytest.raises(ValueError, match="train split only"):
+        builder.build_split(tmp_path / "h", "tone:test", "heldout", 3, source, 0, 10, 5, grammar=4)
