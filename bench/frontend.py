@@ -1,10 +1,12 @@
 """Which text front end says words it never heard: an ablation on open-vocabulary speech.
 
-Every candidate trains the demo's model and recipe (`configs/demo.yaml`, with an 8 s decoder
-context for longer sentences) on the same codes, for the same steps, and differs only in
-`model.text_embed`: the embedding table, the token's spelling (`jtts.spelling`), or both.
-The codes: GCIDE train sentences (`speechcorpus`) spoken by one voice, through the demo codec
-at its bandwidth. Each candidate then speaks `--judge` held-out sentences of two kinds:
+Every candidate trains the demo's model and recipe (`configs/demo.yaml`, with a decoder
+context of `--context` frames, 8 s by default) on the same codes, for the same steps, and
+differs only in its text front end: the Whisper token's embedding table, the token's spelling
+(`jtts.spelling`), or both; or one position per byte of the tokens' spelling (`bytes`, alone
+or plus the token's table row). The codes: GCIDE train sentences (`speechcorpus`), with
+`--grammar` template sentences among them, spoken by one voice, through the demo codec at its
+bandwidth. Each candidate then speaks `--judge` held-out sentences of two kinds:
 `seen`, whose words all occur in the training text, and `unseen`, each with a word that no
 training sentence has (speechcorpus's unseen subset); Whisper base (`codec_bridge evaluate
 --asr whisper`, or `--asr` given) judges them beside the recordings and their codec
@@ -13,6 +15,7 @@ already under `--work` with the same config is reused. Prints one JSON object.
 
     python bench/frontend.py --work /tmp/jtts-frontend                # 4000 sentences, 3000 steps
     python bench/frontend.py --only table,both --judge 100 --steps 3000
+    python bench/frontend.py --work /tmp/jtts-mix --grammar 2000 --context 400 --only bytes,table
 """
 
 from __future__ import annotations
@@ -34,15 +37,27 @@ from jtts.config import config_diff, load_config  # noqa: E402
 from jtts.rundir import RunDir  # noqa: E402
 from speechcorpus.builder import build_split  # noqa: E402
 
-CANDIDATES = {mode: [f"model.text_embed={mode}"] for mode in ("table", "spelling", "both")}
+BYTES = ["model.text_units=bytes", "model.max_text_len=256"]  # GCIDE sentences: <= ~200 bytes
+CANDIDATES = {
+    **{mode: [f"model.text_embed={mode}"] for mode in ("table", "spelling", "both")},
+    "bytes": [*BYTES, "model.text_embed=none"],
+    "bytes_table": [*BYTES, "model.text_embed=table"],
+}
 CONTEXT_FRAMES = 600  # 8 s at 75 frames/s: most GCIDE sentences; longer ones are dropped
-SETTINGS = [
-    f"model.max_frames={CONTEXT_FRAMES}",
-    f"data.max_frames={CONTEXT_FRAMES}",
-    "data.crop_mode=drop",
-    "eval.num_samples=0",
-    "log.tensorboard=false",
-]
+
+
+def settings(context: int) -> list[str]:
+    """What every candidate shares besides the demo's recipe: a `context`-frame decoder
+    (longer utterances dropped) and no samples or TensorBoard during training."""
+    return [
+        f"model.max_frames={context}",
+        f"data.max_frames={context}",
+        "data.crop_mode=drop",
+        "eval.num_samples=0",
+        "log.tensorboard=false",
+    ]
+
+
 UNSEEN = 250  # speechcorpus's default unseen subset: the first 250 held-out sentences
 
 
@@ -104,9 +119,13 @@ def main() -> None:
     p.add_argument("--voice", default="espeak:en-us")
     p.add_argument("--sentences", type=int, default=4000)
     p.add_argument("--steps", type=int, default=3000)
+    p.add_argument(
+        "--grammar", type=int, default=0, help="template sentences added to the training corpus"
+    )
     p.add_argument("--weights", default=None, help="codec for the codes (default: the demo's)")
     p.add_argument("--only", default=None, help="comma-separated candidates")
     p.add_argument("--judge", type=int, default=100, help="sentences of each kind judged")
+    p.add_argument("--context", type=int, default=CONTEXT_FRAMES, help="decoder frames")
     p.add_argument("--asr", default="whisper")
     a = p.parse_args()
     names = a.only.split(",") if a.only else list(CANDIDATES)
@@ -114,11 +133,11 @@ def main() -> None:
         p.error(f"unknown {', '.join(unknown)}: choose from {', '.join(CANDIDATES)}")
     json_out = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # stdout carries the JSON alone
-    train = build_split(a.work / "train", a.voice, "train", a.sentences)
+    train = build_split(a.work / "train", a.voice, "train", a.sentences, grammar=a.grammar)
     build_split(a.work / "heldout", a.voice, "heldout")
     kbps = demo.codec_kbps(demo.model_config(demo.CONFIG))
     weights = demo.extract(a.work / "train", a.work / "store", a.weights, kbps=kbps)
-    cap_s = CONTEXT_FRAMES / demo.FRAME_RATE
+    cap_s = a.context / demo.FRAME_RATE
     kinds, texts = pick(a.work / "heldout", a.judge, cap_s)
     subsets = {
         k: judged_subset(a.work / "judge" / k, a.work / "heldout", ids, texts)
@@ -128,7 +147,7 @@ def main() -> None:
     for name in names:
         run = a.work / f"run_{name}"
         config = RunDir(run).config
-        overrides = [*SETTINGS, *CANDIDATES[name]]
+        overrides = [*settings(a.context), *CANDIDATES[name]]
         planned = load_config(demo.CONFIG, demo.train_overrides(a.steps, overrides))
         if not config.exists():
             subprocess.run(
@@ -151,12 +170,14 @@ def main() -> None:
                 "corpus": {
                     "voice": a.voice,
                     "sentences": train["sentences"],
+                    "template_sentences": a.grammar,
                     "hours": round(train["hours"], 2),
                     "codec": weights,
                     "kbps": kbps,
                 },
                 "judged": {k: len(v) for k, v in kinds.items()},
                 "steps": a.steps,
+                "context_frames": a.context,
                 "asr": a.asr,
                 "candidates": {n: CANDIDATES[n] for n in names},
                 "results": results,
