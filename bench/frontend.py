@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 from jtts import demo  # noqa: E402
 from jtts.config import config_diff, load_config  # noqa: E402
 from jtts.rundir import RunDir  # noqa: E402
-from speechcorpus.builder import build_split  # noqa: E402
+from speechcorpus.builder import build_split, read_manifest, write_manifest  # noqa: E402
 
 BYTES = ["model.text_units=bytes", "model.max_text_len=256"]  # GCIDE sentences: <= ~200 bytes
 CANDIDATES = {
@@ -63,7 +63,7 @@ UNSEEN = 250  # speechcorpus's default unseen subset: the first 250 held-out sen
 
 def judged_subset(out: Path, heldout: Path, ids: list[str], texts: dict[str, str]) -> Path:
     """`out`: an LJ Speech folder of the held-out `ids` renamed 0001, 0002, ... (the names
-    `jtts.sample --text-file` gives its wavs), and `out`/texts.txt to speak."""
+    `jtts.sample --text-file` gives its wavs) and of its voice, and `out`/texts.txt to speak."""
     (out / "wavs").mkdir(parents=True, exist_ok=True)
     rows = []
     for n, utt in enumerate(ids, 1):
@@ -73,6 +73,8 @@ def judged_subset(out: Path, heldout: Path, ids: list[str], texts: dict[str, str
         rows.append(f"{n:04d}|{texts[utt]}|{texts[utt]}\n")
     (out / "metadata.csv").write_text("".join(rows), encoding="utf-8")
     (out / "texts.txt").write_text("".join(texts[u] + "\n" for u in ids), encoding="utf-8")
+    if voice := read_manifest(heldout).get("voice"):  # the judge's speaker label
+        write_manifest(out, {"voice": voice})
     return out
 
 

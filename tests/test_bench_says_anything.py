@@ -53,7 +53,7 @@ def heldout(judged_run, tmp_path_factory):
         noise_wav(root / "wavs" / f"HO-{i:05d}.wav", seconds)
         rows.append(f"HO-{i:05d}|{text}|{text}\n")
     (root / "metadata.csv").write_text("".join(rows))
-    (root / "corpus.json").write_text(json.dumps({"split": "heldout", "n_unseen": 2}))
+    (root / "corpus.json").write_text(json.dumps({"voice": "noise:test", "split": "heldout", "n_unseen": 2}))
     return root, texts
 
 
@@ -69,6 +69,7 @@ def test_the_figures_follow_from_the_rows(judged_run, heldout, tmp_path, capfd):
     report = json.loads((work / "report.json").read_text())
     rows = report["utterances"]
     assert [r["text"] for r in rows] == [*UNSEEN, texts[2], texts[4]]  # the long one left out
+    assert {r["speaker"] for r in rows} == {"noise:test"}  # the held-out corpus's voice
     assert report["asr"]["normalizer"] == "basic"
     eos = [load_codes(work / "codes" / f"{r['id']}.npy")[1]["eos"] for r in rows]
 
