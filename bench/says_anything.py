@@ -136,12 +136,19 @@ def _claim(work: Path, settings: dict[str, Any]) -> None:
 
 
 def verdict(
-    workdir: Path, heldout: Path, work: Path, n: int = 200, unseen: int = 100, asr: str = "whisper"
+    workdir: Path,
+    heldout: Path,
+    work: Path,
+    n: int = 200,
+    unseen: int = 100,
+    asr: str = "whisper",
+    step: int | None = None,
 ) -> dict[str, Any]:
-    """Samples, judges and sums up `workdir` on `heldout` (see the module docstring)."""
+    """Samples, judges and sums up `workdir` (its best checkpoint, or `step`'s) on `heldout`
+    (see the module docstring)."""
     if not 0 < unseen <= n:
         raise UsageError(f"--unseen {unseen}: give 1 to --n ({n}) unseen-word sentences")
-    run = load_run(workdir)
+    run = load_run(workdir, step)
     meta = run.store_meta
     cap_s = run.cfg.model.max_frames / run.frame_rate
     ids, n_unseen, texts = _held_out(heldout, n, unseen, cap_s)
@@ -150,7 +157,8 @@ def verdict(
     subset = judged_subset(work / "subset", heldout, ids, texts)
     synth, codes = work / "synth", work / "codes"
     if not synth.exists():
-        cmd = demo.sample_command(workdir, subset / "texts.txt", synth, codes, cap_s)
+        step_arg = ["--step", str(run.step)]
+        cmd = demo.sample_command(workdir, subset / "texts.txt", synth, codes, cap_s, step_arg)
         subprocess.run(cmd, check=True, cwd=ROOT, stdout=sys.stderr)
     weights, kbps = codec_weights(meta), float(meta["bandwidth"])
     report = evaluation(work, subset, synth, weights, kbps, asr)
@@ -188,9 +196,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--unseen", type=int, default=100, help="of them from the unseen-word subset")
     p.add_argument("--work", type=Path, default=Path("/tmp/jtts-verdict"), help="kept, reused")
     p.add_argument("--asr", default="whisper", help="codec_bridge evaluate --asr")
+    p.add_argument("--step", type=int, default=None, help="checkpoint (default: the best)")
     a = p.parse_args(argv)
     try:
-        result = verdict(a.workdir, a.heldout, a.work, a.n, a.unseen, a.asr)
+        result = verdict(a.workdir, a.heldout, a.work, a.n, a.unseen, a.asr, a.step)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -72,6 +72,11 @@ class RunDir:
     def damaged_checkpoint(self, step: int, stamp: str) -> Path:
         return self.checkpoints / f"{step}.damaged-{stamp}"
 
+    def saved_steps(self) -> list[int]:
+        """The steps of the checkpoint folders, ascending: neither set-aside damaged ones nor
+        orbax's unfinished temporaries."""
+        return sorted(int(p.name) for p in self.checkpoints.glob("[0-9]*") if p.name.isdigit())
+
     def has_checkpoints(self) -> bool:
         """Whether anything was ever saved under checkpoints/ (intact or not)."""
         return any(self.checkpoints.glob("[0-9]*"))

@@ -45,6 +45,9 @@ def test_saved_steps_are_found_in_step_order(tmp_path):
     assert run.sample_sidecars() == [tmp_path / "samples" / "step_4" / "A.json"]
     (tmp_path / "checkpoints" / "4").mkdir(parents=True)
     assert run.has_checkpoints()
+    for name in ("10", "4.damaged-20261205", "12.orbax-checkpoint-tmp-1"):
+        (tmp_path / "checkpoints" / name).mkdir()
+    assert run.saved_steps() == [4, 10]
 
 
 def test_a_run_without_run_json_is_layout_1(tmp_path):
