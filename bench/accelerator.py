@@ -180,9 +180,10 @@ def part_decode(plan: Plan, profile: Path | None) -> dict:
 
     from bench.sample import TEXT, build, rates, runs_for, timed
     from jtts import decode
+    from jtts.sampling import Sampling
 
     model = build(plan.decode[0], plan.decode[1:])
-    greedy = decode.Sampling(greedy=True, min_frames=plan.decode_frames)
+    greedy = Sampling(greedy=True, min_frames=plan.decode_frames)
     out = {"config": " ".join(plan.decode), "device": jax.devices()[0].device_kind}
     for b in plan.decode_batches:
         texts = [TEXT] * b

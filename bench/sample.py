@@ -4,7 +4,8 @@ For `tiny` and `small` (random weights) at batch 1 and 16, each row decodes 10 s
 (750 frames, 758 delay-pattern steps; EOS is disabled with min_frames so every run does the
 same work), greedy, no guidance:
 - compiled: `jtts.decode.generate`, the whole loop in one XLA program;
-- python_loop: `generate_stepwise`, the same step jitted alone and called per token;
+- python_loop: `jtts.decode_reference.generate_stepwise`, the same step jitted alone and
+  called per token;
 - no_cache: the full teacher-forced forward (`model.__call__`) re-run per step over the
   prefix (rounded up to a power of two), timed once per prefix length and summed over the
   758 steps (extrapolated: a full run would take minutes to hours).
@@ -48,7 +49,10 @@ from jax import numpy as jnp
 from jtts import conditioning, decode, sampler
 from jtts.conditioning import Cond
 from jtts.config import load_config
+from jtts.decode_io import Generation, prefix_bucket, step_bucket
+from jtts.decode_reference import forward_logits, generate_stepwise
 from jtts.model import build_model, count_params
+from jtts.sampling import Sampling, Spec
 
 FRAMES = 750
 FRAME_RATE = 75.0
@@ -104,7 +108,7 @@ def rates(seconds: float, batch: int, frames: int = FRAMES, frame_rate: float = 
 
 def timed(
     fns, model, texts, sampling, runs: int, frames: int = FRAMES
-) -> tuple[list[float], list[decode.Generation]]:
+) -> tuple[list[float], list[Generation]]:
     """Best decode time of each function over `runs` interleaved calls (so that load from
     other processes hits all alike), after a first (compiling) call of each."""
     firsts = [fn(model, texts, sampling, frames) for fn in fns]
@@ -125,17 +129,17 @@ def no_cache_seconds(model, batch: int, cache_steps: int, steps: int) -> float:
     seq = seq.astype(np.int32)
     counts: dict[int, int] = {}
     for s in range(steps):
-        p = decode.prefix_bucket(s + 1, cache_steps)
+        p = prefix_bucket(s + 1, cache_steps)
         counts[p] = counts.get(p, 0) + 1
     total = 0.0
     for prefix, count in counts.items():
-        spec = decode._spec(model, decode.Sampling(greedy=True))
+        spec = Spec.of(model, Sampling(greedy=True))
         args = (graphdef, prefix, spec, state, cond, seq, np.int32(prefix - 1))
-        decode.forward_logits(*args).block_until_ready()
+        forward_logits(*args).block_until_ready()
         best = float("inf")
         for _ in range(2):
             t0 = time.perf_counter()
-            decode.forward_logits(*args).block_until_ready()
+            forward_logits(*args).block_until_ready()
             best = min(best, time.perf_counter() - t0)
         total += count * best
     return total
@@ -159,7 +163,7 @@ def build(name: str, overrides: tuple[str, ...] = ()):
 def batch16_bound(model, b1_s: float, b16_s: float, read_GBps: float) -> dict:
     """Ceiling of batch 16 / batch 1 (audio per second) with prefix-only attention reads."""
     short_frames = 56  # 64 steps, the smallest cache bucket
-    greedy = decode.Sampling(greedy=True, min_frames=short_frames)
+    greedy = Sampling(greedy=True, min_frames=short_frames)
     texts = [TEXT] * 16
     (short_s,), (short,) = timed([decode.generate], model, texts, greedy, 3, short_frames)
     short_step_s = short_s / short.steps
@@ -181,7 +185,7 @@ def batch16_bound(model, b1_s: float, b16_s: float, read_GBps: float) -> dict:
 def compiled_only(name: str, overrides: tuple[str, ...]) -> dict:
     """Batch 1 and 16 through the compiled loop only."""
     model = build(name, overrides)
-    greedy = decode.Sampling(greedy=True, min_frames=FRAMES)
+    greedy = Sampling(greedy=True, min_frames=FRAMES)
     out = {}
     for batch in (1, 16):
         (seconds,), _ = timed([decode.generate], model, [TEXT] * batch, greedy, runs_for(batch))
@@ -193,18 +197,18 @@ def compiled_only(name: str, overrides: tuple[str, ...]) -> dict:
 def bench_config(name: str, read_GBps: float) -> dict:
     model = build(name)
     cfg = model.cfg
-    greedy = decode.Sampling(greedy=True, min_frames=FRAMES)
-    default = decode.Sampling(top_k=50, cfg_scale=3.0, min_frames=FRAMES)
+    greedy = Sampling(greedy=True, min_frames=FRAMES)
+    default = Sampling(top_k=50, cfg_scale=3.0, min_frames=FRAMES)
     nbytes = step_bytes(model)
     out = {"params": count_params(model), "param_bytes_per_step": nbytes}
     for batch in (1, 16):
         texts = [TEXT] * batch
         runs = runs_for(batch)
-        fns = [decode.generate, decode.generate_stepwise]
+        fns = [decode.generate, generate_stepwise]
         (compiled_s, loop_s), (first, _) = timed(fns, model, texts, greedy, runs)
         steps = first.steps
         assert steps == FRAMES + cfg.n_codebooks and not first.finished.any()
-        naive_s = no_cache_seconds(model, batch, decode.step_bucket(steps), steps)
+        naive_s = no_cache_seconds(model, batch, step_bucket(steps), steps)
         (sampled_s,), (sampled,) = timed([decode.generate], model, texts, default, runs)
         row = {
             "compiled": {**rates(compiled_s, batch), "compile_s": round(first.compile_s, 2)},
@@ -232,7 +236,7 @@ def bench_config(name: str, read_GBps: float) -> dict:
 
 def run_decode(run: sampler.Run, runs: int = REPEATS) -> dict:
     """The compiled loop at batch 1 on each of SENTENCES, as `jtts.sample` would decode it."""
-    sampling = decode.Sampling.of(run.cfg.sample)
+    sampling = Sampling.of(run.cfg.sample)
     max_frames = sampler._max_frames(run, None)
     # A run that reads other attributes (a speaker) speaks as the first value of each.
     names = {a.name: c.values[0] for a, c in conditioning.attributes(run.cfg.model)}

@@ -21,6 +21,7 @@ from jtts.mesh import describe
 from jtts.metrics import MetricsLogger, flatten, mfu, peak_flops
 from jtts.model import build_model, count_params
 from jtts.rundir import RunDir
+from jtts.sampling import Sampling
 
 TRAIN_KEYS = ("loss", "acc", "loss_cb", "acc_cb", "grad_norm", "lr", "prior_weight")
 
@@ -131,7 +132,7 @@ def write_samples(
     generation = decode.generate(
         model,
         [corpus.tokens[i].tolist() for i in rows],
-        decode.Sampling.of(cfg.sample, seed=cfg.train.seed + step),
+        Sampling.of(cfg.sample, seed=cfg.train.seed + step),
         max_frames=int(cfg.eval.sample_max_seconds * float(store.meta["frame_rate"])),
         categories={name: ids[rows] for name, ids in corpus.categories.items()},
     )

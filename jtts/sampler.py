@@ -35,6 +35,7 @@ from jtts.checkpoint import CheckpointError, load_model
 from jtts.config import Config, ConfigError, load_config
 from jtts.data import encode_text
 from jtts.rundir import RunDir, RunDirError
+from jtts.sampling import CONFIG_KNOBS, Sampling
 from jtts.text import cache_dir, normalize
 from jtts.verbalize import split_sentences
 
@@ -151,7 +152,7 @@ class Synthesis:
 def synthesize(
     run: Run,
     texts: Sequence[list[np.ndarray]],
-    sampling: decode.Sampling,
+    sampling: Sampling,
     max_frames: int,
     batch_size: int,
     names: Sequence[str],
@@ -278,11 +279,11 @@ def encode_prompt(run: Run, wav: str) -> np.ndarray:
     return codes
 
 
-def _sampling(run: Run, o: dict[str, Any]) -> decode.Sampling:
+def _sampling(run: Run, o: dict[str, Any]) -> Sampling:
     """The run's `sample` settings, overridden by the options that were given."""
-    given = {name: o[name] for name in decode.CONFIG_KNOBS if o[name] is not None}
+    given = {name: o[name] for name in CONFIG_KNOBS if o[name] is not None}
     try:
-        sampling = decode.Sampling.of(run.cfg.sample, greedy=o["greedy"], seed=o["seed"], **given)
+        sampling = Sampling.of(run.cfg.sample, greedy=o["greedy"], seed=o["seed"], **given)
     except ValueError as e:
         raise UsageError(str(e)) from None
     if sampling.length_scale != 1.0 and run.cfg.model.attention_prior is None:

@@ -20,8 +20,10 @@ from codec_bridge.format import CodeStore
 from jtts import conditioning, decode, sample, sampler
 from jtts.conditioning import Cond
 from jtts.config import ConditionConfig, ConfigError, load_config
+from jtts.decode_reference import generate_naive, generate_stepwise
 from jtts.model import build_model
 from jtts.rundir import RunDir
+from jtts.sampling import Sampling
 from jtts.trainer import train
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -98,9 +100,9 @@ def test_the_speaker_joins_as_a_sum_into_every_decoder_input(cfg):
 def test_the_three_decoders_agree_with_a_speaker(cfg):
     model = build_model(cfg, nnx.Rngs(1))
     texts, speakers = [[5, 6, 7, 50257], [9, 50257]], {"speaker": [2, 0]}
-    s = decode.Sampling(greedy=True)
+    s = Sampling(greedy=True)
     compiled = decode.generate(model, texts, s, 10, speakers)
-    for other in (decode.generate_stepwise, decode.generate_naive):
+    for other in (generate_stepwise, generate_naive):
         got = other(model, texts, s, 10, speakers)
         for a, b in zip(compiled.codes, got.codes, strict=True):
             np.testing.assert_array_equal(a, b)
@@ -159,7 +161,7 @@ def test_each_speaker_says_a_text_in_its_own_codes(speaker_run):
     text = store[0].text
     ids, _ = sampler.encode(run, text, "test")
     for s, speaker in enumerate(SPEAKERS):
-        g = decode.generate(run.model, ids, decode.Sampling(greedy=True), 80, {"speaker": [s]})
+        g = decode.generate(run.model, ids, Sampling(greedy=True), 80, {"speaker": [s]})
         own, other = utts[text, speaker], utts[text, SPEAKERS[1 - s]]
         n = min(own.shape[1], g.codes[0].shape[1])
         assert n > 20
@@ -187,7 +189,7 @@ def test_cli_lists_and_checks_speakers(speaker_run, tmp_path, capsys):
     run = sampler.load_run(run_dir)
     ids = sampler.encode(run, store[0].text, "t")[0]
     frames = sampler._max_frames(run, None)
-    want = decode.generate(run.model, ids, decode.Sampling(greedy=True), frames, {"speaker": [1]})
+    want = decode.generate(run.model, ids, Sampling(greedy=True), frames, {"speaker": [1]})
     np.testing.assert_array_equal(np.load(out), want.codes[0])
 
 

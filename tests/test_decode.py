@@ -1,4 +1,5 @@
-"""The compiled sampler against its references, sampling settings, and EOS bookkeeping."""
+"""The compiled decode loop against its references (`jtts.decode_reference`), its prior, its EOS
+bookkeeping and its voice prompt."""
 
 import dataclasses
 from pathlib import Path
@@ -8,14 +9,17 @@ import pytest
 from flax import nnx
 from jax import numpy as jnp
 
-from jtts import decode
-from jtts.config import SampleConfig, load_config
+from jtts import decode, decode_io
+from jtts.config import load_config
+from jtts.decode_io import Generation
+from jtts.decode_reference import generate_naive, generate_stepwise
 from jtts.model import build_model
 from jtts.patterns import get_pattern
+from jtts.sampling import Sampling, Spec
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TEXTS = [[5, 17, 3, 99, 42, 7, 250, 11, 30], [300, 2], [8, 9, 10, 11, 12]]
-GREEDY = decode.Sampling(greedy=True)
+GREEDY = Sampling(greedy=True)
 
 
 def small_cfg(**over):
@@ -30,12 +34,12 @@ def model():
     return build_model(small_cfg(), nnx.Rngs(0))
 
 
-def fixed(frames: int, **kw) -> decode.Sampling:
+def fixed(frames: int, **kw) -> Sampling:
     """Sampling that may not stop before `frames`: runs exactly that many frames."""
-    return decode.Sampling(min_frames=frames, **kw)
+    return Sampling(min_frames=frames, **kw)
 
 
-def assert_same_codes(a: decode.Generation, b: decode.Generation) -> None:
+def assert_same_codes(a: Generation, b: Generation) -> None:
     assert len(a.codes) == len(b.codes)
     for x, y in zip(a.codes, b.codes, strict=True):
         np.testing.assert_array_equal(x, y)
@@ -45,8 +49,8 @@ def assert_same_codes(a: decode.Generation, b: decode.Generation) -> None:
 def test_compiled_loop_matches_python_loop_and_no_cache_reference(model, cfg_scale):
     sampling = dataclasses.replace(GREEDY, cfg_scale=cfg_scale)
     compiled = decode.generate(model, TEXTS, sampling, max_frames=12)
-    assert_same_codes(compiled, decode.generate_stepwise(model, TEXTS, sampling, max_frames=12))
-    assert_same_codes(compiled, decode.generate_naive(model, TEXTS, sampling, max_frames=12))
+    assert_same_codes(compiled, generate_stepwise(model, TEXTS, sampling, max_frames=12))
+    assert_same_codes(compiled, generate_naive(model, TEXTS, sampling, max_frames=12))
     assert all(c.shape[0] == 4 and 1 <= c.shape[1] <= 12 for c in compiled.codes)
 
 
@@ -57,8 +61,8 @@ def test_a_models_own_prior_is_spread_alike_by_all_three_decoders(cfg_scale):
     sampling = dataclasses.replace(fixed(12, greedy=True), cfg_scale=cfg_scale)
     with_prior = build_model(small_cfg(attention_prior=0.05), nnx.Rngs(0))
     compiled = decode.generate(with_prior, TEXTS, sampling, max_frames=12)
-    assert_same_codes(compiled, decode.generate_stepwise(with_prior, TEXTS, sampling, 12))
-    assert_same_codes(compiled, decode.generate_naive(with_prior, TEXTS, sampling, 12))
+    assert_same_codes(compiled, generate_stepwise(with_prior, TEXTS, sampling, 12))
+    assert_same_codes(compiled, generate_naive(with_prior, TEXTS, sampling, 12))
     plain = decode.generate(build_model(small_cfg(), nnx.Rngs(0)), TEXTS, sampling, 12)
     assert not all(np.array_equal(a, b) for a, b in zip(compiled.codes, plain.codes, strict=True))
 
@@ -67,38 +71,21 @@ def test_length_scale_spreads_the_prior_over_the_predicted_length_times_it():
     """The prior's length in decoder steps is the length head's prediction times the scale,
     through the pattern's frames-to-steps map; all three decoders apply it alike."""
     with_prior = build_model(small_cfg(attention_prior=0.05), nnx.Rngs(0))
-    cond = decode._batch(TEXTS, with_prior.cfg.max_text_len).cond
+    cond = decode_io._batch(TEXTS, with_prior.cfg.max_text_len).cond
     frames = np.asarray(with_prior.predicted_frames(cond))
     pattern = get_pattern("delay", 4, 64)
     for scale in (1.0, 2.5):
-        spec = decode._spec(with_prior, decode.Sampling(length_scale=scale))
+        spec = Spec.of(with_prior, Sampling(length_scale=scale))
         expected = pattern.num_steps(np.maximum(np.round(frames * scale), 1).astype(np.int32))
-        got = decode._prior(with_prior, spec, cond).steps_B
+        got = decode.prior_of(with_prior, spec, cond).steps_B
         np.testing.assert_array_equal(np.asarray(got), expected)
     sampling = fixed(12, greedy=True, length_scale=2.5)
     stretched = decode.generate(with_prior, TEXTS, sampling, max_frames=12)
-    assert_same_codes(stretched, decode.generate_stepwise(with_prior, TEXTS, sampling, 12))
-    assert_same_codes(stretched, decode.generate_naive(with_prior, TEXTS, sampling, 12))
+    assert_same_codes(stretched, generate_stepwise(with_prior, TEXTS, sampling, 12))
+    assert_same_codes(stretched, generate_naive(with_prior, TEXTS, sampling, 12))
     plain = decode.generate(with_prior, TEXTS, fixed(12, greedy=True), max_frames=12)
     pairs = zip(stretched.codes, plain.codes, strict=True)
     assert not all(np.array_equal(a, b) for a, b in pairs)
-
-
-def test_top_k_1_and_tiny_top_p_equal_greedy(model):
-    greedy = decode.generate(model, TEXTS, fixed(12, greedy=True), max_frames=12)
-    top_k = decode.generate(model, TEXTS, fixed(12, top_k=1, seed=3), max_frames=12)
-    top_p = decode.generate(model, TEXTS, fixed(12, top_p=1e-6, seed=4), max_frames=12)
-    assert_same_codes(greedy, top_k)
-    assert_same_codes(greedy, top_p)
-
-
-def test_seed_fixes_the_sample(model):
-    def sample(seed):
-        return decode.generate(model, TEXTS, fixed(12, top_k=50, seed=seed), max_frames=12)
-
-    a, b, c = sample(0), sample(0), sample(1)
-    assert_same_codes(a, b)
-    assert not all(np.array_equal(x, y) for x, y in zip(a.codes, c.codes, strict=True))
 
 
 def test_batch_rows_equal_rows_alone(model):
@@ -111,20 +98,6 @@ def test_compiled_programs_are_reused(model):
     decode.generate(model, TEXTS, GREEDY, max_frames=16)
     again = decode.generate(model, [[1, 2], [3], [4, 5, 6]], GREEDY, max_frames=15)
     assert again.compile_s == 0.0  # same batch, text and step buckets
-
-
-def test_buckets():
-    assert [decode.batch_bucket(n) for n in (1, 2, 3, 5, 16, 17)] == [1, 2, 4, 8, 16, 32]
-    assert [decode.text_bucket(n, 256) for n in (1, 16, 17, 200)] == [16, 16, 32, 256]
-    assert decode.text_bucket(70, 100) == 100
-    assert [decode.step_bucket(n) for n in (10, 64, 65, 97, 758, 1508)] == [
-        64,
-        64,
-        96,
-        128,
-        768,
-        1536,
-    ]
 
 
 # A hand-built model whose greedy output is known: codebook 0 counts up by one per frame from
@@ -221,16 +194,14 @@ def test_a_prefilled_prompt_equals_the_teacher_forced_reference(prior, cfg_scale
     model = build_model(small_cfg(attention_prior=prior), nnx.Rngs(0))
     sampling = dataclasses.replace(fixed(8, greedy=True), cfg_scale=cfg_scale)
     compiled = decode.generate(model, TEXTS, sampling, 8, prompt=PROMPT)
-    assert_same_codes(compiled, decode.generate_stepwise(model, TEXTS, sampling, 8, prompt=PROMPT))
-    assert_same_codes(compiled, decode.generate_naive(model, TEXTS, sampling, 8, prompt=PROMPT))
+    assert_same_codes(compiled, generate_stepwise(model, TEXTS, sampling, 8, prompt=PROMPT))
+    assert_same_codes(compiled, generate_naive(model, TEXTS, sampling, 8, prompt=PROMPT))
     assert all(c.shape == (4, 8) for c in compiled.codes)  # the continuation only
 
 
 def test_prompts_of_nearby_lengths_share_a_program_and_equal_the_reference(model):
     """9 and 7 frames (prefixes of 12 and 10 steps) prefill one bucket of 64 steps: the second
     compiles nothing, and both still equal the no-cache reference, which never pads."""
-    assert [decode.prompt_bucket(m, 768) for m in (8, 64, 65, 100, 700)] == [64, 64, 96, 128, 768]
-    assert decode.prompt_bucket(100, 96) == 96  # never past the cache
     sampling = fixed(8, greedy=True, cfg_scale=3.0)
     longer, shorter = np.random.default_rng(1).integers(0, 64, size=(2, 4, 9))
     shorter = shorter[:, :7]  # a length no other test decodes
@@ -238,7 +209,7 @@ def test_prompts_of_nearby_lengths_share_a_program_and_equal_the_reference(model
     second = decode.generate(model, TEXTS, sampling, 8, prompt=shorter)
     assert second.compile_s == 0.0
     for prompt, g in ((longer, first), (shorter, second)):
-        assert_same_codes(g, decode.generate_naive(model, TEXTS, sampling, 8, prompt=prompt))
+        assert_same_codes(g, generate_naive(model, TEXTS, sampling, 8, prompt=prompt))
 
 
 def test_a_prompt_changes_the_output_and_the_same_prompt_repeats_it(model):
@@ -267,30 +238,3 @@ def test_the_prompt_keeps_the_codes_the_delay_pattern_fixes():
     end = np.array([[C - 2], [0]])
     assert decode.generate(m, [[1]], GREEDY, 40, prompt=end).codes[0].shape[1] == 1
     assert decode.generate(m, [[1]], held, 40, prompt=end).codes[0].shape[1] == 3
-
-
-def test_bad_input():
-    m = counter_model({})
-    with pytest.raises(ValueError, match="text lengths"):
-        decode.generate(m, [[1], []], GREEDY, max_frames=5)
-    with pytest.raises(ValueError, match="max_frames"):
-        decode.generate(m, [[1]], GREEDY, max_frames=0)
-    for bad in (np.zeros((K + 1, 3), int), np.zeros((K, 0), int), np.zeros((K,), int)):
-        with pytest.raises(ValueError, match=r"a prompt is codes of shape \(2, frames >= 1\)"):
-            decode.generate(m, [[1]], GREEDY, max_frames=5, prompt=bad)
-    with pytest.raises(ValueError, match=r"prompt codes must be integers in \[0, 16\)"):
-        decode.generate(m, [[1]], GREEDY, max_frames=5, prompt=np.full((K, 3), C))
-    with pytest.raises(ValueError, match="top-p"):
-        decode.Sampling(top_p=0.0)
-    with pytest.raises(ValueError, match="length scale"):
-        decode.Sampling(length_scale=0.0)
-
-
-def test_sampling_of_config():
-    """Every `sample` setting but the length cap reaches the sampling, and given fields win."""
-    sample = SampleConfig(temperature=0.7, top_k=5, top_p=0.9, cfg_scale=2.0, length_scale=1.2)
-    names = {f.name for f in dataclasses.fields(SampleConfig)} - {"max_seconds"}
-    assert set(decode.CONFIG_KNOBS) == names
-    s = decode.Sampling.of(sample, seed=3, top_k=7)
-    assert (s.temperature, s.top_k, s.top_p, s.cfg_scale, s.length_scale) == (0.7, 7, 0.9, 2.0, 1.2)
-    assert (s.seed, s.greedy) == (3, False)

@@ -24,6 +24,7 @@ from jtts.data import encode_text
 from jtts.model import build_model
 from jtts.patterns import get_pattern
 from jtts.rundir import RunDir
+from jtts.sampling import Sampling
 from jtts.text import get_tokenizer
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -449,7 +450,7 @@ def test_a_prompt_is_continued_and_left_out_of_the_output(codec_run, tmp_path, c
     r = sampler.load_run(run_dir)
     prompt = encode_file(ref, r.store_meta, device="cpu")[0]
     ids = encode_text(f"{said} {text}", r.cfg.data.text_normalizer)
-    sampling = decode.Sampling.of(r.cfg.sample, greedy=True, seed=0, cfg_scale=1.0)
+    sampling = Sampling.of(r.cfg.sample, greedy=True, seed=0, cfg_scale=1.0)
     want = decode.generate(r.model, [ids], sampling, 15, prompt=prompt).codes[0]
     np.testing.assert_array_equal(codes, want)
     plain = decode.generate(r.model, [ids], sampling, 15).codes[0]
