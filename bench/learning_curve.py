@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.says_anything import verdict  # noqa: E402
 from jtts.rundir import RunDir  # noqa: E402
-from jtts.sampler import UsageError  # noqa: E402
+from jtts.trained_run import UsageError  # noqa: E402
 
 
 def training_minutes(metrics: Path) -> dict[int, float]:

@@ -46,7 +46,7 @@ import numpy as np
 from flax import nnx
 from jax import numpy as jnp
 
-from jtts import conditioning, decode, sampler
+from jtts import conditioning, decode, sampler, trained_run
 from jtts.conditioning import Cond
 from jtts.config import load_config
 from jtts.decode_io import Generation, prefix_bucket, step_bucket
@@ -234,17 +234,17 @@ def bench_config(name: str, read_GBps: float) -> dict:
     return out
 
 
-def run_decode(run: sampler.Run, runs: int = REPEATS) -> dict:
+def run_decode(run: trained_run.Run, runs: int = REPEATS) -> dict:
     """The compiled loop at batch 1 on each of SENTENCES, as `jtts.sample` would decode it."""
     sampling = Sampling.of(run.cfg.sample)
     max_frames = sampler._max_frames(run, None)
     # A run that reads other attributes (a speaker) speaks as the first value of each.
     names = {a.name: c.values[0] for a, c in conditioning.attributes(run.cfg.model)}
-    categories = sampler.choose_categories(run.cfg, names, run.run_dir)
+    categories = trained_run.choose_categories(run.cfg, names, run.run_dir)
     fn = functools.partial(decode.generate, categories={k: [v] for k, v in categories.items()})
     rows, compile_s, decode_s = [], 0.0, 0.0
     for text in SENTENCES:
-        (ids,), _ = sampler.encode(run, text, text)
+        (ids,), _ = trained_run.encode(run, text, text)
         (seconds,), (first,) = timed([fn], run.model, [ids], sampling, runs, max_frames)
         frames = first.codes[0].shape[1]
         compile_s, decode_s = compile_s + first.compile_s, decode_s + seconds
@@ -285,7 +285,7 @@ def run_call(workdir: str, text_file: Path, out_dir: Path, xla_cache: Path) -> d
 
 def bench_run(workdir: str, runs: int = REPEATS) -> dict:
     """A trained run: its compiled batch-1 decode, then two whole `jtts.sample` calls."""
-    out = {"decode": run_decode(sampler.load_run(workdir), runs)}
+    out = {"decode": run_decode(trained_run.load_run(workdir), runs)}
     with tempfile.TemporaryDirectory(prefix="bench-sample-") as tmp:
         text_file = Path(tmp) / "sentences.txt"
         text_file.write_text("\n".join(SENTENCES) + "\n", encoding="utf-8")
@@ -374,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     try:
         result = bench_runs(a.workdir) if a.workdir else bench_models()
-    except sampler.UsageError as e:
+    except trained_run.UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(json.dumps(result, indent=1))

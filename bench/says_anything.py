@@ -34,7 +34,7 @@ from bench.frontend import evaluation, judged_subset, pick  # noqa: E402
 from codec_bridge.format import CodeStore, load_codes  # noqa: E402
 from codec_bridge.judge.evaluate import error_rates, nearest_own_text  # noqa: E402
 from jtts import demo  # noqa: E402
-from jtts.sampler import UsageError, load_run  # noqa: E402
+from jtts.trained_run import UsageError, load_run  # noqa: E402
 from speechcorpus.builder import read_manifest  # noqa: E402
 from speechcorpus.sentences import unseen_share  # noqa: E402
 

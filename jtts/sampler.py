@@ -1,10 +1,10 @@
 """Text to codec codes to wav files for a trained run: the library behind `python -m jtts.sample`.
 
-Texts are encoded with the training front end (`jtts.data.encode_text` and the run's
-normalizer), each other attribute the run reads (`--NAME VALUE`, listed by `--list-NAMEs`) is
-looked up in the run's table of names, the texts are decoded in length-sorted batches by `jtts.decode.generate`, reverted to
-codes_KxT and written with `codec_bridge.format.save_codes`; waveforms come from
-`python -m codec_bridge decode` in a subprocess, so this package never imports torch.
+The options are checked, the run is loaded and each text encoded with its training front end
+(`jtts.trained_run`), and each other attribute the run reads (`--NAME VALUE`, listed by
+`--list-NAMEs`) is looked up in its table of names; the texts are decoded in length-sorted
+batches by `jtts.decode.generate`, reverted to codes_KxT and written by `jtts.codec_io`, whose
+`python -m codec_bridge decode` subprocess makes the waveforms; every phase is timed (`Timings`).
 
 A voice prompt (`--prompt-wav`, 1 to 10 s) is encoded by `python -m codec_bridge encode` with
 the run's codec at its bandwidth; every text then continues it (VALL-E style: its transcript,
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,117 +25,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from flax import nnx
 
-from codec_bridge.format import load_codes, save_codes
 from codec_bridge.textfile import EncodingError, read_text
 from jtts import conditioning, decode
-from jtts.checkpoint import CheckpointError, load_model
-from jtts.config import Config, ConfigError, load_config
-from jtts.data import encode_text
-from jtts.rundir import RunDir, RunDirError
+from jtts.codec_io import CodecError, encode_prompt, run_codec, write_codes
 from jtts.sampling import CONFIG_KNOBS, Sampling
-from jtts.text import cache_dir, normalize
-from jtts.verbalize import split_sentences
-
-
-class UsageError(Exception):
-    """Bad arguments or input; the CLI prints the one-line message and exits 2."""
-
-
-class CodecError(Exception):
-    """The codec subprocess failed; the CLI prints its one-line error and exits 1."""
-
-
-PROMPT_SECONDS = (1.0, 10.0)  # a voice prompt's shortest and longest clip
+from jtts.text import cache_dir
+from jtts.trained_run import Run, UsageError, choose_categories, encode, list_names, load_run
 
 
 class MaxLengthWarning(UserWarning):
     """Some texts reached the length cap without EOS; their audio is cut there."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Run:
-    """A trained model ready to sample, with the code store it was trained on."""
-
-    run_dir: Path
-    cfg: Config
-    model: nnx.Module
-    step: int
-    store_meta: dict[str, Any]  # codec meta of the training store, with store_dir
-
-    @property
-    def frame_rate(self) -> float:
-        return float(self.store_meta["frame_rate"])
-
-
-def _store_meta(run: RunDir) -> dict[str, Any]:
-    """The training store's meta: the run's store reference, else a training sample's sidecar."""
-    path = run.store
-    if not path.exists():
-        samples = sorted(run.sample_sidecars(), key=lambda p: p.stat().st_mtime)
-        if not samples:
-            raise UsageError(
-                f"{run.root} does not say which code store it was trained on (no {path.name} "
-                f"and no {run.samples_dir.name}/); write the store's meta.json plus "
-                f'"store_dir" to {path}'
-            )
-        path = samples[-1]
-    meta = json.loads(path.read_text(encoding="utf-8"))
-    return {k: v for k, v in meta.items() if k not in ("id", "text", "step", "shards")}
-
-
-def load_run(run_dir: str | Path, step: int | None = None) -> Run:
-    """Restores the best (or latest, or `step`) checkpoint's parameters and saved config."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise UsageError(f"--workdir {run_dir}: no such directory (pass a training run dir)")
-    paths = RunDir(run_dir)
-    try:
-        paths.layout()
-    except RunDirError as e:
-        raise UsageError(str(e)) from None
-    if not paths.has_checkpoints():
-        raise UsageError(
-            f"{run_dir} has no checkpoints; train first (python -m jtts.train ... "
-            f"--workdir {run_dir}) or pass another --workdir"
-        )
-    store_meta = _store_meta(paths)
-    try:
-        cfg, model, step = load_model(run_dir, step)
-    except CheckpointError as e:
-        raise UsageError(f"{e}; pass --step with one of the saved steps") from None
-    return Run(run_dir, cfg, model, step, store_meta)
-
-
-def encode(
-    run: Run, text: str, where: str, *, split: bool = False, lead: str = ""
-) -> tuple[list[np.ndarray], str]:
-    """Token ids of `text` as training encoded it (one array, or one per sentence), and the
-    normalized text they encode: what the model reads, e.g. the spoken form of numbers.
-    `lead` (a voice prompt's transcript) is read before each piece."""
-    normalizer, m = run.cfg.data.text_normalizer, run.cfg.model
-    chunks, said = [], []
-    for piece in split_sentences(text) if split else [text]:
-        spoken = normalize(piece, normalizer)
-        ids = encode_text(f"{lead} {piece}" if lead else piece, normalizer, m.text_units)
-        if len(ids) > m.max_text_len:
-            fix = "split that sentence" if split else "shorten it or pass --split-sentences"
-            what = " with the --prompt-text before it" if lead else ""
-            raise UsageError(
-                f"{where}: {len(ids)} text {m.text_units} after normalization{what}, the model "
-                f"reads at most {m.max_text_len}; {fix}"
-            )
-        # Only letters or digits are said: a lone "." or the joiner of an emoji would be babble.
-        if any(c.isalnum() for c in spoken):
-            chunks.append(ids)
-            said.append(spoken)
-    if not chunks:
-        raise UsageError(
-            f"{where}: the text is empty after normalization ({normalizer}): no letters or "
-            "digits to say"
-        )
-    return chunks, " ".join(said)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -228,57 +127,6 @@ class Timings:
         )
 
 
-def write_codes(
-    run: Run, path: Path, codes_KxT: np.ndarray, text: str, normalized: str, **extra: Any
-) -> None:
-    """codes .npy + .json sidecar (store meta, store_dir, text, normalized, step, `extra`: the
-    sampler adds `eos`, whether the text ended by EOS rather than at the length cap)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {**run.store_meta, "text": text, "normalized": normalized, "step": run.step, **extra}
-    save_codes(path, codes_KxT, meta)
-
-
-def _codec_bridge(command: str, args: Sequence[Any]) -> tuple[int, str]:
-    """`python -m codec_bridge COMMAND ARGS`: its exit code and its last line of output."""
-    cmd = [sys.executable, "-m", "codec_bridge", command, *map(str, args)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    lines = [ln.strip() for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
-    return proc.returncode, lines[-1] if lines else f"exit code {proc.returncode}"
-
-
-def run_codec(args: list[str], codes: str | None) -> None:
-    """`python -m codec_bridge decode ARGS`; a failure becomes a CodecError with its last line."""
-    code, detail = _codec_bridge("decode", args)
-    if code != 0:
-        kept = f"the codes are in {codes}" if codes else "pass --codes-out to keep the codes"
-        raise CodecError(f"codec decode failed: {detail} ({kept}; fix the codec and rerun)")
-
-
-def encode_prompt(run: Run, wav: str) -> np.ndarray:
-    """A voice prompt's codes_KxP, from `python -m codec_bridge encode` with the codec and
-    bandwidth of the run's store. Audio it refuses (missing, unreadable, silent, shorter or
-    longer than PROMPT_SECONDS) or a codec it cannot load (its exit 2) is a UsageError naming
-    `--prompt-wav`; any other failure a CodecError."""
-    lo, hi = PROMPT_SECONDS
-    with tempfile.TemporaryDirectory(prefix="jtts-prompt-") as tmp:
-        meta, out = Path(tmp) / "meta.json", Path(tmp) / "prompt.npy"
-        meta.write_text(json.dumps(run.store_meta), encoding="utf-8")
-        args = [wav, "--meta", meta, "--out", out, "--min-seconds", lo, "--max-seconds", hi]
-        code, detail = _codec_bridge("encode", args)
-        codes = load_codes(out)[0] if code == 0 else None
-    if codes is None:
-        detail = detail.removeprefix("codec_bridge encode: error: ").removeprefix(f"{wav}: ")
-        if code == 2:
-            raise UsageError(f"--prompt-wav {wav}: {detail}")
-        raise CodecError(f"codec encode failed: --prompt-wav {wav}: {detail}")
-    if codes.shape[0] != run.cfg.model.n_codebooks:
-        raise UsageError(
-            f"--prompt-wav {wav}: the codec gave {codes.shape[0]} codebooks, the model reads "
-            f"{run.cfg.model.n_codebooks}; the run's store.json names the wrong codec"
-        )
-    return codes
-
-
 def _sampling(run: Run, o: dict[str, Any]) -> Sampling:
     """The run's `sample` settings, overridden by the options that were given."""
     given = {name: o[name] for name in CONFIG_KNOBS if o[name] is not None}
@@ -294,49 +142,9 @@ def _sampling(run: Run, o: dict[str, Any]) -> Sampling:
     return sampling
 
 
-def choose_categories(cfg: Config, o: Mapping[str, Any], where: Path) -> dict[str, int]:
-    """The id of each attribute the run reads besides the text, from its `--NAME` option; the
-    only name of a table of one is the default. A name the run does not know, an option the run
-    has no attribute for, or no choice among several names is a UsageError."""
-    attrs = {a.name: c for a, c in conditioning.attributes(cfg.model)}
-    for name in conditioning.ATTRIBUTES:
-        if o.get(name) is not None and name not in attrs:
-            raise UsageError(f"--{name}: {where} was not trained with a {name} (model.conditions)")
-    chosen = {}
-    for name, c in attrs.items():
-        value = o.get(name)
-        if value is None and len(c.values) > 1:
-            raise UsageError(
-                f"{where} speaks as {len(c.values)} {name}s; choose one with --{name} "
-                f"({', '.join(c.values[:10])}{', ...' if len(c.values) > 10 else ''})"
-            )
-        try:
-            chosen[name] = conditioning.lookup(
-                cfg.model, name, c.values[0] if value is None else value
-            )
-        except ValueError as e:
-            raise UsageError(f"--{name}: {e}") from None
-    return chosen
-
-
 def _listing(o: Mapping[str, Any]) -> str | None:
     """The attribute whose names `--list-NAMEs` asks for, if any."""
     return next((n for n in conditioning.ATTRIBUTES if o.get(f"list_{n}s")), None)
-
-
-def list_names(workdir: str | Path, name: str) -> list[str]:
-    """The names a run's attribute `name` knows (its saved config's table), for --list-NAMEs."""
-    path = RunDir(workdir).config
-    try:
-        cfg = load_config(path)
-    except ConfigError as e:
-        raise UsageError(f"--workdir {workdir}: {e}") from None
-    attrs = {a.name: c for a, c in conditioning.attributes(cfg.model)}
-    if name not in attrs:
-        raise UsageError(
-            f"--list-{name}s: {workdir} was not trained with a {name} (model.conditions)"
-        )
-    return list(attrs[name].values)
 
 
 def _read_lines(path: str) -> list[tuple[int, str]]:

@@ -17,7 +17,7 @@ from synthetic import (
 )
 
 from codec_bridge.format import CodeStore
-from jtts import conditioning, decode, sample, sampler
+from jtts import conditioning, decode, sample, sampler, trained_run
 from jtts.conditioning import Cond
 from jtts.config import ConditionConfig, ConfigError, load_config
 from jtts.decode_reference import generate_naive, generate_stepwise
@@ -156,10 +156,10 @@ def test_each_speaker_says_a_text_in_its_own_codes(speaker_run):
     run_dir, store = speaker_run
     saved = json.loads(RunDir(run_dir).config.read_text())["model"]["conditions"]
     assert saved == [{"name": "speaker", "drop_prob": 0.0, "values": list(SPEAKERS)}]
-    run = sampler.load_run(run_dir)
+    run = trained_run.load_run(run_dir)
     utts = {(u.text, u.speaker): u.codes for u in (store[i] for i in range(len(store)))}
     text = store[0].text
-    ids, _ = sampler.encode(run, text, "test")
+    ids, _ = trained_run.encode(run, text, "test")
     for s, speaker in enumerate(SPEAKERS):
         g = decode.generate(run.model, ids, Sampling(greedy=True), 80, {"speaker": [s]})
         own, other = utts[text, speaker], utts[text, SPEAKERS[1 - s]]
@@ -186,8 +186,8 @@ def test_cli_lists_and_checks_speakers(speaker_run, tmp_path, capsys):
     assert code == 2 and err.count("\n") == 1 and "choose one with --speaker (alice, bob)" in err
     out = tmp_path / "bob.npy"
     assert cli("--text", store[0].text, "--codes-out", out, "--speaker", "bob", "--greedy")[0] == 0
-    run = sampler.load_run(run_dir)
-    ids = sampler.encode(run, store[0].text, "t")[0]
+    run = trained_run.load_run(run_dir)
+    ids = trained_run.encode(run, store[0].text, "t")[0]
     frames = sampler._max_frames(run, None)
     want = decode.generate(run.model, ids, Sampling(greedy=True), frames, {"speaker": [1]})
     np.testing.assert_array_equal(np.load(out), want.codes[0])

@@ -16,7 +16,7 @@ from flax import nnx
 from synthetic import make_store, subprocess_env
 
 from codec_bridge.format import CodeStore, load_codes, make_meta
-from jtts import decode, sample, sampler
+from jtts import decode, sample, sampler, trained_run
 from jtts.checkpoint import Checkpointer
 from jtts.conditioning import Cond
 from jtts.config import load_config, save_config
@@ -221,19 +221,6 @@ def test_run_dir_errors(run, tmp_path, capsys):
     assert f"{tmp_path / 'run.json'}: run directory layout 2, this jtts reads layout 1" in err
 
 
-def test_store_meta_from_training_samples(run, tmp_path):
-    """Runs without store.json: the codec meta comes from the trainer's sample sidecars."""
-    run_dir, _ = run
-    other, trained = RunDir(tmp_path / "run"), RunDir(run_dir)
-    other.samples(4).mkdir(parents=True)
-    other.checkpoints.symlink_to(trained.checkpoints)
-    sidecar = json.loads(trained.store.read_text())
-    sidecar.update(id="LJ001-0001", text="x", step=4)
-    (other.samples(4) / "LJ001-0001.json").write_text(json.dumps(sidecar))
-    meta = sampler.load_run(other.root).store_meta
-    assert meta["store_dir"] == sidecar["store_dir"] and "text" not in meta
-
-
 def test_codec_failure_is_one_line(run, tmp_path, capsys):
     """The synthetic store's codec cannot be loaded, so the decode subprocess fails."""
     run_dir, utts = run
@@ -243,18 +230,8 @@ def test_codec_failure_is_one_line(run, tmp_path, capsys):
     assert err.startswith("error: codec decode failed: ") and err.count("\n") == 1
 
 
-def test_split_sentences_keeps_abbreviations():
-    text = "Dr. Smith met J. R. R. Tolkien. Why?  Yes!\nA new line"
-    assert sampler.split_sentences(text) == [
-        "Dr. Smith met J. R. R. Tolkien.",
-        "Why?",
-        "Yes!",
-        "A new line",
-    ]
-
-
 def test_default_cap_covers_the_longest_training_utterance(run):
-    r = sampler.load_run(run[0])
+    r = trained_run.load_run(run[0])
     assert r.cfg.sample.max_seconds * r.frame_rate < r.cfg.data.max_frames  # tiny: 2 s < 5.3 s
     assert sampler._max_frames(r, None) == r.cfg.data.max_frames
     assert sampler._max_frames(r, 1.0) == 75  # an explicit --max-seconds still rules
@@ -353,8 +330,9 @@ def test_print_normalized_and_sidecar(run, tmp_path, capsys):
 
 @pytest.fixture
 def spoken_run(run, monkeypatch):
-    """The tiny run as if trained with `data.text_normalizer=spoken_english`."""
-    load = sampler.load_run
+    """The tiny run as if trained with `data.text_normalizer=spoken_english` (as the CLI loads
+    it: `sampler.load_run` is the name it calls)."""
+    load = trained_run.load_run
 
     def load_spoken(run_dir, step=None):
         r = load(run_dir, step)
@@ -377,8 +355,8 @@ def test_spoken_form_is_printed_and_encoded(spoken_run, tmp_path, capsys):
     )
     assert stdout.splitlines()[0] == said
     assert load_codes(out)[1]["normalized"] == said
-    r = sampler.load_run(spoken_run[0])
-    chunks, spoken = sampler.encode(r, text, "--text", split=True)
+    r = sampler.load_run(spoken_run[0])  # the spoken run that spoken_run patched in
+    chunks, spoken = trained_run.encode(r, text, "--text", split=True)
     assert spoken == said and len(chunks) == 2
     tok = get_tokenizer("whisper")
     assert [tok.decode(ids[:-1]) for ids in chunks] == [
@@ -447,7 +425,7 @@ def test_a_prompt_is_continued_and_left_out_of_the_output(codec_run, tmp_path, c
     assert code == 0, err
     codes, meta = load_codes(codes_out)
     assert meta["prompt"] == {"wav": str(ref), "text": said, "frames": 90}
-    r = sampler.load_run(run_dir)
+    r = trained_run.load_run(run_dir)
     prompt = encode_file(ref, r.store_meta, device="cpu")[0]
     ids = encode_text(f"{said} {text}", r.cfg.data.text_normalizer)
     sampling = Sampling.of(r.cfg.sample, greedy=True, seed=0, cfg_scale=1.0)

@@ -103,6 +103,16 @@ def test_split_sentences_ignores_case_of_abbreviations():
     assert split_sentences("we met dr. jones. then left") == ["we met dr. jones.", "then left"]
 
 
+def test_split_sentences_keeps_abbreviations():
+    text = "Dr. Smith met J. R. R. Tolkien. Why?  Yes!\nA new line"
+    assert split_sentences(text) == [
+        "Dr. Smith met J. R. R. Tolkien.",
+        "Why?",
+        "Yes!",
+        "A new line",
+    ]
+
+
 def test_spoken_english_loads_neither_torch_nor_jax():
     code = (
         "import sys, json, jtts.text; jtts.text.normalize('$5 on 5/5/2025', 'spoken_english');"

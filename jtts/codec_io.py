@@ -1,0 +1,77 @@
+"""The sampler's side of the codec: codes files with their sidecar (`write_codes`, through
+`codec_bridge.format`), and `python -m codec_bridge decode` / `encode` run in a subprocess
+(`run_codec`, `encode_prompt`), so that this package never imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from codec_bridge.format import load_codes, save_codes
+from jtts.trained_run import Run, UsageError
+
+
+class CodecError(Exception):
+    """The codec subprocess failed; the CLI prints its one-line error and exits 1."""
+
+
+PROMPT_SECONDS = (1.0, 10.0)  # a voice prompt's shortest and longest clip
+
+
+def write_codes(
+    run: Run, path: Path, codes_KxT: np.ndarray, text: str, normalized: str, **extra: Any
+) -> None:
+    """codes .npy + .json sidecar (store meta, store_dir, text, normalized, step, `extra`: the
+    sampler adds `eos`, whether the text ended by EOS rather than at the length cap)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {**run.store_meta, "text": text, "normalized": normalized, "step": run.step, **extra}
+    save_codes(path, codes_KxT, meta)
+
+
+def _codec_bridge(command: str, args: Sequence[Any]) -> tuple[int, str]:
+    """`python -m codec_bridge COMMAND ARGS`: its exit code and its last line of output."""
+    cmd = [sys.executable, "-m", "codec_bridge", command, *map(str, args)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    lines = [ln.strip() for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
+    return proc.returncode, lines[-1] if lines else f"exit code {proc.returncode}"
+
+
+def run_codec(args: list[str], codes: str | None) -> None:
+    """`python -m codec_bridge decode ARGS`; a failure becomes a CodecError with its last line."""
+    code, detail = _codec_bridge("decode", args)
+    if code != 0:
+        kept = f"the codes are in {codes}" if codes else "pass --codes-out to keep the codes"
+        raise CodecError(f"codec decode failed: {detail} ({kept}; fix the codec and rerun)")
+
+
+def encode_prompt(run: Run, wav: str) -> np.ndarray:
+    """A voice prompt's codes_KxP, from `python -m codec_bridge encode` with the codec and
+    bandwidth of the run's store. Audio it refuses (missing, unreadable, silent, shorter or
+    longer than PROMPT_SECONDS) or a codec it cannot load (its exit 2) is a UsageError naming
+    `--prompt-wav`; any other failure a CodecError."""
+    lo, hi = PROMPT_SECONDS
+    with tempfile.TemporaryDirectory(prefix="jtts-prompt-") as tmp:
+        meta, out = Path(tmp) / "meta.json", Path(tmp) / "prompt.npy"
+        meta.write_text(json.dumps(run.store_meta), encoding="utf-8")
+        args = [wav, "--meta", meta, "--out", out, "--min-seconds", lo, "--max-seconds", hi]
+        code, detail = _codec_bridge("encode", args)
+        codes = load_codes(out)[0] if code == 0 else None
+    if codes is None:
+        detail = detail.removeprefix("codec_bridge encode: error: ").removeprefix(f"{wav}: ")
+        if code == 2:
+            raise UsageError(f"--prompt-wav {wav}: {detail}")
+        raise CodecError(f"codec encode failed: --prompt-wav {wav}: {detail}")
+    if codes.shape[0] != run.cfg.model.n_codebooks:
+        raise UsageError(
+            f"--prompt-wav {wav}: the codec gave {codes.shape[0]} codebooks, the model reads "
+            f"{run.cfg.model.n_codebooks}; the run's store.json names the wrong codec"
+        )
+    return codes
