@@ -53,7 +53,9 @@ def heldout(judged_run, tmp_path_factory):
         noise_wav(root / "wavs" / f"HO-{i:05d}.wav", seconds)
         rows.append(f"HO-{i:05d}|{text}|{text}\n")
     (root / "metadata.csv").write_text("".join(rows))
-    (root / "corpus.json").write_text(json.dumps({"voice": "noise:test", "split": "heldout", "n_unseen": 2}))
+    (root / "corpus.json").write_text(
+        json.dumps({"voice": "noise:test", "split": "heldout", "n_unseen": 2})
+    )
     return root, texts
 
 
