@@ -43,20 +43,13 @@ def spellings(vocab_size: int) -> np.ndarray:
     return table
 
 
-@cache
-def _unit_counts() -> np.ndarray:
-    """Positions each id takes in the byte stream: its bytes (at most MAX_BYTES), 1 if special."""
-    counts = [min(len(b), MAX_BYTES) for b in whisper_token_bytes()[:N_BPE]]
-    return np.asarray(counts + [1] * (len(whisper_token_bytes()) - N_BPE), np.int64)
-
-
 def to_units(ids: np.ndarray, units: str) -> np.ndarray:
     """Text positions of token ids: the ids ("tokens"), or ("bytes") one unit per byte of each
     id's spelling, numbered id * MAX_BYTES + the byte's index in the token."""
     if units == "tokens":
         return ids
     ids = np.asarray(ids, np.int64)
-    counts = _unit_counts()[ids]
+    counts = (unit_bytes(len(whisper_token_bytes()))[ids] != PAD).sum(axis=1)
     starts = np.cumsum(counts) - counts
     index = np.arange(counts.sum()) - np.repeat(starts, counts)
     return (np.repeat(ids, counts) * MAX_BYTES + index).astype(np.int32)
