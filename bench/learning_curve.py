@@ -24,7 +24,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.says_anything import verdict  # noqa: E402
+from bench.says_anything import verdict, verdict_arguments  # noqa: E402
 from jtts.rundir import RunDir  # noqa: E402
 from jtts.trained_run import UsageError  # noqa: E402
 
@@ -83,13 +83,8 @@ def plot(curve: list[dict[str, Any]], out: Path, title: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--workdir", type=Path, required=True, help="the trained run")
-    p.add_argument("--heldout", type=Path, required=True, help="speechcorpus held-out corpus")
-    p.add_argument("--n", type=int, default=200, help="held-out sentences judged at each step")
-    p.add_argument("--unseen", type=int, default=100, help="of them from the unseen-word subset")
+    verdict_arguments(p, "/tmp/jtts-curve")  # judged alike at each step
     p.add_argument("--steps", default=None, help="comma-separated steps (default: every saved)")
-    p.add_argument("--work", type=Path, default=Path("/tmp/jtts-curve"), help="kept, reused")
-    p.add_argument("--asr", default="whisper", help="codec_bridge evaluate --asr")
     p.add_argument("--plot", type=Path, default=None, help="PNG of WER against minutes")
     a = p.parse_args(argv)
     run = RunDir(a.workdir)

@@ -188,14 +188,19 @@ def verdict(
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def verdict_arguments(p: argparse.ArgumentParser, work: str) -> None:
+    """The options of `verdict` (all but the step), for this bench and those built on it."""
     p.add_argument("--workdir", type=Path, required=True, help="the trained run")
     p.add_argument("--heldout", type=Path, required=True, help="speechcorpus held-out corpus")
     p.add_argument("--n", type=int, default=200, help="held-out sentences judged")
     p.add_argument("--unseen", type=int, default=100, help="of them from the unseen-word subset")
-    p.add_argument("--work", type=Path, default=Path("/tmp/jtts-verdict"), help="kept, reused")
+    p.add_argument("--work", type=Path, default=Path(work), help="kept, reused")
     p.add_argument("--asr", default="whisper", help="codec_bridge evaluate --asr")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    verdict_arguments(p, "/tmp/jtts-verdict")
     p.add_argument("--step", type=int, default=None, help="checkpoint (default: the best)")
     a = p.parse_args(argv)
     try:
