@@ -34,7 +34,7 @@ from flax import nnx
 from jax import numpy as jnp
 
 from jtts.config import ConditionConfig, ConfigError, ModelConfig
-from jtts.layers import EncoderLayer, LayerStack, RMSNorm, split_rng
+from jtts.layers import ConvBlock, EncoderLayer, LayerStack, RMSNorm, split_rng
 from jtts.spelling import ByteEmbed, SpellingEmbed, unit_tokens
 
 TEXT = "text"
@@ -226,6 +226,7 @@ class Conditioner(nnx.Module):
         if cfg.text_units == "bytes":
             self.bytes = ByteEmbed(cfg, rngs=rngs)
         self.null_cond = nnx.Param(init(rngs.params(), (cfg.d_model,), pdt))
+        self.text_conv = nnx.List([ConvBlock(cfg, rngs=rngs) for _ in range(cfg.text_conv_layers)])
         self.encoder = LayerStack(
             lambda r: EncoderLayer(cfg, rngs=r), cfg.enc_layers, scan=cfg.scan_layers, rngs=rngs
         )
@@ -251,6 +252,8 @@ class Conditioner(nnx.Module):
         x = self._embed_text(text.ids_BxS).astype(jnp.dtype(self.cfg.dtype))
         positions_S = jnp.arange(text.ids_BxS.shape[1])
         mask_Bx1x1xS = text.mask_BxS.astype(bool)[:, None, None, :]
+        for block in self.text_conv:
+            x = block(x, text.mask_BxS)
 
         def layer_fn(layer, x, rng):
             return layer(x, positions_S, mask_Bx1x1xS, rng), None

@@ -96,6 +96,11 @@ class ModelConfig:
     # duration, which the diagonal attention prior fits, and the same 256 symbols in every word.
     text_units: Literal["tokens", "bytes"] = "tokens"
     spelling_dim: int = 128
+    # Convolutions (kernel text_conv_kernel, residual) over the text positions before the text
+    # encoder's attention, as Tacotron 2 and Transformer-TTS read characters: a byte's sound
+    # depends on its neighbours, which a convolution sees from the first step.
+    text_conv_layers: int = 0
+    text_conv_kernel: int = 5
     rope_theta: float = 10000.0
     norm_eps: float = 1e-6
     init_std: float = 0.02
@@ -104,6 +109,8 @@ class ModelConfig:
         _at_least(self, "model", 1, "d_model", "n_heads", "enc_layers", "dec_layers", "mlp_dim")
         _at_least(self, "model", 1, "text_vocab_size", "max_text_len", "max_frames")
         _at_least(self, "model", 1, "n_codebooks", "codebook_size", "spelling_dim")
+        _at_least(self, "model", 0, "text_conv_layers")
+        _at_least(self, "model", 1, "text_conv_kernel")
         _check(
             self.head_dim is not None or self.d_model % self.n_heads == 0,
             f"model.d_model={self.d_model} is not divisible by model.n_heads={self.n_heads}; "

@@ -212,6 +212,29 @@ class CrossAttention(nnx.Module):
         return self.o(out.reshape(b, t, -1)), masked
 
 
+class ConvBlock(nnx.Module):
+    """Pre-norm residual convolution over a sequence (`model.text_conv_kernel` wide, GELU);
+    masked positions are zeroed first so padding never leaks into real ones."""
+
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+        self.norm = RMSNorm(cfg)
+        self.conv = nnx.Conv(
+            cfg.d_model,
+            cfg.d_model,
+            kernel_size=(cfg.text_conv_kernel,),
+            padding="SAME",
+            dtype=jnp.dtype(cfg.dtype),
+            param_dtype=jnp.dtype(cfg.param_dtype),
+            kernel_init=nnx.initializers.normal(cfg.init_std),
+            rngs=rngs,
+        )
+
+    def __call__(self, x_BxSxD: jax.Array, mask_BxS: jax.Array) -> jax.Array:
+        real_BxSx1 = mask_BxS.astype(bool)[..., None]
+        h = jnp.where(real_BxSx1, self.norm(x_BxSxD), 0)
+        return x_BxSxD + jnp.where(real_BxSx1, jax.nn.gelu(self.conv(h)), 0)
+
+
 class Mlp(nnx.Module):
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
         self.kind = cfg.mlp

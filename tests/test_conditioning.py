@@ -97,6 +97,27 @@ def test_the_speaker_joins_as_a_sum_into_every_decoder_input(cfg):
     np.testing.assert_allclose(logits[1], moved[1], atol=1e-6)  # a dropped one is its null
 
 
+def test_text_convolutions_see_their_kernel_of_neighbours_and_never_padding():
+    cfg = load_config(
+        CONFIGS / "tiny.yaml", ["model.text_conv_layers=2", "model.text_conv_kernel=3"]
+    )
+    model = build_model(cfg.model, nnx.Rngs(0))
+    block = model.conditioner.text_conv[0]
+    x = jax.random.normal(jax.random.key(1), (1, 8, cfg.model.d_model))
+    mask = jnp.arange(8)[None] < 6  # positions 6 and 7 are padding
+    out = block(x, mask)
+    np.testing.assert_array_equal(out[0, 6:], x[0, 6:])  # padding passes through untouched
+    noisy = block(x.at[0, 6:].add(5.0), mask)
+    np.testing.assert_allclose(noisy[0, :6], out[0, :6], atol=1e-6)  # and never leaks
+    moved = np.abs(block(x.at[0, 3].add(1.0), mask) - out)[0].max(axis=-1)
+    assert (moved[[2, 3, 4]] > 1e-4).all()  # a kernel of 3 reaches one neighbour each side
+    np.testing.assert_allclose(moved[[0, 1, 5]], 0, atol=1e-6)
+    text = batch(rows=2).inputs["text"]
+    plain = model.conditioner.encode_text(text)
+    model.conditioner.text_conv[1].conv.kernel[...] *= 0  # the second block takes part too
+    assert np.abs(model.conditioner.encode_text(text) - plain).max() > 1e-4
+
+
 def test_the_three_decoders_agree_with_a_speaker(cfg):
     model = build_model(cfg, nnx.Rngs(1))
     texts, speakers = [[5, 6, 7, 50257], [9, 50257]], {"speaker": [2, 0]}
