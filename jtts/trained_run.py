@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from flax import nnx
 
-from jtts import conditioning
+from jtts import conditioning, shipped
 from jtts.checkpoint import CheckpointError, load_model
 from jtts.config import Config, ConfigError, load_config
 from jtts.data import encode_text
@@ -60,10 +60,21 @@ def _store_meta(run: RunDir) -> dict[str, Any]:
 
 
 def load_run(run_dir: str | Path, step: int | None = None) -> Run:
-    """Restores the best (or latest, or `step`) checkpoint's parameters and saved config."""
+    """Restores the best (or latest, or `step`) checkpoint's parameters and saved config, or a
+    shipped model's (`jtts.shipped`)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise UsageError(f"--workdir {run_dir}: no such directory (pass a training run dir)")
+        raise UsageError(
+            f"--workdir {run_dir}: no such directory (pass a training run or a shipped model)"
+        )
+    if shipped.is_shipped(run_dir):
+        try:
+            cfg, model, saved, codec = shipped.read(run_dir)
+        except shipped.ShippedError as e:
+            raise UsageError(str(e)) from None
+        if step is not None and step != saved:
+            raise UsageError(f"--step {step}: {run_dir} is a shipped model of step {saved}")
+        return Run(run_dir, cfg, model, saved, codec)
     paths = RunDir(run_dir)
     try:
         paths.layout()
@@ -139,10 +150,12 @@ def choose_categories(cfg: Config, o: Mapping[str, Any], where: Path) -> dict[st
 
 def list_names(workdir: str | Path, name: str) -> list[str]:
     """The names a run's attribute `name` knows (its saved config's table), for --list-NAMEs."""
-    path = RunDir(workdir).config
     try:
-        cfg = load_config(path)
-    except ConfigError as e:
+        if shipped.is_shipped(workdir):
+            cfg = shipped.read_config(workdir)
+        else:
+            cfg = load_config(RunDir(workdir).config)
+    except (ConfigError, shipped.ShippedError) as e:
         raise UsageError(f"--workdir {workdir}: {e}") from None
     attrs = {a.name: c for a, c in conditioning.attributes(cfg.model)}
     if name not in attrs:

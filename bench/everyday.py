@@ -1,0 +1,98 @@
+"""Everyday sentences: does a run (or a shipped model) say what a user types?
+
+`bench/everyday.txt` holds 50 ordinary sentences written for this bench (none from any
+corpus). The run's voice (`--voice`, e.g. hibari:heart) speaks them as the recordings; the run
+speaks them with its `sample` settings; `codec_bridge evaluate --asr whisper` judges jtts beside
+the recordings and their resynthesis by the run's codec at its bandwidth. Prints one JSON
+object: WER per set, jtts over resynthesis, transcripts nearest their own sentence, EOS,
+duration within 25% of the recording's, and the share of the sentences' words the training
+transcripts lack (when the run's code store is here). Work is kept in `--work` and reused.
+
+    python bench/everyday.py --workdir models/NAME --voice hibari:heart --work /tmp/jtts-everyday
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.frontend import evaluation  # noqa: E402
+from bench.says_anything import codec_weights, group_figures, training_texts  # noqa: E402
+from codec_bridge.format import load_codes  # noqa: E402
+from jtts import demo  # noqa: E402
+from jtts.trained_run import UsageError, load_run  # noqa: E402
+from speechcorpus.builder import write_corpus  # noqa: E402
+from speechcorpus.sentences import unseen_share  # noqa: E402
+
+TEXTS = ROOT / "bench" / "everyday.txt"
+
+
+def everyday(
+    workdir: Path, voice: str, work: Path, texts: Path = TEXTS, asr: str = "whisper"
+) -> dict[str, Any]:
+    """Speaks, samples and judges `texts` (one sentence a line) for `workdir`."""
+    lines = [t.strip() for t in texts.read_text(encoding="utf-8").splitlines() if t.strip()]
+    if not lines:
+        raise UsageError(f"--texts {texts}: no sentences")
+    run = load_run(workdir)
+    ids = [f"{i:04d}" for i in range(1, len(lines) + 1)]
+    recordings = write_corpus(work / "recordings", dict(zip(ids, lines, strict=True)), voice)
+    (work / "texts.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    cap_s = run.cfg.model.max_frames / run.frame_rate
+    synth, codes = work / "synth", work / "codes"
+    if not synth.exists():
+        cmd = demo.sample_command(workdir, work / "texts.txt", synth, codes, cap_s)
+        subprocess.run(cmd, check=True, cwd=ROOT, stdout=sys.stderr)
+    meta = run.store_meta
+    weights, kbps = codec_weights(meta), float(meta["bandwidth"])
+    report = evaluation(work, recordings, synth, weights, kbps, asr)
+    rows = report["utterances"]
+    eos = [load_codes(codes / f"{r['id']}.npy")[1]["eos"] for r in rows]
+    figures = group_figures(rows, eos, report["asr"]["normalizer"])
+    if meta.get("store_dir") and Path(meta["store_dir"]).is_dir():
+        figures["words_absent_from_training"] = unseen_share(lines, training_texts(meta))
+    return {
+        "benchmark": "everyday sentences (bench/everyday.txt)",
+        "run": str(workdir),
+        "step": run.step,
+        "voice": voice,
+        "asr": {k: report["asr"].get(k) for k in ("engine", "model", "normalizer")},
+        "codec": {"weights": weights, "kbps": kbps},
+        "figures": figures,
+        "transcripts": [
+            {
+                "text": r["text"],
+                "jtts": r["synthesis"]["hyp"],
+                "resynthesis": r["resynthesis"]["hyp"],
+            }
+            for r in rows
+        ],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--workdir", type=Path, required=True, help="a trained run or shipped model")
+    p.add_argument("--voice", required=True, help="the run's voice, engine:name")
+    p.add_argument("--texts", type=Path, default=TEXTS)
+    p.add_argument("--work", type=Path, default=Path("/tmp/jtts-everyday"))
+    p.add_argument("--asr", default="whisper", help="codec_bridge evaluate --asr")
+    a = p.parse_args(argv)
+    try:
+        result = everyday(a.workdir, a.voice, a.work, a.texts, a.asr)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""`python -m jtts.export`: a run becomes a shipped model folder that `jtts.sample` speaks
+with from anywhere, the same codes as the run (the tiny overfit run of test_sampler, with the
+untrained EnCodec weights kept in its store as the codec)."""
+
+import shutil
+
+import numpy as np
+import soundfile as sf
+from test_sampler import GREEDY, cli, codec_run, run  # noqa: F401 (fixtures)
+
+from codec_bridge.format import file_sha256, load_codes
+from jtts import export, shipped
+
+
+def test_a_shipped_model_speaks_as_its_run_from_anywhere(codec_run, tmp_path, capsys):  # noqa: F811
+    run_dir, utts = codec_run
+    assert export.main(["--workdir", str(run_dir), "--out", str(tmp_path / "model")]) == 0
+    line = capsys.readouterr().out
+    assert "params.msgpack" in line and "codec.pt" in line and "sha256" in line
+    moved = tmp_path / "elsewhere" / "model"
+    shutil.copytree(tmp_path / "model", moved)
+    shutil.rmtree(tmp_path / "model")  # the folder alone speaks: no run, no store beside it
+    for workdir, name in ((run_dir, "run"), (moved, "shipped")):
+        out = tmp_path / f"{name}.wav"
+        args = ["--workdir", workdir, "--text", utts[0].text, "--out", out]
+        code, _, err = cli(capsys, *args, "--codes-out", tmp_path / f"{name}.npy", *GREEDY)
+        assert code == 0, err
+    codes, meta = load_codes(tmp_path / "shipped.npy")
+    np.testing.assert_array_equal(codes, load_codes(tmp_path / "run.npy")[0])
+    np.testing.assert_array_equal(codes, utts[0].codes)  # float16 weights, the same codes
+    assert meta["weights"]["path"] == str(moved / shipped.CODEC)
+    assert meta["weights"]["sha256"] == file_sha256(moved / shipped.CODEC)
+    assert sf.info(str(tmp_path / "shipped.wav")).frames == codes.shape[1] * 320
+
+
+def test_export_refusals_are_one_line(run, tmp_path, capsys):  # noqa: F811
+    run_dir, _ = run
+    assert export.main(["--workdir", str(tmp_path / "none"), "--out", str(tmp_path / "m")]) == 2
+    assert "no such directory" in capsys.readouterr().err
+    # The synthetic store records seeded untrained weights it never kept: nothing to ship.
+    assert export.main(["--workdir", str(run_dir), "--out", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no codec weights file to ship" in err
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / shipped.MODEL_JSON).write_text("{}")
+    assert export.main(["--workdir", str(tmp_path / "m"), "--out", str(tmp_path / "n")]) == 2
+    assert "already a shipped model" in capsys.readouterr().err
