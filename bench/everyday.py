@@ -24,9 +24,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.frontend import evaluation  # noqa: E402
-from bench.says_anything import codec_weights, group_figures, training_texts  # noqa: E402
+from bench.says_anything import (  # noqa: E402
+    claim,
+    codec_weights,
+    group_figures,
+    training_texts,
+)
 from codec_bridge.format import load_codes  # noqa: E402
-from jtts import demo  # noqa: E402
+from jtts import demo, shipped  # noqa: E402
 from jtts.trained_run import UsageError, load_run  # noqa: E402
 from speechcorpus.builder import write_corpus  # noqa: E402
 from speechcorpus.sentences import unseen_share  # noqa: E402
@@ -34,21 +39,54 @@ from speechcorpus.sentences import unseen_share  # noqa: E402
 TEXTS = ROOT / "bench" / "everyday.txt"
 
 
+def model_voice(workdir: Path) -> str | None:
+    """The voice a shipped model's corpus was spoken in (`jtts.export` records it)."""
+    path = workdir / shipped.MODEL_JSON
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8")).get("provenance", {}).get("voice")
+
+
 def everyday(
-    workdir: Path, voice: str, work: Path, texts: Path = TEXTS, asr: str = "whisper"
+    workdir: Path,
+    voice: str | None,
+    work: Path,
+    texts: Path = TEXTS,
+    asr: str = "whisper",
+    n: int | None = None,
+    beside: Path | None = None,
 ) -> dict[str, Any]:
-    """Speaks, samples and judges `texts` (one sentence a line) for `workdir`."""
+    """Speaks, samples and judges the first `n` of `texts` (one sentence a line) for
+    `workdir`, and for `beside` when given (its figures under "beside")."""
     lines = [t.strip() for t in texts.read_text(encoding="utf-8").splitlines() if t.strip()]
+    lines = lines[:n] if n else lines
     if not lines:
         raise UsageError(f"--texts {texts}: no sentences")
-    run = load_run(workdir)
+    voice = voice or model_voice(workdir)
+    if voice is None:
+        raise UsageError(f"--voice: {workdir} does not name its voice; pass --voice engine:name")
+    settings = {"run": str(workdir), "beside": str(beside), "voice": voice, "texts": lines}
+    claim(work, {**settings, "asr": asr})
     ids = [f"{i:04d}" for i in range(1, len(lines) + 1)]
     recordings = write_corpus(work / "recordings", dict(zip(ids, lines, strict=True)), voice)
     (work / "texts.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = {"benchmark": "everyday sentences (bench/everyday.txt)", "voice": voice}
+    result.update(_judged(workdir, work, recordings, asr, lines))
+    if beside is not None:
+        result["beside"] = _judged(beside, work / "beside", recordings, asr, lines)
+    return result
+
+
+def _judged(
+    workdir: Path, work: Path, recordings: Path, asr: str, lines: list[str]
+) -> dict[str, Any]:
+    """`workdir` says `lines` (the texts.txt beside `recordings`), judged beside them."""
+    run = load_run(workdir)
+    texts = recordings.parent / "texts.txt"
     cap_s = run.cfg.model.max_frames / run.frame_rate
     synth, codes = work / "synth", work / "codes"
     if not synth.exists():
-        cmd = demo.sample_command(workdir, work / "texts.txt", synth, codes, cap_s)
+        cmd = demo.sample_command(workdir, texts, synth, codes, cap_s)
         subprocess.run(cmd, check=True, cwd=ROOT, stdout=sys.stderr)
     meta = run.store_meta
     weights, kbps = codec_weights(meta), float(meta["bandwidth"])
@@ -59,10 +97,8 @@ def everyday(
     if meta.get("store_dir") and Path(meta["store_dir"]).is_dir():
         figures["words_absent_from_training"] = unseen_share(lines, training_texts(meta))
     return {
-        "benchmark": "everyday sentences (bench/everyday.txt)",
         "run": str(workdir),
         "step": run.step,
-        "voice": voice,
         "asr": {k: report["asr"].get(k) for k in ("engine", "model", "normalizer")},
         "codec": {"weights": weights, "kbps": kbps},
         "figures": figures,
@@ -80,13 +116,15 @@ def everyday(
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--workdir", type=Path, required=True, help="a trained run or shipped model")
-    p.add_argument("--voice", required=True, help="the run's voice, engine:name")
+    p.add_argument("--voice", help="the run's voice, engine:name (default: a shipped model's)")
+    p.add_argument("--n", type=int, help="only the first N sentences")
+    p.add_argument("--beside", type=Path, help="another run to judge on the same sentences")
     p.add_argument("--texts", type=Path, default=TEXTS)
     p.add_argument("--work", type=Path, default=Path("/tmp/jtts-everyday"))
     p.add_argument("--asr", default="whisper", help="codec_bridge evaluate --asr")
     a = p.parse_args(argv)
     try:
-        result = everyday(a.workdir, a.voice, a.work, a.texts, a.asr)
+        result = everyday(a.workdir, a.voice, a.work, a.texts, a.asr, a.n, a.beside)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -126,7 +126,7 @@ def _held_out(heldout: Path, n: int, unseen: int, cap_s: float) -> tuple[list[st
     return kinds["unseen"][:unseen] + kinds["seen"][: n - unseen], unseen, texts
 
 
-def _claim(work: Path, settings: dict[str, Any]) -> None:
+def claim(work: Path, settings: dict[str, Any]) -> None:
     """Records what `work` judges; a `work` that judged something else is a UsageError."""
     path = work / "verdict.json"
     if path.exists() and json.loads(path.read_text(encoding="utf-8")) != settings:
@@ -153,7 +153,7 @@ def verdict(
     cap_s = run.cfg.model.max_frames / run.frame_rate
     ids, n_unseen, texts = _held_out(heldout, n, unseen, cap_s)
     settings = {"run": str(workdir), "step": run.step, "heldout": str(heldout), "n": n}
-    _claim(work, {**settings, "unseen": unseen, "asr": asr})
+    claim(work, {**settings, "unseen": unseen, "asr": asr})
     subset = judged_subset(work / "subset", heldout, ids, texts)
     synth, codes = work / "synth", work / "codes"
     if not synth.exists():

@@ -5,6 +5,7 @@ models/NAME` speaks with. Prints one line: the folder's files, sizes and sha256.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,9 @@ def export(workdir: str | Path, out: str | Path, step: int | None = None) -> dic
     run = load_run(workdir, step)
     params = nnx.to_pure_dict(nnx.state(run.model, nnx.Param))
     provenance = {"run": str(Path(workdir).absolute()), "store": run.store_meta.get("store_dir")}
+    corpus = Path(run.store_meta.get("source", {}).get("input", "")) / "corpus.json"
+    if corpus.is_file():  # a speechcorpus corpus names its voice
+        provenance["voice"] = json.loads(corpus.read_text(encoding="utf-8")).get("voice")
     try:
         return shipped.write(out, run.cfg, params, run.step, run.store_meta, provenance)
     except shipped.ShippedError as e:

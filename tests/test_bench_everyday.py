@@ -49,3 +49,21 @@ def test_everyday_sentences_are_spoken_said_and_judged(judged_run, tmp_path, cap
     stamp = (work / "synth" / "0001.wav").stat().st_mtime_ns
     assert bench.main([str(a) for a in [*args, "--work", work, "--asr", "pocketsphinx"]]) == 0
     assert (work / "synth" / "0001.wav").stat().st_mtime_ns == stamp  # work is reused
+    capfd.readouterr()
+    assert bench.main([str(a) for a in [*args, "--work", work, "--n", 1]]) == 2
+    err = capfd.readouterr().err
+    assert err.startswith(f"error: --work {work} holds another") and err.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_a_run_beside_says_the_same_sentences(judged_run, tmp_path, capfd):  # noqa: F811
+    """The same run beside itself (same seed, same codes): the same transcripts, judged apart."""
+    texts = tmp_path / "everyday.txt"
+    texts.write_text(judged_run[1][0].text + "\n" + judged_run[1][2].text + "\n")
+    args = ["--workdir", judged_run[0], "--voice", "espeak:en-us", "--texts", texts, "--n", 1]
+    args += ["--beside", judged_run[0], "--work", tmp_path / "w", "--asr", "pocketsphinx"]
+    assert bench.main([str(a) for a in args]) == 0
+    result = json.loads(capfd.readouterr().out)
+    assert [t["text"] for t in result["transcripts"]] == [judged_run[1][0].text]
+    assert result["beside"]["transcripts"] == result["transcripts"]
+    assert (tmp_path / "w" / "beside" / "report.json").is_file()
