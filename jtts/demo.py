@@ -50,6 +50,8 @@ CONFIG = ROOT / "configs" / "demo.yaml"
 # A codec trained by `codec_bridge train` on eSpeak NG speech, shipped with the repository
 # (see codecs/README.md): used when the pretrained EnCodec weights cannot load.
 DEMO_CODEC = ROOT / "codecs" / "demo_codec.pt"
+SHIPPED = ROOT / "models" / "hibari-reader"  # the open-vocabulary model (models/README.md)
+EVERYDAY = 5  # everyday sentences it and the demo's model say at the end
 SENTENCES = 2400
 STEPS = 2100
 UNSEEN = 20  # held-out sentences synthesized and judged
@@ -266,11 +268,33 @@ def code_match(synth_codes: Path, heldout_store: Path, ids: list[str]) -> dict:
     return match_table(generated, [store.get(i).codes for i in ids])
 
 
+def everyday_command(run: Path, out: Path, n: int = EVERYDAY) -> list[str]:
+    """`bench/everyday.py`: the shipped model and `run` say the first `n` everyday sentences,
+    judged by Whisper beside the shipped model's voice reading them."""
+    cmd = [sys.executable, str(ROOT / "bench" / "everyday.py"), "--workdir", str(SHIPPED)]
+    return [*cmd, "--beside", str(run), "--n", str(n), "--work", str(out)]
+
+
+def everyday_lines(result: dict) -> list[str]:
+    """What `everyday_command`'s JSON says: each sentence as heard from the shipped model and
+    from the demo's, and the WER of each beside the recordings' and their resynthesis'."""
+    shipped, demo = result["figures"], result["beside"]["figures"]
+    lines = [
+        f"Everyday sentences, Whisper base: WER {shipped['wer']:.2f} for {SHIPPED.name} "
+        f"(its voice {result['voice']}: recordings {shipped['wer_recordings']:.2f}, resynthesis "
+        f"{shipped['wer_resynthesis']:.2f}); {demo['wer']:.2f} for the demo's grammar model."
+    ]
+    for own, other in zip(result["transcripts"], result["beside"]["transcripts"], strict=True):
+        lines += [f"  {own['text']}", f"    {SHIPPED.name}: {own['jtts']}"]
+        lines += [f"    demo model: {other['jtts']}"]
+    return lines
+
+
 def run_demo(out: Path, sentences: int, steps: int, unseen: int = UNSEEN) -> None:
     t0 = time.time()
 
     def stage(i: int, what: str) -> None:
-        print(f"[{i}/6 at {(time.time() - t0) / 60:.1f} min] {what}", flush=True)
+        print(f"[{i}/7 at {(time.time() - t0) / 60:.1f} min] {what}", flush=True)
 
     out.mkdir(parents=True, exist_ok=True)
     stage(1, f"speaking {sentences} template sentences with eSpeak NG")
@@ -322,9 +346,15 @@ def run_demo(out: Path, sentences: int, steps: int, unseen: int = UNSEEN) -> Non
         f"match its own sentence, {closeness['mismatched']:.1%} another sentence's; "
         f"{closeness['closer_to_own']:.0%} of the utterances are closer to their own."
     )
+    stage(7, f"everyday sentences: the shipped {SHIPPED.name} beside the demo's model")
+    said = _run(everyday_command(run, out / "everyday"), capture_output=True, text=True)
+    if said.returncode == 0:
+        print("\n".join(everyday_lines(json.loads(said.stdout))))
+    else:  # the demo's own result stands; say why this one is missing
+        print(f"everyday sentences not judged: {(said.stderr.strip().splitlines() or ['?'])[-1]}")
     print(f"\nDemo finished in {(time.time() - t0) / 60:.1f} min. Made in {out}/: report.png, ")
     print("  synth/ (jtts), heldout/ (eSpeak), resynthesis/ (codec), intelligibility.json,")
-    print("  code_match.json (jtts's codes against eSpeak's, DTW-aligned)")
+    print("  code_match.json (jtts's codes against eSpeak's, DTW-aligned), everyday/")
     print(
         f"Codec weights: {weights}."
         + (" (Untrained: the audio is noise-like.)" if weights == "untrained" else "")

@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import everyday as bench  # noqa: E402
+from jtts import demo  # noqa: E402
 
 
 def words(s: str) -> str:
@@ -29,6 +30,7 @@ def test_everyday_sentences_are_spoken_said_and_judged(judged_run, tmp_path, cap
     texts.write_text("\n" + "\n".join(lines) + "\n\n")
     work = tmp_path / "work"
     args = ["--workdir", judged_run[0], "--voice", "espeak:en-us", "--texts", texts]
+    args += ["--beside", judged_run[0]]  # the same run beside itself: the same codes
     code = bench.main([str(a) for a in [*args, "--work", work, "--asr", "pocketsphinx"]])
     out, err = capfd.readouterr()
     assert code == 0, err
@@ -46,6 +48,15 @@ def test_everyday_sentences_are_spoken_said_and_judged(judged_run, tmp_path, cap
     n = len(refs[0].split())
     assert f["words_absent_from_training"] == pytest.approx(3 / (n + 3))
     assert [t["jtts"] for t in result["transcripts"]] == [r["synthesis"]["hyp"] for r in rows]
+    assert result["beside"]["transcripts"] == result["transcripts"]
+    assert (work / "beside" / "report.json").is_file()
+    said = demo.everyday_lines(result)  # how make demo prints it
+    assert said[0].startswith("Everyday sentences, Whisper base: WER")
+    assert said[1:4] == [
+        f"  {lines[0]}",
+        f"    {demo.SHIPPED.name}: {result['transcripts'][0]['jtts']}",
+        f"    demo model: {result['beside']['transcripts'][0]['jtts']}",
+    ]
     stamp = (work / "synth" / "0001.wav").stat().st_mtime_ns
     assert bench.main([str(a) for a in [*args, "--work", work, "--asr", "pocketsphinx"]]) == 0
     assert (work / "synth" / "0001.wav").stat().st_mtime_ns == stamp  # work is reused
@@ -53,17 +64,3 @@ def test_everyday_sentences_are_spoken_said_and_judged(judged_run, tmp_path, cap
     assert bench.main([str(a) for a in [*args, "--work", work, "--n", 1]]) == 2
     err = capfd.readouterr().err
     assert err.startswith(f"error: --work {work} holds another") and err.count("\n") == 1
-
-
-@pytest.mark.slow
-def test_a_run_beside_says_the_same_sentences(judged_run, tmp_path, capfd):  # noqa: F811
-    """The same run beside itself (same seed, same codes): the same transcripts, judged apart."""
-    texts = tmp_path / "everyday.txt"
-    texts.write_text(judged_run[1][0].text + "\n" + judged_run[1][2].text + "\n")
-    args = ["--workdir", judged_run[0], "--voice", "espeak:en-us", "--texts", texts, "--n", 1]
-    args += ["--beside", judged_run[0], "--work", tmp_path / "w", "--asr", "pocketsphinx"]
-    assert bench.main([str(a) for a in args]) == 0
-    result = json.loads(capfd.readouterr().out)
-    assert [t["text"] for t in result["transcripts"]] == [judged_run[1][0].text]
-    assert result["beside"]["transcripts"] == result["transcripts"]
-    assert (tmp_path / "w" / "beside" / "report.json").is_file()
