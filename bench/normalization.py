@@ -30,7 +30,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from jtts.rundir import RunDir  # noqa: E402
+from jtts.trained_run import UsageError, run_config  # noqa: E402
 from jtts.verbalize import verbalize  # noqa: E402
 
 CASES_CSV = Path(__file__).with_name("normalization_cases.csv")
@@ -102,10 +102,9 @@ def judged(workdir: Path, out: Path, asr: str, device: str) -> tuple[int, dict[s
         code, report = transcribe(out, asr, device)
     if code:
         return code, {}
-    cfg = json.loads(RunDir(workdir).config.read_text())
     result = {
         "workdir": str(workdir),
-        "text_normalizer": cfg["data"]["text_normalizer"],
+        "text_normalizer": run_config(workdir).data.text_normalizer,
         "asr": report["asr"],
         "wer": round(report["sets"]["original"]["wer"], 4),
     }
@@ -116,7 +115,9 @@ def judged(workdir: Path, out: Path, asr: str, device: str) -> tuple[int, dict[s
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--markdown", action="store_true", help="a Markdown table instead of JSON")
-    p.add_argument("--workdir", type=Path, help="a trained run: speak and judge every case")
+    p.add_argument(
+        "--workdir", type=Path, help="a trained run or shipped model: speak and judge every case"
+    )
     p.add_argument("--out-dir", type=Path, default=Path("/tmp/jtts-normalization"))
     p.add_argument("--asr", default="whisper", help="codec_bridge evaluate's --asr")
     p.add_argument("--device", default="cpu", help="for the ASR")
@@ -125,8 +126,10 @@ def main(argv: list[str] | None = None) -> int:
         rows = table(load_cases())
         print(markdown(rows) if a.markdown else json.dumps(rows, indent=1, ensure_ascii=False))
         return 0
-    if not RunDir(a.workdir).config.is_file():
-        print(f"error: --workdir {a.workdir}: not a training run (no config.json)", file=sys.stderr)
+    try:
+        run_config(a.workdir)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
     code, result = judged(a.workdir, a.out_dir, a.asr, a.device)
     if code == 0:

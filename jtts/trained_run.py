@@ -148,15 +148,24 @@ def choose_categories(cfg: Config, o: Mapping[str, Any], where: Path) -> dict[st
     return chosen
 
 
-def list_names(workdir: str | Path, name: str) -> list[str]:
-    """The names a run's attribute `name` knows (its saved config's table), for --list-NAMEs."""
+def run_config(workdir: str | Path) -> Config:
+    """A training run's or a shipped model's saved config, without reading its weights."""
+    if not (shipped.is_shipped(workdir) or RunDir(workdir).config.is_file()):
+        raise UsageError(
+            f"--workdir {workdir}: not a training run (no config.json) nor a shipped model "
+            f"(no {shipped.MODEL_JSON})"
+        )
     try:
         if shipped.is_shipped(workdir):
-            cfg = shipped.read_config(workdir)
-        else:
-            cfg = load_config(RunDir(workdir).config)
+            return shipped.read_config(workdir)
+        return load_config(RunDir(workdir).config)
     except (ConfigError, shipped.ShippedError) as e:
         raise UsageError(f"--workdir {workdir}: {e}") from None
+
+
+def list_names(workdir: str | Path, name: str) -> list[str]:
+    """The names a run's attribute `name` knows (its saved config's table), for --list-NAMEs."""
+    cfg = run_config(workdir)
     attrs = {a.name: c for a, c in conditioning.attributes(cfg.model)}
     if name not in attrs:
         raise UsageError(

@@ -77,4 +77,7 @@ def test_transcripts_are_scored_after_the_judges_normalizer():
 def test_a_workdir_that_is_not_a_run_is_one_line_and_exit_2(tmp_path, capsys):
     assert bench.main(["--workdir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert err == f"error: --workdir {tmp_path}: not a training run (no config.json)\n"
+    assert err == (
+        f"error: --workdir {tmp_path}: not a training run (no config.json) nor a shipped model "
+        "(no model.json)\n"
+    )
