@@ -115,7 +115,12 @@ def _judged(
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--workdir", type=Path, required=True, help="a trained run or shipped model")
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=ROOT / "models" / "hibari-reader",
+        help="a run or shipped model",
+    )
     p.add_argument("--voice", help="the run's voice, engine:name (default: a shipped model's)")
     p.add_argument("--n", type=int, help="only the first N sentences")
     p.add_argument("--beside", type=Path, help="another run to judge on the same sentences")
