@@ -24,17 +24,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.frontend import evaluation  # noqa: E402
-from bench.says_anything import (  # noqa: E402
-    claim,
-    codec_weights,
-    group_figures,
-    training_texts,
-)
+from bench.says_anything import absent_share, claim, codec_weights, group_figures  # noqa: E402
 from codec_bridge.format import load_codes  # noqa: E402
 from jtts import demo, shipped  # noqa: E402
 from jtts.trained_run import UsageError, load_run  # noqa: E402
 from speechcorpus.builder import write_corpus  # noqa: E402
-from speechcorpus.sentences import unseen_share  # noqa: E402
 
 TEXTS = ROOT / "bench" / "everyday.txt"
 
@@ -94,8 +88,9 @@ def _judged(
     rows = report["utterances"]
     eos = [load_codes(codes / f"{r['id']}.npy")[1]["eos"] for r in rows]
     figures = group_figures(rows, eos, report["asr"]["normalizer"])
-    if meta.get("store_dir") and Path(meta["store_dir"]).is_dir():
-        figures["words_absent_from_training"] = unseen_share(lines, training_texts(meta))
+    share = absent_share(lines, meta)
+    if share is not None:
+        figures["words_absent_from_training"] = share
     return {
         "run": str(workdir),
         "step": run.step,

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.frontend import evaluation, judged_subset, pick  # noqa: E402
-from codec_bridge.format import CodeStore, load_codes  # noqa: E402
+from codec_bridge.format import CodeStore, load_codes, weights_file  # noqa: E402
 from codec_bridge.judge.evaluate import error_rates, nearest_own_text  # noqa: E402
 from jtts import demo  # noqa: E402
 from jtts.trained_run import UsageError, load_run  # noqa: E402
@@ -51,19 +51,18 @@ TARGETS = {
 
 
 def codec_weights(store_meta: dict[str, Any]) -> str:
-    """`codec_bridge evaluate --weights` for the codec a run's store records: pretrained, its
-    file, or the untrained weights file kept in (or named absolutely by) the store."""
-    record = store_meta["weights"]
-    if record["kind"] == "pretrained":
-        return "pretrained"
-    if record["kind"] == "file":
-        return record["path"]
-    return str(Path(store_meta["store_dir"]) / record["file"])
+    """`codec_bridge evaluate --weights` for the codec a run's store records."""
+    path = weights_file(store_meta)
+    return "pretrained" if path is None else str(path)
 
 
-def training_texts(store_meta: dict[str, Any]) -> list[str]:
-    """Every transcript of the run's training code store."""
-    return [r["text"] for r in CodeStore.open(store_meta["store_dir"]).records()]
+def absent_share(texts: list[str], store_meta: dict[str, Any]) -> float | None:
+    """The share of `texts`' words that no transcript of the run's training code store has;
+    None when that store is not here (a shipped model names none)."""
+    store = store_meta.get("store_dir")
+    if not store or not Path(store).is_dir():
+        return None
+    return unseen_share(texts, [r["text"] for r in CodeStore.open(store).records()])
 
 
 def group_figures(rows: list[dict], eos: list[bool], normalizer: str) -> dict[str, Any]:
@@ -169,11 +168,9 @@ def verdict(
         "heldout": group_figures(rows, eos, normalizer),
         "unseen": group_figures(rows[:n_unseen], eos[:n_unseen], normalizer),
     }
-    if meta.get("store_dir") and Path(meta["store_dir"]).is_dir():  # a shipped model has none
-        unseen_texts = [texts[i] for i in ids[:n_unseen]]
-        groups["unseen"]["words_absent_from_training"] = unseen_share(
-            unseen_texts, training_texts(meta)
-        )
+    share = absent_share([texts[i] for i in ids[:n_unseen]], meta)
+    if share is not None:
+        groups["unseen"]["words_absent_from_training"] = share
     targets = judgments(groups)
     return {
         "benchmark": "issue 25: says anything, on held-out sentences",

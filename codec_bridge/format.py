@@ -173,6 +173,19 @@ def _write_atomic(path: Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
+def weights_file(meta: dict[str, Any]) -> Path | None:
+    """The codec weights file a store's meta (with ``store_dir``) names: a ``file``'s path, an
+    ``untrained`` file kept in (or named absolutely by) the store; None for ``pretrained``."""
+    record = meta["weights"]
+    if record["kind"] == "pretrained":
+        return None
+    if record["kind"] == "file":
+        return Path(record["path"])
+    if record["kind"] == "untrained" and record.get("file") and meta.get("store_dir"):
+        return Path(meta["store_dir"]) / record["file"]
+    raise StoreError(f"the store's meta names no codec weights file ({record})")
+
+
 def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

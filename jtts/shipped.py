@@ -22,7 +22,7 @@ import jax
 import numpy as np
 from flax import nnx, serialization
 
-from codec_bridge.format import file_sha256
+from codec_bridge.format import StoreError, file_sha256, weights_file
 from jtts.config import Config, config_from_dict, config_to_dict
 from jtts.model import build_model
 
@@ -36,18 +36,6 @@ class ShippedError(Exception):
 
 def is_shipped(folder: str | Path) -> bool:
     return (Path(folder) / MODEL_JSON).is_file()
-
-
-def _codec_file(store_meta: dict[str, Any]) -> Path | None:
-    """The codec weights file a store's meta names (None: the pretrained codec)."""
-    record = store_meta["weights"]
-    if record["kind"] == "pretrained":
-        return None
-    if record["kind"] == "file":
-        return Path(record["path"])
-    if record["kind"] == "untrained" and record.get("file") and store_meta.get("store_dir"):
-        return Path(store_meta["store_dir"]) / record["file"]  # kept in the store
-    raise ShippedError(f"the run's store names no codec weights file to ship ({record})")
 
 
 def _flat(tree: Any) -> dict[str, Any]:
@@ -66,7 +54,12 @@ def write(
 ) -> dict[str, Any]:
     """Writes the folder `out` (new or emptied of the three files) and returns its model.json."""
     out = Path(out)
-    source = _codec_file(store_meta)
+    try:
+        source = weights_file(store_meta)
+    except StoreError:
+        raise ShippedError(
+            f"the run's store names no codec weights file to ship ({store_meta['weights']})"
+        ) from None
     want = store_meta["weights"].get("sha256")
     if source is not None and want and file_sha256(source) != want:
         raise ShippedError(f"{source}: sha256 differs from the codec the store was made with")

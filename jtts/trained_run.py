@@ -150,17 +150,17 @@ def choose_categories(cfg: Config, o: Mapping[str, Any], where: Path) -> dict[st
 
 def run_config(workdir: str | Path) -> Config:
     """A training run's or a shipped model's saved config, without reading its weights."""
-    if not (shipped.is_shipped(workdir) or RunDir(workdir).config.is_file()):
-        raise UsageError(
-            f"--workdir {workdir}: not a training run (no config.json) nor a shipped model "
-            f"(no {shipped.MODEL_JSON})"
-        )
     try:
         if shipped.is_shipped(workdir):
             return shipped.read_config(workdir)
-        return load_config(RunDir(workdir).config)
+        if RunDir(workdir).config.is_file():
+            return load_config(RunDir(workdir).config)
     except (ConfigError, shipped.ShippedError) as e:
         raise UsageError(f"--workdir {workdir}: {e}") from None
+    raise UsageError(
+        f"--workdir {workdir}: not a training run (no config.json) nor a shipped model "
+        f"(no {shipped.MODEL_JSON})"
+    )
 
 
 def list_names(workdir: str | Path, name: str) -> list[str]:

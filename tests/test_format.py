@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -346,3 +347,16 @@ def test_skipped_entries(tmp_path):
     assert fmt.CodeStore.open(root).skipped() == [
         {"id": "a", "path": "/a.wav", "reason": "empty file"}
     ]
+
+
+def test_weights_file_is_the_file_a_store_meta_names(tmp_path):
+    weights_file = fmt.weights_file
+    assert weights_file({"weights": {"kind": "pretrained"}}) is None
+    assert weights_file({"weights": {"kind": "file", "path": "/c/w.pt"}}) == Path("/c/w.pt")
+    kept = {"kind": "untrained", "seed": 0, "file": "codec_weights.pt"}
+    meta = {"weights": kept, "store_dir": str(tmp_path)}
+    assert weights_file(meta) == tmp_path / "codec_weights.pt"
+    absolute = {**meta, "weights": {**kept, "file": "/elsewhere/w.pt"}}
+    assert weights_file(absolute) == Path("/elsewhere/w.pt")
+    with pytest.raises(fmt.StoreError, match="names no codec weights file"):
+        weights_file({"weights": {"kind": "untrained", "seed": 0}})
