@@ -125,7 +125,7 @@ def test_attention_sums_and_best_head_match_numpy():
 
 
 # A production config at the tiny config's size: only the shape and numerics that make it slow
-# on CPU change, never the reading recipe (the prior, input dropout) it carries.
+# on CPU change, never the reading recipe (the prior, input dropout, front end) it carries.
 TINY = yaml.safe_load((CONFIGS / "tiny.yaml").read_text())
 AT_TINY_SIZE = [f"model.{k}={v}" for k, v in TINY["model"].items()] + [
     f"data.{k}={v}" for k, v in TINY["data"].items() if k != "val_fraction"
@@ -148,6 +148,8 @@ def test_a_model_trained_on_text_determined_codes_reads_its_text(tmp_path, name)
     sets += ["eval.every=10", "eval.batches=2", "eval.num_samples=0", "checkpoint.every=100"]
     cfg = load_config(CONFIGS / f"{name}.yaml", [*sets, "log.tensorboard=false"])
     assert cfg.model.attention_prior is not None and cfg.align.input_dropout > 0
+    if name != "tiny":  # and the open-vocabulary front end: bytes through convolutions
+        assert cfg.model.text_units == "bytes" and cfg.model.text_conv_layers > 0
     assert Trainer(cfg, store, tmp_path / "run", progress=False).run() == 0
     rows = [json.loads(line) for line in RunDir(tmp_path / "run").metrics.open()]
     evals = {r["step"]: r for r in rows if "eval/text_gain" in r}
