@@ -275,6 +275,9 @@ class TrainConfig:
     seed: int = 0
     nonfinite: Literal["stop", "skip"] = "stop"  # on a NaN/Inf loss: stop the run or skip step
     mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)
+    # A run or shipped model whose weights a new run starts from (jtts.warmstart): a voice
+    # added to a trained reader, a fine-tune. Read once, at step 0; a resume never rereads it.
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         _at_least(self, "train", 1, "steps")

@@ -13,7 +13,7 @@ owns what training and decoding must agree on: its `pattern` and its alignment p
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 from flax import nnx
@@ -209,6 +209,18 @@ class TTSModel(nnx.Module):
 
 def build_model(cfg: ModelConfig, rngs: nnx.Rngs) -> TTSModel:
     return TTSModel(cfg, rngs=rngs)
+
+
+def path_name(path: tuple) -> str:
+    """A parameter's name from its tree path: "decoder/layers/0/attn/q/kernel"."""
+    return "/".join(str(getattr(k, "key", k)) for k in path)
+
+
+def params_by_path(tree: Any) -> dict[str, Any]:
+    """Leaves by their path name, in the tree's order (a shipped file's keys, a warm start's
+    matching)."""
+    flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+    return {path_name(path): x for path, x in flat}
 
 
 def count_params(model: nnx.Module) -> int:

@@ -24,7 +24,7 @@ from flax import nnx, serialization
 
 from codec_bridge.format import StoreError, file_sha256, weights_file
 from jtts.config import Config, config_from_dict, config_to_dict
-from jtts.model import build_model
+from jtts.model import build_model, params_by_path
 
 FORMAT = 1
 MODEL_JSON, PARAMS, CODEC = "model.json", "params.msgpack", "codec.pt"
@@ -36,12 +36,6 @@ class ShippedError(Exception):
 
 def is_shipped(folder: str | Path) -> bool:
     return (Path(folder) / MODEL_JSON).is_file()
-
-
-def _flat(tree: Any) -> dict[str, Any]:
-    """Leaves by their path ("decoder/layers/0/attn/q/kernel"), in the tree's order."""
-    flat, _ = jax.tree_util.tree_flatten_with_path(tree)
-    return {"/".join(str(getattr(k, "key", k)) for k in path): x for path, x in flat}
 
 
 def write(
@@ -64,7 +58,7 @@ def write(
     if source is not None and want and file_sha256(source) != want:
         raise ShippedError(f"{source}: sha256 differs from the codec the store was made with")
     out.mkdir(parents=True, exist_ok=True)
-    half = {path: np.asarray(x, np.float16) for path, x in _flat(params).items()}
+    half = {path: np.asarray(x, np.float16) for path, x in params_by_path(params).items()}
     (out / PARAMS).write_bytes(serialization.msgpack_serialize(half))
     files = {PARAMS: file_sha256(out / PARAMS)}
     codec = {k: v for k, v in store_meta.items() if k not in ("store_dir", "created", "source")}
@@ -116,7 +110,7 @@ def read(folder: str | Path) -> tuple[Config, nnx.Module, int, dict[str, Any]]:
     graphdef, target = nnx.split(abstract, nnx.Param)
     target = nnx.to_pure_dict(target)
     saved = serialization.msgpack_restore((folder / PARAMS).read_bytes())
-    flat = _flat(target)
+    flat = params_by_path(target)
     if set(saved) != set(flat) or any(saved[k].shape != flat[k].shape for k in flat):
         raise ShippedError(f"{folder / PARAMS}: its arrays do not fit {MODEL_JSON}'s model")
     leaves = [jax.numpy.asarray(saved[k], flat[k].dtype) for k in flat]

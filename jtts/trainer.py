@@ -24,7 +24,7 @@ import numpy as np
 from flax import nnx
 
 from codec_bridge.format import CodeStore
-from jtts import conditioning
+from jtts import conditioning, warmstart
 from jtts.checkpoint import Checkpointer
 from jtts.config import Config, ModelConfig, load_config, save_config
 from jtts.data import Batch, Corpus, Loader
@@ -175,6 +175,8 @@ class Trainer:
         else:
             self.start = 0
             self.state, self.data_state = init_state(cfg, self.tx, self.shardings), None
+            if cfg.train.init_from:
+                self._warm_start(cfg.train.init_from)
         if self.lead:
             self.rundir.root.mkdir(parents=True, exist_ok=True)
             self.rundir.write_layout()
@@ -311,6 +313,18 @@ class Trainer:
             flush=True,
         )
         return PREEMPTED_EXIT_CODE if preempted else 0
+
+    def _warm_start(self, source: str) -> None:
+        try:
+            params, step = warmstart.source_params(source)
+            self.state, kept, unused = warmstart.warm(self.state, self.shardings, params, source)
+        except warmstart.WarmStartError as e:
+            self.ckpt.close()
+            raise SetupError(str(e)) from None
+        if self.lead:
+            fresh = f"; fresh: {', '.join(kept)}" if kept else ""
+            gone = f"; not in this model: {', '.join(unused)}" if unused else ""
+            print(f"jtts: weights from {source} (step {step}){fresh}{gone}")
 
 
 def train(

@@ -1,0 +1,77 @@
+"""A new run that starts from another model's weights (`train.init_from`): Piper trains a
+multi-speaker voice from a single-speaker checkpoint, ESPnet fine-tunes with `--init_param`.
+
+Each parameter the source model (a training run or a shipped folder) has at the same path and
+shape starts from the source's value, in the training weights and their moving average alike;
+parameters it lacks (a speaker table the source never had) keep their fresh initialization, and
+the optimizer starts afresh at step 0. A parameter of another shape is an error that names it:
+a different model, not a warm start.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+from flax import nnx
+
+from jtts.model import params_by_path, path_name
+
+
+class WarmStartError(ValueError):
+    """The source cannot start this run: missing, unreadable or of another shape."""
+
+
+def source_params(source: str | Path) -> tuple[dict[str, np.ndarray], int]:
+    """The source's inference weights by path, and its step."""
+    from jtts.trained_run import UsageError, load_run  # the sampler's loader reads both kinds
+
+    if not Path(source).is_dir():
+        raise WarmStartError(
+            f"train.init_from {source}: no such directory (name a training run or a shipped model)"
+        )
+    try:
+        run = load_run(source)
+    except UsageError as e:
+        raise WarmStartError(f"train.init_from {source}: {e}") from None
+    flat = params_by_path(nnx.to_pure_dict(nnx.state(run.model, nnx.Param)))
+    return {k: np.asarray(v) for k, v in flat.items()}, run.step
+
+
+def warm(
+    state: dict[str, Any], shardings: dict[str, Any], source: dict[str, np.ndarray], where: str
+) -> tuple[dict[str, Any], list[str], list[str]]:
+    """`state` with its params (and moving average) taken from `source` where the path is
+    shared; also the paths kept fresh and the source's paths this model has no place for."""
+    fresh = params_by_path(state["params"])
+    for path, x in fresh.items():
+        if path in source and source[path].shape != x.shape:
+            raise WarmStartError(
+                f"train.init_from {where}: parameter {path} has shape "
+                f"{tuple(source[path].shape)} there and {tuple(x.shape)} here"
+            )
+    if not set(fresh) & set(source):
+        raise WarmStartError(f"train.init_from {where}: no parameter in common with this model")
+
+    def take(tree: Any, shard_tree: Any) -> Any:
+        flat, treedef = jax.tree_util.tree_flatten_with_path(tree)
+        shards = jax.tree.leaves(shard_tree)
+        leaves = []
+        for (path, x), sharding in zip(flat, shards, strict=True):
+            name = path_name(path)
+            if name not in source:
+                leaves.append(x)
+                continue
+            value = np.asarray(source[name], x.dtype)
+            leaves.append(jax.make_array_from_callback(x.shape, sharding, lambda i, v=value: v[i]))
+        return jax.tree.unflatten(treedef, leaves)
+
+    state = dict(state)
+    for key in ("params", "ema"):
+        if key in state:
+            state[key] = take(state[key], shardings[key])
+    kept = sorted(set(fresh) - set(source))
+    unused = sorted(set(source) - set(fresh))
+    return state, kept, unused
