@@ -18,6 +18,7 @@ import numpy as np
 from flax import nnx
 
 from jtts.model import params_by_path, path_name
+from jtts.trained_run import UsageError, load_run
 
 
 class WarmStartError(ValueError):
@@ -25,9 +26,7 @@ class WarmStartError(ValueError):
 
 
 def source_params(source: str | Path) -> tuple[dict[str, np.ndarray], int]:
-    """The source's inference weights by path, and its step."""
-    from jtts.trained_run import UsageError, load_run  # the sampler's loader reads both kinds
-
+    """The source's inference weights by path, and its step (read as the sampler reads it)."""
     if not Path(source).is_dir():
         raise WarmStartError(
             f"train.init_from {source}: no such directory (name a training run or a shipped model)"
