@@ -54,23 +54,17 @@ def warm(
     if not set(fresh) & set(source):
         raise WarmStartError(f"train.init_from {where}: no parameter in common with this model")
 
-    def take(tree: Any, shard_tree: Any) -> Any:
-        flat, treedef = jax.tree_util.tree_flatten_with_path(tree)
-        shards = jax.tree.leaves(shard_tree)
-        leaves = []
-        for (path, x), sharding in zip(flat, shards, strict=True):
-            name = path_name(path)
-            if name not in source:
-                leaves.append(x)
-                continue
-            value = np.asarray(source[name], x.dtype)
-            leaves.append(jax.make_array_from_callback(x.shape, sharding, lambda i, v=value: v[i]))
-        return jax.tree.unflatten(treedef, leaves)
+    def take(path: tuple, x: jax.Array, sharding: jax.sharding.Sharding) -> jax.Array:
+        name = path_name(path)
+        if name not in source:
+            return x
+        value = np.asarray(source[name], x.dtype)
+        return jax.make_array_from_callback(x.shape, sharding, lambda i: value[i])
 
     state = dict(state)
     for key in ("params", "ema"):
         if key in state:
-            state[key] = take(state[key], shardings[key])
+            state[key] = jax.tree_util.tree_map_with_path(take, state[key], shardings[key])
     kept = sorted(set(fresh) - set(source))
     unused = sorted(set(source) - set(fresh))
     return state, kept, unused
