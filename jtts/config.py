@@ -169,6 +169,11 @@ class DataConfig:
     num_buckets: int = 8  # length buckets, quantile edges; ignored when bucket_sizes is set
     bucket_sizes: tuple[int, ...] | None = None  # explicit frame-length bucket upper bounds
     text_normalizer: str = "whisper_english"
+    # Speaker balance in an epoch of training: each speaker's utterances are repeated
+    # round((n_largest / n_speaker) ** speaker_balance) times, so 0 takes each utterance once
+    # and 1 gives every speaker about as many as the largest (20 minutes of LJ Speech beside
+    # hours of other voices). Coqui TTS's speaker-weighted sampler, made deterministic.
+    speaker_balance: float = 0.0
     prefetch: int = 2
     seed: int = 0
 
@@ -178,6 +183,10 @@ class DataConfig:
         _check(
             self.text_normalizer in NORMALIZERS,
             f"data.text_normalizer={self.text_normalizer!r} is not one of {', '.join(NORMALIZERS)}",
+        )
+        _check(
+            0.0 <= self.speaker_balance <= 1.0,
+            f"data.speaker_balance must be in [0, 1], got {self.speaker_balance}",
         )
         _check(
             0.0 <= self.val_fraction < 1.0,

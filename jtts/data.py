@@ -7,6 +7,8 @@ Why it looks like this:
 - The order of batches is a pure function of (seed, epoch), so the iterator state is two
   integers that go into the checkpoint, and every process computes the same plan without
   talking to the others; each process then reads only the rows its devices hold.
+- A training epoch may repeat a rare speaker's utterances (`data.speaker_balance`), counted
+  per speaker in `Corpus.summary`.
 - Utterances longer than `data.max_frames` are randomly cropped (their EOS is then not a
   target, see `has_eos`) or dropped; texts longer than `model.max_text_len` are dropped. Both
   are counted in `Corpus.summary`.
@@ -86,8 +88,10 @@ class Corpus:
         attrs = conditioning.attributes(m)
         self.tokens: list[np.ndarray] = []
         categories: dict[str, list[int]] = {a.name: [] for a, _ in attrs}
+        speakers = []
         for r in store.records():
             self.tokens.append(encode_text(r["text"], d.text_normalizer, m.text_units))
+            speakers.append(str(r.get("speaker")))
             for a, _ in attrs:
                 categories[a.name].append(conditioning.lookup(m, a.name, r[a.field]))
         # Each attribute's id per store row (a category's index in its table of names).
@@ -117,6 +121,10 @@ class Corpus:
                 f"{store.root}: no training utterances left after the split and length filters "
                 f"({self.counts['train']})"
             )
+
+        self.repeats, self.speaker_repeats = _balance(
+            np.asarray(speakers), self.splits["train"], d.speaker_balance
+        )
 
         kept = np.flatnonzero(keep)
         self.bucket_of = np.full(len(self.ids), -1, np.int64)
@@ -149,6 +157,7 @@ class Corpus:
         return {
             "utterances": len(self.ids),
             "splits": self.counts,
+            "speaker_repeats": self.speaker_repeats,
             "buckets": [dataclasses.asdict(b) for b in self.buckets],
         }
 
@@ -168,6 +177,8 @@ class Corpus:
     def _make_plan(self, split: str, epoch: int, shuffle: bool) -> list[tuple[int, np.ndarray]]:
         rng = np.random.default_rng([self.seed, epoch])
         idx = self.splits[split]
+        if split == "train":
+            idx = np.repeat(idx, self.repeats[idx])
         if shuffle:
             idx = rng.permutation(idx)
         batches = []
@@ -238,6 +249,22 @@ class Corpus:
                 counts[q, :c] += np.bincount(codes_KxT[q], minlength=c)
         counts[:, c] = int((self.lengths[idx] <= self.max_frames).sum())
         return counts
+
+
+def _balance(
+    speakers: np.ndarray, train: np.ndarray, power: float
+) -> tuple[np.ndarray, dict[str, int]]:
+    """Each store row's repeats per training epoch, and each repeated speaker's factor: a
+    speaker with n of the largest speaker's N training utterances repeats round((N/n)**power)."""
+    repeats = np.ones(len(speakers), np.int64)
+    names, counts = np.unique(speakers[train], return_counts=True)
+    factors = {}
+    for name, n in zip(names, counts, strict=True):
+        k = max(1, round((counts.max() / n) ** power))
+        repeats[speakers == name] = k
+        if k > 1:
+            factors[str(name)] = k
+    return repeats, factors
 
 
 def process_rows(sharding: jax.sharding.Sharding, rows: int) -> slice:

@@ -56,6 +56,9 @@ def startup_lines(
             f"{c['dropped_too_many_frames']} dropped (too many frames), "
             f"{c['dropped_text_too_long']} dropped (text > {cfg.model.max_text_len} {cfg.model.text_units})"
         )
+    if s["speaker_repeats"]:
+        each = ", ".join(f"{k} x{v}" for k, v in s["speaker_repeats"].items())
+        lines.append(f"jtts:   speaker balance {cfg.data.speaker_balance:g}: per epoch {each}")
     for a, c in conditioning.attributes(cfg.model):
         lines.append(
             f"jtts: reads the {a.name} too: {len(c.values)} values, dropout {c.drop_prob:g}"

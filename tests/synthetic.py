@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import jax
@@ -120,15 +121,18 @@ def make_store(
     structured: bool = False,
     seed: int = 0,
     shards: int = 2,
+    speakers: Sequence[str] | None = None,
 ) -> Path:
-    """A store of `n` utterances with lengths drawn from `frames` (inclusive range)."""
+    """A store of `n` utterances with lengths drawn from `frames` (inclusive range), spoken by
+    `speakers[i]` (none by default)."""
     rng = np.random.default_rng(seed)
     _init_synthetic(path, n_codebooks, codebook_size, seed)
     items = transcripts(n)
     per_shard = -(-n // shards)
     for s in range(shards):
         with ShardWriter(path, f"shard-{s:03d}") as w:
-            for uid, text in items[s * per_shard : (s + 1) * per_shard]:
+            for i, (uid, text) in enumerate(items[s * per_shard : (s + 1) * per_shard]):
+                speaker = None if speakers is None else speakers[s * per_shard + i]
                 t = int(rng.integers(frames[0], frames[1] + 1))
                 if structured:
                     stride = rng.integers(1, 17, (n_codebooks, 1))
@@ -136,7 +140,7 @@ def make_store(
                     codes = (start + stride * np.arange(t)[None, :]) % codebook_size
                 else:
                     codes = rng.integers(0, codebook_size, (n_codebooks, t))
-                w.add(uid, codes, text=text, duration=t / 75.0)
+                w.add(uid, codes, text=text, speaker=speaker, duration=t / 75.0)
     return path
 
 

@@ -133,6 +133,7 @@ def test_unknown_key_in_yaml(tmp_path):
         ("model.n_kv_heads=3", "model.n_kv_heads=3 must divide model.n_heads=4"),
         ("model.n_kv_heads=0", "model.n_kv_heads=0 must divide"),
         ("data.val_fraction=1", "data.val_fraction must be in [0, 1)"),
+        ("data.speaker_balance=1.5", "data.speaker_balance must be in [0, 1]"),
         ("train.mesh.fsdp=-1", "at most one"),
         ("sample.length_scale=0", "sample.length_scale must be > 0"),
     ],

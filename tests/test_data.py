@@ -1,5 +1,6 @@
 """Data pipeline: fixed shapes, coverage, determinism, exact resume, crop/drop, sharding."""
 
+import collections
 from pathlib import Path
 
 import jax
@@ -194,6 +195,26 @@ def test_errors_in_the_prefetch_thread_reach_the_consumer(store, one_device):
     corpus.host_batch = broken
     with Loader(corpus, "train", one_device, prefetch=2) as loader, pytest.raises(OSError):
         next(loader)
+
+
+def test_speaker_balance_repeats_a_rare_speakers_utterances(tmp_path):
+    """48 of alice's utterances and 12 of bob's: with balance 1 an epoch holds each of bob's
+    training rows (48/n_bob)**1 times, rounded, with 0.5 its square root; alice's once."""
+    speakers = ["alice"] * 48 + ["bob"] * 12
+    two = CodeStore.open(make_store(tmp_path / "s", 60, frames=(10, 150), speakers=speakers))
+    for balance in (0.0, 0.5, 1.0):
+        corpus = Corpus(two, tiny(f"data.speaker_balance={balance}"), row_multiple=1)
+        train = corpus.splits["train"]
+        n_alice = sum(speakers[i] == "alice" for i in train)
+        n_bob = len(train) - n_alice
+        k = max(1, round((n_alice / n_bob) ** balance))
+        rows = np.concatenate([r for _, r in corpus.plan("train", 0, True)])
+        seen = collections.Counter(speakers[i] for i in rows if i >= 0)
+        assert seen == {"alice": n_alice, "bob": k * n_bob}
+        assert corpus.summary()["speaker_repeats"] == ({"bob": k} if k > 1 else {})
+        val = np.concatenate([r for _, r in corpus.plan("val", 0, False)])
+        assert sorted(i for i in val if i >= 0) == sorted(corpus.splits["val"])
+    assert k == round(n_alice / n_bob) > 2
 
 
 def test_empty_training_split_is_a_clear_error(tmp_path):
