@@ -1,4 +1,4 @@
-"""``python -m codec_bridge {extract,info,verify,decode,encode,train,evaluate,export}``: argparse over the Python API.
+"""``python -m codec_bridge {extract,join,info,verify,decode,encode,train,evaluate,export}``: argparse over the Python API.
 
 Exit codes: 0 ok, 1 ``verify`` found problems, 2 bad input, arguments or setup (unreadable
 files, a busy, read-only or full store: one line on stderr), 130 interrupted (what was done
@@ -61,6 +61,10 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--part-seconds", type=float, default=3600.0, help="... or every S s of audio")
     ex.add_argument("--quiet", action="store_true", help="no progress bar or summary")
 
+    jo = sub.add_parser("join", help="several corpora -> one manifest with a speaker column")
+    jo.add_argument("sources", nargs="+", help="[NAME=]PATH[@START:STOP] (speaker, corpus, slice)")
+    jo.add_argument("--out", required=True, help="MANIFEST.csv to write")
+    jo.add_argument("--format", default="ljspeech", choices=sorted(READERS), help="corpus layout")
     inf = sub.add_parser("info", help="what a store holds")
     inf.add_argument("store")
     inf.add_argument("--val-fraction", type=float, default=0.05)
@@ -116,6 +120,15 @@ def _extract(a) -> int:
         part_seconds=a.part_seconds,
         progress=not a.quiet,
     )
+    return 0
+
+
+def _join(a) -> int:
+    from codec_bridge.joining import join
+
+    counts = join(a.sources, a.out, a.format)
+    each = ", ".join(f"{k} {v}" for k, v in counts.items())
+    print(f"codec_bridge join: {a.out}: {sum(counts.values())} utterances ({each})")
     return 0
 
 
@@ -189,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     command = {
         "extract": _extract,
+        "join": _join,
         "info": _info,
         "verify": _verify,
         "decode": _decode,
