@@ -1,0 +1,166 @@
+"""Does a multi-speaker run speak in each of its voices? Issue 26's speaker-table figures.
+
+For each voice of the run's speaker table that the held-out manifest has (`codec_bridge join`
+of held-out corpora: path,text,speaker,id), the run speaks the first `--n` of that voice's
+sentences whose recording fits its context, with `jtts.sample --speaker VOICE`. Then one
+`codec_bridge evaluate` judges the recordings, their resynthesis by the run's codec at its
+bandwidth and jtts's speech: Whisper WER per voice, and (Resemblyzer, against `--refs`, clips
+of every voice apart from those judged) the similarity to the intended voice and the nearest
+voice among all of the references. Prints one JSON object with the issue's targets met or
+missed; work is kept in `--work` and reused.
+
+    python bench/voices.py --workdir RUN --heldout heldout.csv --refs refs.csv --work /tmp/v
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import soundfile as sf
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.says_anything import claim, codec_weights  # noqa: E402
+from codec_bridge.readers import read_corpus  # noqa: E402
+from jtts import conditioning, demo  # noqa: E402
+from jtts.trained_run import UsageError, load_run  # noqa: E402
+
+NEAREST_AT_LEAST = 0.95  # share of jtts's sentences whose nearest voice is the intended one
+SIM_WITHIN = 0.05  # mean SIM to the intended voice, below the resynthesis's by at most this
+WER_AT_MOST = 2.0  # per voice, times the resynthesis's WER
+
+
+def speakers(run) -> list[str]:
+    """The run's speaker table; a UsageError for a run trained without one."""
+    for a, c in conditioning.attributes(run.cfg.model):
+        if a.name == "speaker":
+            return list(c.values)
+    raise UsageError("the run reads no speaker (train with model.conditions=[{name: speaker}])")
+
+
+def judged(heldout: Path, voices: list[str], n: int, cap_s: float) -> dict[str, list]:
+    """Per voice, the first `n` held-out items whose recording fits `cap_s`."""
+    out: dict[str, list] = {}
+    for it in read_corpus("manifest", heldout):
+        group = out.setdefault(it.speaker, [])
+        if it.speaker in voices and len(group) < n and sf.info(it.path).duration <= cap_s - 0.5:
+            group.append(it)
+    short = {v: len(out.get(v, [])) for v in voices if len(out.get(v, [])) < n}
+    if short:
+        raise UsageError(f"--heldout {heldout}: fewer than {n} fitting sentences for {short}")
+    return {v: out[v] for v in voices}
+
+
+def speak(workdir: Path, step: int, items: dict[str, list], work: Path, cap_s: float) -> Path:
+    """Every voice's sentences spoken in that voice; `work`/synth/{id}.wav, and the manifest
+    of what is judged, `work`/subset.csv."""
+    synth = work / "synth"
+    synth.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for v, group in items.items():
+        slug = "".join(ch if ch.isalnum() else "_" for ch in v)
+        texts, wavs = work / f"texts_{slug}.txt", work / f"wavs_{slug}"
+        texts.write_text("".join(it.text + "\n" for it in group), encoding="utf-8")
+        if not wavs.exists():
+            extra = ["--step", str(step), "--speaker", v]
+            cmd = demo.sample_command(workdir, texts, wavs, work / f"codes_{slug}", cap_s, extra)
+            subprocess.run(cmd, check=True, cwd=ROOT, stdout=sys.stderr)
+        for k, it in enumerate(group, 1):
+            link = synth / f"{it.id}.wav"
+            if not link.exists():
+                link.symlink_to((wavs / f"{k:04d}.wav").resolve())
+            rows.append((str(it.path), it.text, v, it.id))
+    with open(work / "subset.csv", "w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows([("path", "text", "speaker", "id"), *rows])
+    return work / "subset.csv"
+
+
+def figures(report: dict[str, Any], voices: list[str]) -> dict[str, Any]:
+    """Per voice and overall: WER, SIM to the intended voice and nearest-voice share of the
+    recordings, the resynthesis and jtts; and the issue's three targets."""
+    sets, spk = report["sets"], report["speaker"]["sets"]
+    names = ("original", "resynthesis", "synthesis")
+    per_voice = {
+        v: {
+            name: {
+                "wer": sets[name]["voices"][v]["wer"],
+                "sim": spk[name]["voices"][v]["sim"],
+                "nearest_voice": spk[name]["voices"][v]["nearest_voice"],
+            }
+            for name in names
+        }
+        for v in voices
+    }
+    overall = {n: {k: spk[n][k] for k in ("sim", "nearest_voice")} for n in names}
+    wer_met = {
+        v: f["synthesis"]["wer"] <= WER_AT_MOST * f["resynthesis"]["wer"]
+        for v, f in per_voice.items()
+    }
+    sim_gap = overall["resynthesis"]["sim"] - overall["synthesis"]["sim"]
+    targets = {
+        "nearest_voice_ge_0.95": {
+            "value": overall["synthesis"]["nearest_voice"],
+            "met": overall["synthesis"]["nearest_voice"] >= NEAREST_AT_LEAST,
+        },
+        "sim_within_0.05_of_resynthesis": {"value": sim_gap, "met": sim_gap <= SIM_WITHIN},
+        "wer_le_2x_resynthesis_each_voice": {"value": wer_met, "met": all(wer_met.values())},
+    }
+    return {"voices": per_voice, "overall": overall, "targets": targets}
+
+
+def verdict(
+    workdir: Path, heldout: Path, refs: Path, work: Path, n: int = 20, asr: str = "whisper"
+) -> dict[str, Any]:
+    run = load_run(workdir, None)
+    voices = speakers(run)
+    cap_s = run.cfg.model.max_frames / run.frame_rate
+    claim(work, {"run": str(workdir), "step": run.step, "heldout": str(heldout), "n": n})
+    present = {it.speaker for it in read_corpus("manifest", heldout)}
+    voices = [v for v in voices if v in present]
+    subset = speak(workdir, run.step, judged(heldout, voices, n, cap_s), work, cap_s)
+    weights, kbps = codec_weights(run.store_meta), float(run.store_meta["bandwidth"])
+    out = work / "report.json"
+    if not out.exists():
+        cmd = [sys.executable, "-m", "codec_bridge", "evaluate", "--format", "manifest"]
+        cmd += ["--input", str(subset), "--synth", str(work / "synth"), "--weights", weights]
+        cmd += ["--bandwidth", f"{kbps:g}", "--asr", asr, "--speaker-refs", str(refs)]
+        subprocess.run([*cmd, "--quiet", "--out", str(out)], check=True, cwd=ROOT)
+    report = json.loads(out.read_text(encoding="utf-8"))
+    result = figures(report, voices)
+    return {
+        "benchmark": "issue 26: the speaker table, on held-out sentences of each voice",
+        "run": str(workdir),
+        "step": run.step,
+        "sentences_per_voice": n,
+        "codec": {"weights": weights, "kbps": kbps},
+        **result,
+        "done": all(t["met"] for t in result["targets"].values()),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--workdir", type=Path, required=True, help="multi-speaker run or model")
+    p.add_argument("--heldout", type=Path, required=True, help="manifest with a speaker column")
+    p.add_argument("--refs", type=Path, required=True, help="reference clips of every voice")
+    p.add_argument("--n", type=int, default=20, help="sentences per voice")
+    p.add_argument("--work", type=Path, default=Path("/tmp/jtts-voices"), help="kept, reused")
+    p.add_argument("--asr", default="whisper", help="codec_bridge evaluate --asr")
+    a = p.parse_args(argv)
+    try:
+        print(json.dumps(verdict(a.workdir, a.heldout, a.refs, a.work, a.n, a.asr), indent=1))
+    except UsageError as e:
+        print(f"bench/voices.py: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
