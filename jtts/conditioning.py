@@ -102,6 +102,11 @@ def resolve(cfg: ModelConfig, records: Iterable[dict[str, Any]]) -> ModelConfig:
     return dataclasses.replace(cfg, conditions=tuple(conditions))
 
 
+# A category id that selects the attribute's learned null, the value guidance dropout trains:
+# no speaker, so a voice prompt alone sets the voice.
+NULL = -1
+
+
 def lookup(cfg: ModelConfig, name: str, value: str) -> int:
     """The id of `value` in attribute `name`'s table; a ValueError listing the table if absent."""
     values = next(c.values for a, c in attributes(cfg) if a.name == name)

@@ -217,7 +217,8 @@ def generate(
     prompt: np.ndarray | None = None,
 ) -> Generation:
     """Decodes every row (at most `max_frames` frames each) in one compiled program.
-    `categories`: each other attribute of the model's condition (a speaker), its id per row.
+    `categories`: each other attribute of the model's condition (a speaker), its id per row
+    (`conditioning.NULL`: the attribute's learned null, as for a voice prompt).
     `prompt`: codes_KxP every row continues (its transcript should lead each row's text); the
     rows' codes then hold only the frames after it."""
     r = request(model, text_ids, sampling, max_frames, categories, prompt)

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from flax import nnx
 
+from jtts import conditioning
 from jtts.conditioning import Cond
 from jtts.patterns import Pattern
 from jtts.sampling import Knobs, Sampling, Spec
@@ -87,9 +88,14 @@ def _batch(
         text[i, : len(ids)] = ids
         mask[i, : len(ids)] = True
     ids = {name: np.zeros(b, np.int32) for name in categories}
+    null = {name: np.zeros(b, bool) for name in categories}
     for name, values in categories.items():
-        ids[name][: len(text_ids)] = values
-    return Batch(Cond.of_text(text, mask, **ids), np.arange(b) < len(text_ids))
+        ids[name][: len(text_ids)] = np.maximum(values, 0)
+        null[name][: len(text_ids)] = np.asarray(values) == conditioning.NULL
+    cond = Cond.of_text(text, mask, **ids)
+    for name, rows in null.items():
+        cond = conditioning.drop(cond, rows, (name,))
+    return Batch(cond, np.arange(b) < len(text_ids))
 
 
 def _prefix(pattern: Pattern, prompt: np.ndarray | None) -> np.ndarray | None:

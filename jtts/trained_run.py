@@ -125,8 +125,10 @@ def encode(
 
 def choose_categories(cfg: Config, o: Mapping[str, Any], where: Path) -> dict[str, int]:
     """The id of each attribute the run reads besides the text, from its `--NAME` option; the
-    only name of a table of one is the default. A name the run does not know, an option the run
-    has no attribute for, or no choice among several names is a UsageError."""
+    only name of a table of one is the default, and with a voice prompt (`--prompt-wav`) the
+    attribute's learned null (`conditioning.NULL`), so that the prompt alone sets the voice. A
+    name the run does not know, an option the run has no attribute for, or no choice among
+    several names is a UsageError."""
     attrs = {a.name: c for a, c in conditioning.attributes(cfg.model)}
     for name in conditioning.ATTRIBUTES:
         if o.get(name) is not None and name not in attrs:
@@ -135,9 +137,13 @@ def choose_categories(cfg: Config, o: Mapping[str, Any], where: Path) -> dict[st
     for name, c in attrs.items():
         value = o.get(name)
         if value is None and len(c.values) > 1:
+            if o.get("prompt_wav") is not None:
+                chosen[name] = conditioning.NULL
+                continue
             raise UsageError(
                 f"{where} speaks as {len(c.values)} {name}s; choose one with --{name} "
-                f"({', '.join(c.values[:10])}{', ...' if len(c.values) > 10 else ''})"
+                f"({', '.join(c.values[:10])}{', ...' if len(c.values) > 10 else ''}) "
+                "or give a voice prompt (--prompt-wav)"
             )
         try:
             chosen[name] = conditioning.lookup(

@@ -120,7 +120,7 @@ def test_text_convolutions_see_their_kernel_of_neighbours_and_never_padding():
 
 def test_the_three_decoders_agree_with_a_speaker(cfg):
     model = build_model(cfg, nnx.Rngs(1))
-    texts, speakers = [[5, 6, 7, 50257], [9, 50257]], {"speaker": [2, 0]}
+    texts, speakers = [[5, 6, 7, 50257], [9, 50257]], {"speaker": [2, conditioning.NULL]}
     s = Sampling(greedy=True)
     compiled = decode.generate(model, texts, s, 10, speakers)
     for other in (generate_stepwise, generate_naive):
@@ -129,6 +129,38 @@ def test_the_three_decoders_agree_with_a_speaker(cfg):
             np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="reads \\['speaker'\\] besides the text, given none"):
         decode.generate(model, texts, s, 10)
+
+
+def test_the_null_id_decodes_with_the_learned_null(cfg):
+    """conditioning.NULL in a decode batch is the row guidance dropout trains: the speaker's
+    null vector joins the decoder input, the table's row 0 does not."""
+    from jtts.decode_io import _batch
+
+    model = build_model(cfg, nnx.Rngs(1))
+    batch = _batch(
+        [[5, 6, 50257], [9, 50257]], cfg.max_text_len, {"speaker": [conditioning.NULL, 1]}
+    )
+    np.testing.assert_array_equal(batch.cond.dropped["speaker"][:2], [True, False])
+    assert not batch.cond.dropped["text"].any() and batch.cond.inputs["speaker"].min() >= 0
+    plain = _batch([[5, 6, 50257], [9, 50257]], cfg.max_text_len, {"speaker": [0, 1]}).cond
+    want = conditioning.drop(plain, np.arange(len(plain.drop_B)) == 0, ("speaker",))
+    got, ref = model.conditioner(batch.cond), model.conditioner(want)
+    np.testing.assert_allclose(got.input_BxD, ref.input_BxD)
+    speaker = model.conditioner.speaker
+    np.testing.assert_allclose(got.input_BxD[0], speaker.null_cond[...], rtol=1e-6)
+    np.testing.assert_allclose(got.input_BxD[1], speaker.table[...][1], rtol=1e-6)
+
+
+def test_a_voice_prompt_stands_in_for_the_speaker(cfg):
+    full = load_config(CONFIGS / "tiny.yaml", [SPEAKER])
+    where = Path("run")
+    assert trained_run.choose_categories(full, {"prompt_wav": "ref.wav"}, where) == {
+        "speaker": conditioning.NULL
+    }
+    chosen = {"prompt_wav": "ref.wav", "speaker": "bob"}
+    assert trained_run.choose_categories(full, chosen, where) == {"speaker": 1}
+    with pytest.raises(trained_run.UsageError, match="or give a voice prompt"):
+        trained_run.choose_categories(full, {}, where)
 
 
 def test_tables_of_names_come_from_the_store_or_the_config(cfg):
