@@ -28,34 +28,30 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.says_anything import claim, codec_weights  # noqa: E402
+from codec_bridge.joining import speaker_slug  # noqa: E402
 from codec_bridge.readers import read_corpus  # noqa: E402
-from jtts import conditioning, demo  # noqa: E402
-from jtts.trained_run import UsageError, load_run  # noqa: E402
+from jtts import demo  # noqa: E402
+from jtts.trained_run import UsageError, list_names, load_run  # noqa: E402
 
 NEAREST_AT_LEAST = 0.95  # share of jtts's sentences whose nearest voice is the intended one
 SIM_WITHIN = 0.05  # mean SIM to the intended voice, below the resynthesis's by at most this
 WER_AT_MOST = 2.0  # per voice, times the resynthesis's WER
 
 
-def speakers(run) -> list[str]:
-    """The run's speaker table; a UsageError for a run trained without one."""
-    for a, c in conditioning.attributes(run.cfg.model):
-        if a.name == "speaker":
-            return list(c.values)
-    raise UsageError("the run reads no speaker (train with model.conditions=[{name: speaker}])")
-
-
 def judged(heldout: Path, voices: list[str], n: int, cap_s: float) -> dict[str, list]:
-    """Per voice, the first `n` held-out items whose recording fits `cap_s`."""
+    """Per voice of `voices` that `heldout` has, the first `n` items whose recording fits
+    `cap_s`, in the order of `voices`."""
     out: dict[str, list] = {}
     for it in read_corpus("manifest", heldout):
+        if it.speaker not in voices:
+            continue
         group = out.setdefault(it.speaker, [])
-        if it.speaker in voices and len(group) < n and sf.info(it.path).duration <= cap_s - 0.5:
+        if len(group) < n and sf.info(it.path).duration <= cap_s - 0.5:
             group.append(it)
-    short = {v: len(out.get(v, [])) for v in voices if len(out.get(v, [])) < n}
+    short = {v: len(g) for v, g in out.items() if len(g) < n}
     if short:
         raise UsageError(f"--heldout {heldout}: fewer than {n} fitting sentences for {short}")
-    return {v: out[v] for v in voices}
+    return {v: out[v] for v in voices if v in out}
 
 
 def speak(workdir: Path, step: int, items: dict[str, list], work: Path, cap_s: float) -> Path:
@@ -65,7 +61,7 @@ def speak(workdir: Path, step: int, items: dict[str, list], work: Path, cap_s: f
     synth.mkdir(parents=True, exist_ok=True)
     rows = []
     for v, group in items.items():
-        slug = "".join(ch if ch.isalnum() else "_" for ch in v)
+        slug = speaker_slug(v)
         texts, wavs = work / f"texts_{slug}.txt", work / f"wavs_{slug}"
         texts.write_text("".join(it.text + "\n" for it in group), encoding="utf-8")
         if not wavs.exists():
@@ -119,12 +115,11 @@ def verdict(
     workdir: Path, heldout: Path, refs: Path, work: Path, n: int = 20, asr: str = "whisper"
 ) -> dict[str, Any]:
     run = load_run(workdir, None)
-    voices = speakers(run)
     cap_s = run.cfg.model.max_frames / run.frame_rate
     claim(work, {"run": str(workdir), "step": run.step, "heldout": str(heldout), "n": n})
-    present = {it.speaker for it in read_corpus("manifest", heldout)}
-    voices = [v for v in voices if v in present]
-    subset = speak(workdir, run.step, judged(heldout, voices, n, cap_s), work, cap_s)
+    items = judged(heldout, list_names(workdir, "speaker"), n, cap_s)
+    voices = list(items)
+    subset = speak(workdir, run.step, items, work, cap_s)
     weights, kbps = codec_weights(run.store_meta), float(run.store_meta["bandwidth"])
     out = work / "report.json"
     if not out.exists():

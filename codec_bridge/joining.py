@@ -32,7 +32,8 @@ def parse_source(source: str) -> tuple[str | None, Path, slice]:
     return name, Path(path), slice(*(int(v) if v else None for v in m.groups()))
 
 
-def _slug(speaker: str) -> str:
+def speaker_slug(speaker: str) -> str:
+    """A speaker's name as a file-name and id part: "flite:slt" -> "flite_slt"."""
     return re.sub(r"[^A-Za-z0-9]+", "_", speaker).strip("_") or "speaker"
 
 
@@ -54,8 +55,8 @@ def join(sources: Sequence[str], out: str | Path, format: str = "ljspeech") -> d
         if not items:
             raise BridgeError(f"{source}: the slice keeps no utterances")
         for it in items:
-            speaker = name or it.speaker or _slug(path.name)
-            uid = f"{_slug(speaker)}-{it.id}"
+            speaker = name or it.speaker or speaker_slug(path.name)
+            uid = f"{speaker_slug(speaker)}-{it.id}"
             if uid in seen:
                 raise BridgeError(f"{source}: id {uid} is already in an earlier source")
             seen.add(uid)
