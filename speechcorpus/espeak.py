@@ -15,6 +15,10 @@ import numpy as np
 import soundfile as sf
 
 
+class NoSuchVoice(RuntimeError):
+    """The library loaded but lacks the voice: the program would lack it too."""
+
+
 class Espeak:
     """eSpeak NG through its C API: synchronous synthesis into a Python callback.
 
@@ -40,7 +44,7 @@ class Espeak:
         self._callback = callback_t(self._collect)  # keep a reference: C holds the pointer
         self.lib.espeak_SetSynthCallback(self._callback)
         if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
-            raise RuntimeError(f"eSpeak NG has no voice {voice!r}")
+            raise NoSuchVoice(f"eSpeak NG has no voice {voice!r}")
         self.lib.espeak_SetParameter(self._RATE, rate, 0)
 
     def _collect(self, wav, numsamples, events) -> int:
@@ -86,5 +90,7 @@ def open_espeak(voice: str = "en-us", rate: int = 165) -> Espeak | EspeakProgram
     """The in-process driver, or the program where the library cannot be loaded."""
     try:
         return Espeak(voice, rate)
+    except NoSuchVoice:
+        raise
     except (ImportError, OSError, RuntimeError):
         return EspeakProgram(voice, rate)

@@ -62,6 +62,7 @@ def test_hibari_never_downloads_a_voice(tmp_path, monkeypatch):
         ("nope:x", "not engine:name", None),
         ("hibari", "not engine:name", None),
         ("espeak:en-us@fast", "must be an integer", None),
+        ("espeak:xx-nowhere", "no voice 'xx-nowhere'", "espeak"),
         ("piper:nobody", "unknown", "piper"),
         ("flite:nobody", "no voice 'nobody'", "flite"),
     ],
@@ -69,6 +70,8 @@ def test_hibari_never_downloads_a_voice(tmp_path, monkeypatch):
 def test_bad_voice_names_are_refused_in_one_line(spec, message, needs):
     if needs == "piper":
         pytest.importorskip("piper")
+    if needs == "espeak":
+        pytest.importorskip("espeakng_loader")
     if needs == "flite" and shutil.which("flite") is None:
         pytest.skip("flite is not installed")
     with pytest.raises(VoiceUnavailable, match=message) as err:
