@@ -20,7 +20,8 @@ names the judge (engine, model, sha256, normalizer).
 When the utterances name their voices and the ``eval`` extra is installed, ``speaker`` adds
 per set and per voice the mean SIM to the intended voice and the nearest-voice accuracy among
 all voices, with what each voice was taken for (`codec_bridge.judge.speaker`, which also says which
-utterances are references and which are judged).
+utterances are references and which are judged); each judged utterance keeps its cosine to
+every voice (``sims``), so that a bench can ask which of some voices a clip is nearest.
 """
 
 from __future__ import annotations
@@ -208,7 +209,7 @@ def evaluate(
     if tally is not None:
         report["speaker"], rows = tally.report()
         for (i, name), row in rows.items():
-            per_utt[i][name].update(sim=row["sim"], taken_for=row["taken_for"])
+            per_utt[i][name].update({k: row[k] for k in ("sim", "taken_for", "sims")})
     elif speaker_note is not None:
         report["speaker"] = {"skipped": speaker_note}
     if codec is not None:

@@ -229,6 +229,7 @@ class SpeakerTally:
                 "speaker": voice,
                 "sim": got["sims"].get(voice),
                 "taken_for": got["taken_for"],
+                "sims": got["sims"],
             }
         names = dict.fromkeys(name for _, name in self.probes)
         section = {
