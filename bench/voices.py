@@ -6,8 +6,10 @@ sentences whose recording fits its context, with `jtts.sample --speaker VOICE`. 
 `codec_bridge evaluate` judges the recordings, their resynthesis by the run's codec at its
 bandwidth and jtts's speech: Whisper WER per voice, and (Resemblyzer, against `--refs`, clips
 of every voice apart from those judged) the similarity to the intended voice and the nearest
-voice among all of the references. Prints one JSON object with the issue's targets met or
-missed; work is kept in `--work` and reused.
+voice among all of the references. The recorded voice (`--human`, LJ Speech) also reads
+bench/everyday.txt, judged on its own (no recordings of it exist), and `--work`/report.png
+shows one of its held-out sentences recorded, resynthesized and spoken by jtts. Prints one
+JSON object with the issue's targets met or missed; work is kept in `--work` and reused.
 
     python bench/voices.py --workdir RUN --heldout heldout.csv --refs refs.csv --work /tmp/v
 """
@@ -36,6 +38,8 @@ from jtts.trained_run import UsageError, list_names, load_run  # noqa: E402
 NEAREST_AT_LEAST = 0.95  # share of jtts's sentences whose nearest voice is the intended one
 SIM_WITHIN = 0.05  # mean SIM to the intended voice, below the resynthesis's by at most this
 WER_AT_MOST = 2.0  # per voice, times the resynthesis's WER
+HUMAN_WER_AT_MOST = 0.15  # the human voice's WER, held-out and everyday sentences
+EVERYDAY = ROOT / "bench" / "everyday.txt"
 
 
 def judged(heldout: Path, voices: list[str], n: int, cap_s: float) -> dict[str, list]:
@@ -54,19 +58,31 @@ def judged(heldout: Path, voices: list[str], n: int, cap_s: float) -> dict[str, 
     return {v: out[v] for v in voices if v in out}
 
 
-def speak(workdir: Path, step: int, items: dict[str, list], work: Path, cap_s: float) -> Path:
-    """Every voice's sentences spoken in that voice; `work`/synth/{id}.wav, and the manifest
-    of what is judged, `work`/subset.csv."""
-    synth = work / "synth"
+def speak(
+    workdir: Path,
+    step: int,
+    items: dict[str, list],
+    work: Path,
+    cap_s: float | dict[str, float],
+    options: dict[str, list[str]] | None = None,
+    tag: str = "synth",
+) -> Path:
+    """Every voice's sentences spoken with that voice's `options` (default `--speaker VOICE`)
+    within `cap_s` seconds (one figure, or one per voice); `work`/`tag`/{id}.wav, and the
+    manifest of what is judged, `work`/subset.csv."""
+    synth = work / tag
     synth.mkdir(parents=True, exist_ok=True)
     rows = []
     for v, group in items.items():
         slug = speaker_slug(v)
-        texts, wavs = work / f"texts_{slug}.txt", work / f"wavs_{slug}"
+        texts, wavs = work / f"texts_{slug}.txt", work / f"{tag}_wavs_{slug}"
         texts.write_text("".join(it.text + "\n" for it in group), encoding="utf-8")
         if not wavs.exists():
-            extra = ["--step", str(step), "--speaker", v]
-            cmd = demo.sample_command(workdir, texts, wavs, work / f"codes_{slug}", cap_s, extra)
+            extra = ["--step", str(step), *(options or {}).get(v, ["--speaker", v])]
+            cap = cap_s[v] if isinstance(cap_s, dict) else cap_s
+            cmd = demo.sample_command(
+                workdir, texts, wavs, work / f"{tag}_codes_{slug}", cap, extra
+            )
             subprocess.run(cmd, check=True, cwd=ROOT, stdout=sys.stderr)
         for k, it in enumerate(group, 1):
             link = synth / f"{it.id}.wav"
@@ -76,6 +92,19 @@ def speak(workdir: Path, step: int, items: dict[str, list], work: Path, cap_s: f
     with open(work / "subset.csv", "w", encoding="utf-8", newline="") as f:
         csv.writer(f).writerows([("path", "text", "speaker", "id"), *rows])
     return work / "subset.csv"
+
+
+def evaluate(
+    subset: Path, synth: Path, refs: Path, out: Path, asr: str, options: list[str] = ()
+) -> dict[str, Any]:
+    """`codec_bridge evaluate` of `subset`'s recordings beside `synth` (plus `options`, e.g.
+    the codec to resynthesize with), Resemblyzer against `refs`; the report, kept in `out`."""
+    if not out.exists():
+        cmd = [sys.executable, "-m", "codec_bridge", "evaluate", "--format", "manifest"]
+        cmd += ["--input", str(subset), "--synth", str(synth), "--asr", asr, *options]
+        cmd += ["--speaker-refs", str(refs), "--quiet", "--out", str(out)]
+        subprocess.run(cmd, check=True, cwd=ROOT)
+    return json.loads(out.read_text(encoding="utf-8"))
 
 
 def figures(report: dict[str, Any], voices: list[str]) -> dict[str, Any]:
@@ -111,8 +140,69 @@ def figures(report: dict[str, Any], voices: list[str]) -> dict[str, Any]:
     return {"voices": per_voice, "overall": overall, "targets": targets}
 
 
+def everyday(
+    workdir: Path, step: int, voice: str, work: Path, cap_s: float, refs: Path, asr: str
+) -> dict[str, Any]:
+    """`voice` reads bench/everyday.txt. No recording of these sentences exists in a voice
+    without an engine (LJ's), so jtts's wavs are the corpus that evaluate judges: WER,
+    transcripts nearest their own sentence, SIM to `voice` and nearest voice."""
+    slug = speaker_slug(voice)
+    wavs = work / f"everyday_wavs_{slug}"
+    if not wavs.exists():
+        extra = ["--step", str(step), "--speaker", voice]
+        cmd = demo.sample_command(workdir, EVERYDAY, wavs, work / f"everyday_codes_{slug}", cap_s)
+        subprocess.run([*cmd, *extra], check=True, cwd=ROOT, stdout=sys.stderr)
+    lines = [t.strip() for t in EVERYDAY.read_text(encoding="utf-8").splitlines() if t.strip()]
+    manifest = work / f"everyday_{slug}.csv"
+    with open(manifest, "w", encoding="utf-8", newline="") as f:
+        rows = [
+            (wavs / f"{k:04d}.wav", t, voice, f"everyday-{k:04d}") for k, t in enumerate(lines, 1)
+        ]
+        csv.writer(f).writerows([("path", "text", "speaker", "id"), *rows])
+    out = work / f"everyday_{slug}.json"
+    if not out.exists():
+        cmd = [sys.executable, "-m", "codec_bridge", "evaluate", "--format", "manifest"]
+        cmd += ["--input", str(manifest), "--asr", asr, "--speaker-refs", str(refs)]
+        subprocess.run([*cmd, "--quiet", "--out", str(out)], check=True, cwd=ROOT)
+    report = json.loads(out.read_text(encoding="utf-8"))
+    asr_fig, spk = report["sets"]["original"], report["speaker"]["sets"]["original"]
+    return {
+        "voice": voice,
+        "sentences": len(lines),
+        "wer": asr_fig["wer"],
+        "nearest_own_sentence": asr_fig["nearest_own_text"],
+        "sim": spk["sim"],
+        "nearest_voice": spk["nearest_voice"],
+        "taken_for": spk["voices"][voice]["taken_for"],
+    }
+
+
+def picture(workdir: Path, work: Path, report: dict[str, Any], voice: str, kbps: float) -> Path:
+    """`work`/report.png: the run's curves, then `voice`'s first judged sentence as recorded,
+    resynthesized and spoken by jtts, side by side, over the figures' table."""
+    from codec_bridge.judge.evaluate import format_table
+
+    uid = next(u["id"] for u in report["utterances"] if u.get("speaker") == voice)
+    recording = Path(
+        next(it.path for it in read_corpus("manifest", work / "subset.csv") if it.id == uid)
+    )
+    spectrograms = [
+        (f"{voice}, the recording", recording),
+        (f"its resynthesis ({kbps:g} kbps)", work / "resynthesis" / f"{uid}.wav"),
+        (f"jtts --speaker {voice}", (work / "synth" / f"{uid}.wav").resolve()),
+    ]
+    demo.write_report(workdir, spectrograms, work / "report.png", format_table(report))
+    return work / "report.png"
+
+
 def verdict(
-    workdir: Path, heldout: Path, refs: Path, work: Path, n: int = 20, asr: str = "whisper"
+    workdir: Path,
+    heldout: Path,
+    refs: Path,
+    work: Path,
+    n: int = 20,
+    asr: str = "whisper",
+    human: str = "ljspeech",
 ) -> dict[str, Any]:
     run = load_run(workdir, None)
     cap_s = run.cfg.model.max_frames / run.frame_rate
@@ -121,15 +211,11 @@ def verdict(
     voices = list(items)
     subset = speak(workdir, run.step, items, work, cap_s)
     weights, kbps = codec_weights(run.store_meta), float(run.store_meta["bandwidth"])
-    out = work / "report.json"
-    if not out.exists():
-        cmd = [sys.executable, "-m", "codec_bridge", "evaluate", "--format", "manifest"]
-        cmd += ["--input", str(subset), "--synth", str(work / "synth"), "--weights", weights]
-        cmd += ["--bandwidth", f"{kbps:g}", "--asr", asr, "--speaker-refs", str(refs)]
-        subprocess.run([*cmd, "--quiet", "--out", str(out)], check=True, cwd=ROOT)
-    report = json.loads(out.read_text(encoding="utf-8"))
+    codec = ["--weights", weights, "--bandwidth", f"{kbps:g}"]
+    codec += ["--resynthesis-out", str(work / "resynthesis")]
+    report = evaluate(subset, work / "synth", refs, work / "report.json", asr, codec)
     result = figures(report, voices)
-    return {
+    out = {
         "benchmark": "issue 26: the speaker table, on held-out sentences of each voice",
         "run": str(workdir),
         "step": run.step,
@@ -137,6 +223,38 @@ def verdict(
         "codec": {"weights": weights, "kbps": kbps},
         **result,
         "done": all(t["met"] for t in result["targets"].values()),
+    }
+    if human in voices:
+        out["human"] = human_figures(
+            result["voices"][human], everyday(workdir, run.step, human, work, cap_s, refs, asr)
+        )
+    out["picture"] = str(
+        picture(workdir, work, report, human if human in voices else voices[0], kbps)
+    )
+    return out
+
+
+def human_figures(held: dict[str, Any], daily: dict[str, Any]) -> dict[str, Any]:
+    """The human voice's targets: WER <= 0.15 and <= 2x its resynthesis on its held-out
+    sentences and on everyday ones, nearest voice itself for >= 95% of both."""
+    resynth = held["resynthesis"]["wer"]
+    cap = min(HUMAN_WER_AT_MOST, WER_AT_MOST * resynth)
+    n_held = held["synthesis"]["nearest_voice"]
+    return {
+        "heldout": held,
+        "everyday": daily,
+        "targets": {
+            "heldout_wer": {
+                "value": held["synthesis"]["wer"],
+                "at_most": cap,
+                "met": held["synthesis"]["wer"] <= cap,
+            },
+            "everyday_wer": {"value": daily["wer"], "at_most": cap, "met": daily["wer"] <= cap},
+            "nearest_voice": {
+                "value": {"heldout": n_held, "everyday": daily["nearest_voice"]},
+                "met": min(n_held, daily["nearest_voice"]) >= NEAREST_AT_LEAST,
+            },
+        },
     }
 
 
@@ -148,9 +266,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=20, help="sentences per voice")
     p.add_argument("--work", type=Path, default=Path("/tmp/jtts-voices"), help="kept, reused")
     p.add_argument("--asr", default="whisper", help="codec_bridge evaluate --asr")
+    p.add_argument(
+        "--human", default="ljspeech", help="the recorded voice: also reads everyday.txt"
+    )
     a = p.parse_args(argv)
     try:
-        print(json.dumps(verdict(a.workdir, a.heldout, a.refs, a.work, a.n, a.asr), indent=1))
+        out = verdict(a.workdir, a.heldout, a.refs, a.work, a.n, a.asr, a.human)
+        print(json.dumps(out, indent=1))
     except UsageError as e:
         print(f"bench/voices.py: error: {e}", file=sys.stderr)
         return 2
