@@ -128,19 +128,8 @@ def reading_summary(run: Path) -> dict[str, float] | None:
     return {"step": last["step"], **{k: last[f"eval/{k}"] for k in keys}}
 
 
-def write_report(
-    run: Path, spectrograms: list[tuple[str, Path]], out: Path, table: str | None = None
-) -> None:
-    """Loss curves, held-out text gain, the attention of a validation sentence, the
-    spectrograms of an unseen sentence (`spectrograms`: title, wav), and the intelligibility
-    `table` (`codec_bridge.judge.evaluate.format_table`) under them."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = read_jsonl(RunDir(run).metrics)
-    fig, axes = plt.subplots(3 + len(spectrograms), 1, figsize=(10, 6 + 3 * len(spectrograms)))
+def _training_panels(run: Path, rows: list[dict], axes) -> None:
+    """Loss curves, held-out text gain and the latest attention picture, on axes 0-2."""
     for key, label in (("train/loss", "train"), ("eval/loss", "validation")):
         pts = [(r["step"], r[key]) for r in rows if key in r]
         if pts:
@@ -172,7 +161,29 @@ def write_report(
             ylabel="text token",
             title=f"Cross-attention of a validation sentence (best head, step {step})",
         )
-    for ax, (title, wav) in zip(axes[3:], spectrograms, strict=True):
+
+
+def write_report(
+    run: Path, spectrograms: list[tuple[str, Path]], out: Path, table: str | None = None
+) -> None:
+    """Loss curves, held-out text gain, the attention of a validation sentence, the
+    spectrograms of an unseen sentence (`spectrograms`: title, wav), and the intelligibility
+    `table` (`codec_bridge.judge.evaluate.format_table`) under them. A folder without metrics
+    (a shipped model) gets the spectrograms alone."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_jsonl(RunDir(run).metrics)
+    top = 3 if rows else 0  # a shipped model keeps no metrics: its spectrograms alone
+    fig, axes = plt.subplots(
+        top + len(spectrograms), 1, figsize=(10, 2 * top + 3 * len(spectrograms)), squeeze=False
+    )
+    axes = axes[:, 0]
+    if top:
+        _training_panels(run, rows, axes)
+    for ax, (title, wav) in zip(axes[top:], spectrograms, strict=True):
         spec, sr = _spectrogram(wav)
         ax.imshow(
             spec,

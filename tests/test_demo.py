@@ -36,7 +36,13 @@ def test_report_has_curves_and_spectrograms(tmp_path):
         ("jtts", tmp_path / "b.wav"),
     ]
     demo.write_report(run, wavs, tmp_path / "report.png", "set  wer\noriginal 0.5")
-    assert (tmp_path / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    png = (tmp_path / "report.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert int.from_bytes(png[20:24], "big") == 100 * (6 + 3 * 3)  # height: 3 panels + 3 spectra
+    shipped = tmp_path / "shipped"  # a shipped model keeps no metrics: the spectrograms alone
+    shipped.mkdir()
+    demo.write_report(shipped, wavs, tmp_path / "alone.png")
+    assert int.from_bytes((tmp_path / "alone.png").read_bytes()[20:24], "big") == 100 * 3 * 3
 
 
 def test_speaking_summary_counts_capped_rows_and_durations_off_by_more_than_20pct():
