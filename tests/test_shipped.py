@@ -4,6 +4,7 @@ file (the tiny run of test_sampler; test_export speaks with one end to end)."""
 
 import json
 import shutil
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -12,7 +13,9 @@ from flax import nnx
 from test_sampler import cli, run  # noqa: F401 (fixtures)
 
 from jtts import shipped
-from jtts.trained_run import load_run
+from jtts.trained_run import list_names, load_run
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -64,3 +67,17 @@ def test_a_damaged_folder_is_one_line_naming_the_file(folder, tmp_path, capsys, 
         capsys, "--workdir", out, "--text", "hello", "--codes-out", tmp_path / "x.npy"
     )
     assert code == 2 and err.count("\n") == 1 and message in err, err
+
+
+@pytest.mark.parametrize(
+    "name", sorted(p.parent.name for p in (ROOT / "models").glob(f"*/{shipped.MODEL_JSON}"))
+)
+def test_the_repositorys_models_load_with_their_voices(name):
+    """Every folder in models/ still loads with today's code: files match their sha256, the
+    config parses and the weights fit its model; a speaker table names its voices."""
+    cfg, model, step, codec = shipped.read(ROOT / "models" / name)
+    assert step > 0 and Path(codec["weights"]["path"]).is_file()
+    assert isinstance(model, nnx.Module) and cfg.model.n_codebooks == codec["n_codebooks"]
+    table = [c for c in cfg.model.conditions if c.name == "speaker"]
+    if table:
+        assert len(list_names(ROOT / "models" / name, "speaker")) >= 6
