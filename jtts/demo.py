@@ -177,9 +177,10 @@ def write_report(
 
     rows = read_jsonl(RunDir(run).metrics)
     top = 3 if rows else 0  # a shipped model keeps no metrics: its spectrograms alone
-    fig, axes = plt.subplots(
-        top + len(spectrograms), 1, figsize=(10, 2 * top + 3 * len(spectrograms)), squeeze=False
-    )
+    # The table's lines (7 pt, ~1.3 line spacing) and the last x-axis label get their own room.
+    room = 0.0 if table is None else (table.count("\n") + 1) * 7 * 1.3 / 72 + 0.45
+    height = 2 * top + 3 * len(spectrograms)
+    fig, axes = plt.subplots(top + len(spectrograms), 1, figsize=(10, height + room), squeeze=False)
     axes = axes[:, 0]
     if top:
         _training_panels(run, rows, axes)
@@ -196,10 +197,7 @@ def write_report(
         ax.set(xlabel="seconds", ylabel="kHz", title=f"{title}: {wav.name}")
     fig.tight_layout()
     if table is not None:
-        # Room under the last axis for the table's lines (7 pt, ~1.3 line spacing) and its
-        # x-axis label: the table grows with the judges' rows (the speaker judge adds some).
-        lines = table.count("\n") + 1
-        fig.subplots_adjust(bottom=(lines * 7 * 1.3 / 72 + 0.45) / fig.get_figheight())
+        fig.subplots_adjust(bottom=room / fig.get_figheight(), hspace=0.5)
         fig.text(0.01, 0.005, table, family="monospace", fontsize=7, va="bottom")
     fig.savefig(out, dpi=100)
     plt.close(fig)

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 import soundfile as sf
 from synthetic import make_store
 
@@ -38,7 +39,9 @@ def test_report_has_curves_and_spectrograms(tmp_path):
     demo.write_report(run, wavs, tmp_path / "report.png", "set  wer\noriginal 0.5")
     png = (tmp_path / "report.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    assert int.from_bytes(png[20:24], "big") == 100 * (6 + 3 * 3)  # height: 3 panels + 3 spectra
+    room = 2 * 7 * 1.3 / 72 + 0.45  # the table's 2 lines and an x-axis label, in inches
+    height = int.from_bytes(png[20:24], "big")  # 3 panels + 3 spectrograms + the table
+    assert height == pytest.approx(100 * (6 + 3 * 3 + room), abs=1)
     shipped = tmp_path / "shipped"  # a shipped model keeps no metrics: the spectrograms alone
     shipped.mkdir()
     demo.write_report(shipped, wavs, tmp_path / "alone.png")
