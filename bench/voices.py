@@ -66,9 +66,11 @@ def speak(
     cap_s: float | dict[str, float],
     options: dict[str, list[str]] | None = None,
     tag: str = "synth",
+    sampling: list[str] = (),
 ) -> Path:
     """Every voice's sentences spoken with that voice's `options` (default `--speaker VOICE`)
-    within `cap_s` seconds (one figure, or one per voice); `work`/`tag`/{id}.wav, and the
+    and `sampling` (e.g. `--cfg-scale 3`) within `cap_s` seconds (one figure, or one per
+    voice); `work`/`tag`/{id}.wav, and the
     manifest of what is judged, `work`/subset.csv."""
     synth = work / tag
     synth.mkdir(parents=True, exist_ok=True)
@@ -78,7 +80,7 @@ def speak(
         texts, wavs = work / f"texts_{slug}.txt", work / f"{tag}_wavs_{slug}"
         texts.write_text("".join(it.text + "\n" for it in group), encoding="utf-8")
         if not wavs.exists():
-            extra = ["--step", str(step), *(options or {}).get(v, ["--speaker", v])]
+            extra = ["--step", str(step), *(options or {}).get(v, ["--speaker", v]), *sampling]
             cap = cap_s[v] if isinstance(cap_s, dict) else cap_s
             cmd = demo.sample_command(
                 workdir, texts, wavs, work / f"{tag}_codes_{slug}", cap, extra
@@ -141,7 +143,14 @@ def figures(report: dict[str, Any], voices: list[str]) -> dict[str, Any]:
 
 
 def everyday(
-    workdir: Path, step: int, voice: str, work: Path, cap_s: float, refs: Path, asr: str
+    workdir: Path,
+    step: int,
+    voice: str,
+    work: Path,
+    cap_s: float,
+    refs: Path,
+    asr: str,
+    sampling: list[str] = (),
 ) -> dict[str, Any]:
     """`voice` reads bench/everyday.txt. No recording of these sentences exists in a voice
     without an engine (LJ's), so jtts's wavs are the corpus that evaluate judges: WER,
@@ -149,7 +158,7 @@ def everyday(
     slug = speaker_slug(voice)
     wavs = work / f"everyday_wavs_{slug}"
     if not wavs.exists():
-        extra = ["--step", str(step), "--speaker", voice]
+        extra = ["--step", str(step), "--speaker", voice, *sampling]
         cmd = demo.sample_command(workdir, EVERYDAY, wavs, work / f"everyday_codes_{slug}", cap_s)
         subprocess.run([*cmd, *extra], check=True, cwd=ROOT, stdout=sys.stderr)
     lines = [t.strip() for t in EVERYDAY.read_text(encoding="utf-8").splitlines() if t.strip()]
@@ -203,13 +212,15 @@ def verdict(
     n: int = 20,
     asr: str = "whisper",
     human: str = "ljspeech",
+    sampling: list[str] = (),
 ) -> dict[str, Any]:
     run = load_run(workdir, None)
     cap_s = run.cfg.model.max_frames / run.frame_rate
-    claim(work, {"run": str(workdir), "step": run.step, "heldout": str(heldout), "n": n})
+    settings = {"run": str(workdir), "step": run.step, "heldout": str(heldout), "n": n}
+    claim(work, {**settings, **({"sampling": list(sampling)} if sampling else {})})
     items = judged(heldout, list_names(workdir, "speaker"), n, cap_s)
     voices = list(items)
-    subset = speak(workdir, run.step, items, work, cap_s)
+    subset = speak(workdir, run.step, items, work, cap_s, sampling=list(sampling))
     weights, kbps = codec_weights(run.store_meta), float(run.store_meta["bandwidth"])
     codec = ["--weights", weights, "--bandwidth", f"{kbps:g}"]
     codec += ["--resynthesis-out", str(work / "resynthesis")]
@@ -220,13 +231,15 @@ def verdict(
         "run": str(workdir),
         "step": run.step,
         "sentences_per_voice": n,
+        "sampling": list(sampling),
         "codec": {"weights": weights, "kbps": kbps},
         **result,
         "done": all(t["met"] for t in result["targets"].values()),
     }
     if human in voices:
         out["human"] = human_figures(
-            result["voices"][human], everyday(workdir, run.step, human, work, cap_s, refs, asr)
+            result["voices"][human],
+            everyday(workdir, run.step, human, work, cap_s, refs, asr, list(sampling)),
         )
     out["picture"] = str(
         picture(workdir, work, report, human if human in voices else voices[0], kbps)
@@ -269,9 +282,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--human", default="ljspeech", help="the recorded voice: also reads everyday.txt"
     )
+    p.add_argument("--cfg-scale", type=float, help="jtts.sample --cfg-scale for every voice")
     a = p.parse_args(argv)
+    sampling = [] if a.cfg_scale is None else ["--cfg-scale", f"{a.cfg_scale:g}"]
     try:
-        out = verdict(a.workdir, a.heldout, a.refs, a.work, a.n, a.asr, a.human)
+        out = verdict(a.workdir, a.heldout, a.refs, a.work, a.n, a.asr, a.human, sampling)
         print(json.dumps(out, indent=1))
     except UsageError as e:
         print(f"bench/voices.py: error: {e}", file=sys.stderr)
