@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.says_anything import claim, codec_weights  # noqa: E402
-from bench.voices import evaluate, judged, speak  # noqa: E402
+from bench.voices import codec_options, evaluate, judged, speak  # noqa: E402
 from codec_bridge.readers import read_corpus  # noqa: E402
 from jtts.trained_run import UsageError, list_names, load_run  # noqa: E402
 
@@ -130,13 +130,13 @@ def verdict(
     avoid = {str(it.path.resolve()) for g in items.values() for it in g}
     avoid |= {str(it.path.resolve()) for it in read_corpus("manifest", refs)}
     clips = prompts(prompt_clips, voices, avoid)
-    caps = {v: cap_s - sf.info(clips[v].path).duration for v in voices}
+    seconds = {v: sf.info(clips[v].path).duration for v in voices}
+    caps = {v: cap_s - seconds[v] for v in voices}
     options = {
         v: ["--prompt-wav", str(clips[v].path), "--prompt-text", clips[v].text] for v in voices
     }
     subset = speak(workdir, run.step, items, work, caps, options, tag="prompted")
-    weights, kbps = codec_weights(run.store_meta), float(run.store_meta["bandwidth"])
-    codec = ["--weights", weights, "--bandwidth", f"{kbps:g}"]
+    codec = codec_options(run)
     prompted = evaluate(subset, work / "prompted", refs, work / "prompted.json", asr, codec)
     nearest = {v: nearest_table_voice(prompted, v, table) for v in voices}
     options = {v: ["--speaker", nearest[v]] for v in voices}
@@ -149,11 +149,14 @@ def verdict(
         "step": run.step,
         "sentences_per_voice": n,
         "prompts": {
-            v: {"clip": str(c.path), "text": c.text, "seconds": sf.info(c.path).duration}
+            v: {"clip": str(c.path), "text": c.text, "seconds": seconds[v]}
             for v, c in clips.items()
         },
         "without_prompt_speaker": nearest,
-        "codec": {"weights": weights, "kbps": kbps},
+        "codec": {
+            "weights": codec_weights(run.store_meta),
+            "kbps": float(run.store_meta["bandwidth"]),
+        },
         **result,
         "done": all(t["met"] for t in result["targets"].values()),
     }

@@ -70,8 +70,7 @@ def speak(
 ) -> Path:
     """Every voice's sentences spoken with that voice's `options` (default `--speaker VOICE`)
     and `sampling` (e.g. `--cfg-scale 3`) within `cap_s` seconds (one figure, or one per
-    voice); `work`/`tag`/{id}.wav, and the
-    manifest of what is judged, `work`/subset.csv."""
+    voice); `work`/`tag`/{id}.wav, and the manifest of what is judged, `work`/subset.csv."""
     synth = work / tag
     synth.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -96,14 +95,21 @@ def speak(
     return work / "subset.csv"
 
 
+def codec_options(run) -> list[str]:
+    """`codec_bridge evaluate` options resynthesizing with the run's codec at its bandwidth."""
+    kbps = float(run.store_meta["bandwidth"])
+    return ["--weights", codec_weights(run.store_meta), "--bandwidth", f"{kbps:g}"]
+
+
 def evaluate(
-    subset: Path, synth: Path, refs: Path, out: Path, asr: str, options: list[str] = ()
+    subset: Path, synth: Path | None, refs: Path, out: Path, asr: str, options: list[str] = ()
 ) -> dict[str, Any]:
-    """`codec_bridge evaluate` of `subset`'s recordings beside `synth` (plus `options`, e.g.
-    the codec to resynthesize with), Resemblyzer against `refs`; the report, kept in `out`."""
+    """`codec_bridge evaluate` of `subset`'s recordings, beside `synth` when given (plus
+    `options`, e.g. `codec_options`), Resemblyzer against `refs`; the report, kept in `out`."""
     if not out.exists():
         cmd = [sys.executable, "-m", "codec_bridge", "evaluate", "--format", "manifest"]
-        cmd += ["--input", str(subset), "--synth", str(synth), "--asr", asr, *options]
+        cmd += ["--input", str(subset), "--asr", asr, *options]
+        cmd += [] if synth is None else ["--synth", str(synth)]
         cmd += ["--speaker-refs", str(refs), "--quiet", "--out", str(out)]
         subprocess.run(cmd, check=True, cwd=ROOT)
     return json.loads(out.read_text(encoding="utf-8"))
@@ -156,24 +162,20 @@ def everyday(
     without an engine (LJ's), so jtts's wavs are the corpus that evaluate judges: WER,
     transcripts nearest their own sentence, SIM to `voice` and nearest voice."""
     slug = speaker_slug(voice)
-    wavs = work / f"everyday_wavs_{slug}"
+    lines = [t.strip() for t in EVERYDAY.read_text(encoding="utf-8").splitlines() if t.strip()]
+    texts, wavs = work / "everyday.txt", work / f"everyday_wavs_{slug}"
+    texts.write_text("".join(t + "\n" for t in lines), encoding="utf-8")  # wav k is line k
     if not wavs.exists():
         extra = ["--step", str(step), "--speaker", voice, *sampling]
-        cmd = demo.sample_command(workdir, EVERYDAY, wavs, work / f"everyday_codes_{slug}", cap_s)
+        cmd = demo.sample_command(workdir, texts, wavs, work / f"everyday_codes_{slug}", cap_s)
         subprocess.run([*cmd, *extra], check=True, cwd=ROOT, stdout=sys.stderr)
-    lines = [t.strip() for t in EVERYDAY.read_text(encoding="utf-8").splitlines() if t.strip()]
     manifest = work / f"everyday_{slug}.csv"
     with open(manifest, "w", encoding="utf-8", newline="") as f:
         rows = [
             (wavs / f"{k:04d}.wav", t, voice, f"everyday-{k:04d}") for k, t in enumerate(lines, 1)
         ]
         csv.writer(f).writerows([("path", "text", "speaker", "id"), *rows])
-    out = work / f"everyday_{slug}.json"
-    if not out.exists():
-        cmd = [sys.executable, "-m", "codec_bridge", "evaluate", "--format", "manifest"]
-        cmd += ["--input", str(manifest), "--asr", asr, "--speaker-refs", str(refs)]
-        subprocess.run([*cmd, "--quiet", "--out", str(out)], check=True, cwd=ROOT)
-    report = json.loads(out.read_text(encoding="utf-8"))
+    report = evaluate(manifest, None, refs, work / f"everyday_{slug}.json", asr)
     asr_fig, spk = report["sets"]["original"], report["speaker"]["sets"]["original"]
     return {
         "voice": voice,
@@ -222,8 +224,7 @@ def verdict(
     voices = list(items)
     subset = speak(workdir, run.step, items, work, cap_s, sampling=list(sampling))
     weights, kbps = codec_weights(run.store_meta), float(run.store_meta["bandwidth"])
-    codec = ["--weights", weights, "--bandwidth", f"{kbps:g}"]
-    codec += ["--resynthesis-out", str(work / "resynthesis")]
+    codec = [*codec_options(run), "--resynthesis-out", str(work / "resynthesis")]
     report = evaluate(subset, work / "synth", refs, work / "report.json", asr, codec)
     result = figures(report, voices)
     out = {
