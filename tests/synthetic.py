@@ -17,6 +17,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+import soundfile as sf
 from conftest import SHARED_DATA
 from jax.experimental.compilation_cache import compilation_cache
 
@@ -287,4 +288,15 @@ def make_two_speaker_store(path: Path, texts: int = 2, *, codebook_size: int = 1
             for s, speaker in enumerate(SPEAKERS):
                 shifted = (codes + s * codebook_size // 2) % codebook_size
                 w.add(f"{uid}-{speaker}", shifted, text=text, speaker=speaker, duration=t / 75.0)
+    return path
+
+
+def silent_manifest(path: Path, clips: Sequence[tuple[str, float]]) -> Path:
+    """A manifest (path,text,speaker,id) beside it of silent 8 kHz clips, one per (speaker,
+    seconds) of `clips`: clip i is `i.wav` with id `u{i}`, for benches that choose by length."""
+    rows = ["path,text,speaker,id"]
+    for i, (voice, seconds) in enumerate(clips):
+        sf.write(path.parent / f"{i}.wav", np.zeros(int(seconds * 8000)), 8000)
+        rows.append(f"{i}.wav,Text {i}.,{voice},u{i}")
+    path.write_text("\n".join(rows) + "\n")
     return path

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
+from synthetic import silent_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -59,11 +59,8 @@ def test_the_baseline_speaker_is_the_table_voice_nearest_the_recordings():
 
 
 def test_a_prompt_is_the_first_clip_of_1_to_5_s_not_judged(tmp_path):
-    rows = ["path,text,speaker,id"]
-    for i, (voice, seconds) in enumerate([("x", 0.5), ("x", 6), ("x", 2), ("y", 3), ("x", 3)]):
-        sf.write(tmp_path / f"{i}.wav", np.zeros(int(seconds * 8000)), 8000)
-        rows.append(f"{i}.wav,Text {i}.,{voice},u{i}")
-    (tmp_path / "p.csv").write_text("\n".join(rows) + "\n")
+    clips = [("x", 0.5), ("x", 6), ("x", 2), ("y", 3), ("x", 3)]
+    silent_manifest(tmp_path / "p.csv", clips)
     got = bench.prompts(tmp_path / "p.csv", ["x", "y"], avoid=set())
     assert {v: it.id for v, it in got.items()} == {"x": "u2", "y": "u3"}
     got = bench.prompts(tmp_path / "p.csv", ["x"], avoid={str((tmp_path / "2.wav").resolve())})

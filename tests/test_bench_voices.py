@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
+from synthetic import silent_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -51,11 +51,7 @@ def test_targets_follow_the_issue():
 
 
 def test_judged_takes_the_first_fitting_sentences_of_each_voice(tmp_path):
-    rows = ["path,text,speaker,id"]
-    for i, (voice, seconds) in enumerate([("a", 1), ("a", 9), ("b", 1), ("a", 2), ("b", 1)]):
-        sf.write(tmp_path / f"{i}.wav", np.zeros(int(seconds * 8000)), 8000)
-        rows.append(f"{i}.wav,Text {i}.,{voice},u{i}")
-    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
+    silent_manifest(tmp_path / "m.csv", [("a", 1), ("a", 9), ("b", 1), ("a", 2), ("b", 1)])
     items = bench.judged(tmp_path / "m.csv", ["a", "b"], 2, cap_s=5.0)
     assert {v: [it.id for it in g] for v, g in items.items()} == {
         "a": ["u0", "u3"],
