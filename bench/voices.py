@@ -33,6 +33,7 @@ from bench.says_anything import claim, codec_weights  # noqa: E402
 from codec_bridge.joining import speaker_slug  # noqa: E402
 from codec_bridge.readers import read_corpus  # noqa: E402
 from jtts import demo  # noqa: E402
+from jtts.config import CFG_NULLS  # noqa: E402
 from jtts.trained_run import UsageError, list_names, load_run  # noqa: E402
 
 NEAREST_AT_LEAST = 0.95  # share of jtts's sentences whose nearest voice is the intended one
@@ -284,8 +285,10 @@ def main(argv: list[str] | None = None) -> int:
         "--human", default="ljspeech", help="the recorded voice: also reads everyday.txt"
     )
     p.add_argument("--cfg-scale", type=float, help="jtts.sample --cfg-scale for every voice")
+    p.add_argument("--cfg-null", choices=CFG_NULLS, help="jtts.sample --cfg-null for every voice")
     a = p.parse_args(argv)
     sampling = [] if a.cfg_scale is None else ["--cfg-scale", f"{a.cfg_scale:g}"]
+    sampling += [] if a.cfg_null is None else ["--cfg-null", a.cfg_null]
     try:
         out = verdict(a.workdir, a.heldout, a.refs, a.work, a.n, a.asr, a.human, sampling)
         print(json.dumps(out, indent=1))

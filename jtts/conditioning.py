@@ -17,7 +17,7 @@ prefill), so `jtts.decode` owns it.
 
 `Cond` carries each attribute's arrays and its own drop mask from the loader (or the sampler)
 to the model. `guidance_dropout` drops each attribute with its own probability, `with_null_rows`
-drops them all for classifier-free guidance, `mismatched` swaps one attribute between rows so
+drops them all (or the text alone) for classifier-free guidance, `mismatched` swaps one attribute between rows so
 the reading of that attribute alone is measured, and `Conditioner` (the fuser) encodes each
 attribute and joins them into the `Memory` the decoder reads.
 """
@@ -169,12 +169,12 @@ def guidance_dropout(cond: Cond, cfg: ModelConfig, key: jax.Array) -> Cond:
     return cond
 
 
-def with_null_rows(cond: Cond) -> Cond:
-    """Conditional rows, then the same rows with every attribute dropped: one batch of 2B for
-    guidance."""
+def with_null_rows(cond: Cond, names: Sequence[str] | None = None) -> Cond:
+    """Conditional rows, then the same rows with the `names` attributes dropped (default:
+    every one): one batch of 2B for guidance."""
     both = jax.tree.map(lambda x: jnp.concatenate([x, x], axis=0), cond)
     b = cond.drop_B.shape[0]
-    return drop(both, jnp.arange(2 * b) >= b)
+    return drop(both, jnp.arange(2 * b) >= b, names)
 
 
 def mismatched(cond: Cond, valid_B: jax.Array, name: str = TEXT) -> Cond:

@@ -324,18 +324,28 @@ class LogConfig:
         _at_least(self, "log", 1, "every")
 
 
+# What guidance's null condition drops: every attribute (AudioCraft's way), or the text alone,
+# so the null rows keep the speaker and guidance pushes toward the text, not away from the voice.
+CFG_NULLS = ("all", "text")
+
+
 @dataclasses.dataclass(frozen=True)
 class SampleConfig:
     temperature: float = 1.0
     top_k: int = 0  # 0 disables
     top_p: float = 1.0  # 1 disables
     cfg_scale: float = 1.0  # 1: no guidance; >1 mixes in the null condition (opt-in)
+    cfg_null: str = "all"  # what the null condition drops: "all" attributes, or the "text" alone
     length_scale: float = 1.0  # the predicted length times this (models with a prior)
     max_seconds: float = 20.0
 
     def __post_init__(self) -> None:
         _at_least(self, "sample", 0, "temperature", "top_k")
         _check(0.0 < self.top_p <= 1.0, f"sample.top_p must be in (0, 1], got {self.top_p}")
+        _check(
+            self.cfg_null in CFG_NULLS,
+            f"sample.cfg_null must be one of {', '.join(CFG_NULLS)}, got {self.cfg_null!r}",
+        )
         _check(self.max_seconds > 0, f"sample.max_seconds must be > 0, got {self.max_seconds}")
         _check(self.length_scale > 0, f"sample.length_scale must be > 0, got {self.length_scale}")
 

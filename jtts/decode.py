@@ -138,7 +138,7 @@ def prepare(model, spec, cache_steps, cond, valid_B, prefix_KxM=None):
     slots past them hold K/V no step reads, as a step sees only the slots up to its own,
     which it has just overwritten. So one program serves every prompt length in a bucket."""
     prior = prior_of(model, spec, cond)
-    cond = cond_rows(spec.cfg, cond)
+    cond = cond_rows(spec, cond)
     ctx = model.decode_context(cond, prior)
     cache = model.init_cache(cond.drop_B.shape[0], cache_steps)
     loop = init_loop(spec, valid_B, cache_steps, prefix_KxM)

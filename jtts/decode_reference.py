@@ -70,7 +70,7 @@ def forward_logits(graphdef, prefix, spec, state, cond, seq_BxKxS, step):
     inputs_BxKxT = jnp.concatenate([bos_BxKx1, seq_BxKxS[:, :, : prefix - 1]], axis=2)
     bias = model.prior_bias(prior_of(model, spec, cond), jnp.arange(prefix), cond.text_BxS.shape[1])
     logits_BxTxKxV, _ = model(
-        cond_rows(spec.cfg, cond), rows(spec.cfg, inputs_BxKxT), attn_bias_BxTxS=bias
+        cond_rows(spec, cond), rows(spec.cfg, inputs_BxKxT), attn_bias_BxTxS=bias
     )
     return jax.lax.dynamic_index_in_dim(logits_BxTxKxV, step, axis=1, keepdims=False)
 

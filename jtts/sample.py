@@ -13,6 +13,7 @@ import argparse
 import sys
 
 from jtts import conditioning, sampler
+from jtts.config import CFG_NULLS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,6 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--top-k", type=int, help="0 disables")
     p.add_argument("--top-p", type=float, help="1 disables")
     p.add_argument("--cfg-scale", type=float, help="classifier-free guidance; 1 disables")
+    p.add_argument(
+        "--cfg-null",
+        choices=CFG_NULLS,
+        help="what guidance's null condition drops: every attribute, or the text alone "
+        "(keeping the voice)",
+    )
     p.add_argument(
         "--length-scale",
         type=float,

@@ -1,7 +1,8 @@
 """How a decode picks each token from its logits: the settings (`Sampling`), split into what
 shapes the compiled program (`Spec`) and what it reads at run time (`Knobs`), and the rules
 themselves: classifier-free guidance (conditional rows then null rows in one batch, mixed as
-null + s * (cond - null)), temperature, top-k and top-p, or the argmax.
+null + s * (cond - null); the null rows drop every attribute, or with `cfg_null="text"` the
+text alone, keeping the voice), temperature, top-k and top-p, or the argmax.
 
 The decoders in `jtts.decode` and `jtts.decode_reference` all pick through `draw`, so they
 differ only in how the logits are computed.
@@ -16,18 +17,19 @@ import jax
 import numpy as np
 from jax import numpy as jnp
 
-from jtts.conditioning import Cond, with_null_rows
-from jtts.config import SampleConfig
+from jtts.conditioning import TEXT, Cond, with_null_rows
+from jtts.config import CFG_NULLS, SampleConfig
 from jtts.patterns import Pattern
 
 # The `Sampling` fields a config's `sample` section sets (and `jtts.sample` can override).
-CONFIG_KNOBS = ("temperature", "top_k", "top_p", "cfg_scale", "length_scale")
+CONFIG_KNOBS = ("temperature", "top_k", "top_p", "cfg_scale", "cfg_null", "length_scale")
 
 
 @dataclasses.dataclass(frozen=True)
 class Sampling:
     """How each token is picked. Greedy (or temperature 0) takes the argmax; cfg_scale 1 is
-    plain conditional sampling, any other value mixes null + s * (cond - null) logits.
+    plain conditional sampling, any other value mixes null + s * (cond - null) logits, the null
+    condition dropping every attribute (`cfg_null` "all") or the text alone ("text").
     `length_scale` stretches the length the alignment prior is spread over (a model with
     `attention_prior` speaks at its predicted length: > 1 is slower, < 1 faster)."""
 
@@ -35,6 +37,7 @@ class Sampling:
     top_k: int = 0  # 0: off
     top_p: float = 1.0  # 1: off
     cfg_scale: float = 1.0
+    cfg_null: str = "all"
     greedy: bool = False
     seed: int = 0
     min_frames: int = 1  # codebook 0 may not emit EOS before this many frames
@@ -51,6 +54,10 @@ class Sampling:
             raise ValueError(f"min_frames must be >= 1, got {self.min_frames}")
         if self.length_scale <= 0:
             raise ValueError(f"length scale must be > 0, got {self.length_scale}")
+        if self.cfg_null not in CFG_NULLS:
+            raise ValueError(
+                f"cfg null must be one of {', '.join(CFG_NULLS)}, got {self.cfg_null!r}"
+            )
 
     @classmethod
     def of(cls, sample: SampleConfig, **given: Any) -> Sampling:
@@ -68,6 +75,7 @@ class Spec:
     top_k: int
     top_p: bool
     cfg: bool
+    cfg_null: str
     length_scale: float
 
     @classmethod
@@ -79,6 +87,7 @@ class Spec:
             top_k=0 if greedy else s.top_k,
             top_p=not greedy and s.top_p < 1.0,
             cfg=s.cfg_scale != 1.0,
+            cfg_null=s.cfg_null,
             length_scale=s.length_scale,
         )
 
@@ -106,8 +115,11 @@ def rows(cfg: bool, x: jax.Array) -> jax.Array:
     return jnp.concatenate([x, x], axis=0) if cfg else x
 
 
-def cond_rows(cfg: bool, cond: Cond) -> Cond:
-    return with_null_rows(cond) if cfg else cond
+def cond_rows(spec: Spec, cond: Cond) -> Cond:
+    """The condition's rows, and under guidance its null rows after them."""
+    if not spec.cfg:
+        return cond
+    return with_null_rows(cond, None if spec.cfg_null == "all" else (TEXT,))
 
 
 def guide(knobs: Knobs, logits: jax.Array, b: int) -> jax.Array:

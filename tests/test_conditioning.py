@@ -20,7 +20,8 @@ from codec_bridge.format import CodeStore
 from jtts import conditioning, decode, sample, sampler, trained_run
 from jtts.conditioning import Cond
 from jtts.config import ConditionConfig, ConfigError, load_config
-from jtts.decode_reference import generate_naive, generate_stepwise
+from jtts.decode_io import request
+from jtts.decode_reference import forward_logits, generate_naive, generate_stepwise
 from jtts.model import build_model
 from jtts.rundir import RunDir
 from jtts.sampling import Sampling
@@ -63,6 +64,16 @@ def test_each_attribute_drops_with_its_own_probability(cfg):
     assert 0.2 < together < 0.3  # independent draws: a quarter of the rows lose both
     null = conditioning.with_null_rows(cond)
     assert all(bool((v == (jnp.arange(8192) >= 4096)).all()) for v in null.dropped.values())
+
+
+def test_text_only_null_rows_keep_the_speaker():
+    """Guidance with `cfg_null="text"`: the null rows lose the text and keep each row's own
+    speaker, dropped where the conditional row's is."""
+    cond = conditioning.drop(batch(), jnp.arange(6) == 2, ("speaker",))
+    null = conditioning.with_null_rows(cond, (conditioning.TEXT,))
+    np.testing.assert_array_equal(null.dropped["text"], np.arange(12) >= 6)
+    np.testing.assert_array_equal(null.dropped["speaker"], np.arange(12) % 6 == 2)
+    np.testing.assert_array_equal(null.inputs["speaker"][6:], cond.inputs["speaker"])
 
 
 def test_mismatched_swaps_only_its_attribute():
@@ -118,10 +129,11 @@ def test_text_convolutions_see_their_kernel_of_neighbours_and_never_padding():
     assert np.abs(model.conditioner.encode_text(text) - plain).max() > 1e-4
 
 
-def test_the_three_decoders_agree_with_a_speaker(cfg):
+@pytest.mark.parametrize(("cfg_scale", "cfg_null"), [(1.0, "all"), (3.0, "all"), (3.0, "text")])
+def test_the_three_decoders_agree_with_a_speaker(cfg, cfg_scale, cfg_null):
     model = build_model(cfg, nnx.Rngs(1))
     texts, speakers = [[5, 6, 7, 50257], [9, 50257]], {"speaker": [2, conditioning.NULL]}
-    s = Sampling(greedy=True)
+    s = Sampling(greedy=True, cfg_scale=cfg_scale, cfg_null=cfg_null)
     compiled = decode.generate(model, texts, s, 10, speakers)
     for other in (generate_stepwise, generate_naive):
         got = other(model, texts, s, 10, speakers)
@@ -129,6 +141,28 @@ def test_the_three_decoders_agree_with_a_speaker(cfg):
             np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="reads \\['speaker'\\] besides the text, given none"):
         decode.generate(model, texts, s, 10)
+
+
+def test_text_only_guidance_mixes_against_the_speakers_own_null(cfg):
+    """The decoders' null rows are the condition without its text (`cfg_null="text"`: the
+    speaker kept) or without anything ("all"): checked against plain forward passes of
+    conditions dropped by hand (the alignment prior's bias, of the row's text, in both)."""
+    model = build_model(cfg, nnx.Rngs(1))
+    first = {}
+    for cfg_null, names in (("text", ("text",)), ("all", None)):
+        s = Sampling(greedy=True, cfg_scale=3.0, cfg_null=cfg_null)
+        r = request(model, [[5, 6, 7, 50257]], s, 4, {"speaker": [2]}, None)
+        cond, b = r.batch.cond, r.batch.cond.drop_B.shape[0]
+        seq = jnp.zeros((b, cfg.n_codebooks, r.cache_steps), jnp.int32)
+        logits = forward_logits(r.graphdef, 1, r.spec, r.state, cond, seq, 0)
+        bos = jnp.full((b, cfg.n_codebooks, 1), model.pattern.bos, jnp.int32)
+        bias = model.prior_bias(model.prior(cond), jnp.arange(1), cond.text_BxS.shape[1])
+        null = conditioning.drop(cond, jnp.ones(b, bool), names)
+        for n, c in (("cond", cond), (cfg_null, null)):
+            first[n] = model(c, bos, attn_bias_BxTxS=bias)[0][:, 0]
+        np.testing.assert_allclose(logits[:b], first["cond"], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(logits[b:], first[cfg_null], rtol=1e-5, atol=1e-5)
+    assert np.abs(first["text"] - first["all"]).max() > 1e-3
 
 
 def test_the_null_id_decodes_with_the_learned_null(cfg):

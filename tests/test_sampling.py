@@ -7,7 +7,7 @@ import pytest
 from test_decode import TEXTS, assert_same_codes, fixed, model  # noqa: F401 (model: a fixture)
 
 from jtts import decode
-from jtts.config import SampleConfig
+from jtts.config import ConfigError, SampleConfig
 from jtts.sampling import CONFIG_KNOBS, Sampling
 
 
@@ -31,12 +31,20 @@ def test_seed_fixes_the_sample(model):  # noqa: F811
 def test_sampling_of_config_and_bad_settings():
     """Every `sample` setting but the length cap reaches the sampling, and given fields win;
     settings out of range are refused."""
-    sample = SampleConfig(temperature=0.7, top_k=5, top_p=0.9, cfg_scale=2.0, length_scale=1.2)
+    sample = SampleConfig(
+        temperature=0.7, top_k=5, top_p=0.9, cfg_scale=2.0, cfg_null="text", length_scale=1.2
+    )
     names = {f.name for f in dataclasses.fields(SampleConfig)} - {"max_seconds"}
     assert set(CONFIG_KNOBS) == names
     s = Sampling.of(sample, seed=3, top_k=7)
     assert (s.temperature, s.top_k, s.top_p, s.cfg_scale, s.length_scale) == (0.7, 7, 0.9, 2.0, 1.2)
-    assert (s.seed, s.greedy) == (3, False)
+    assert (s.seed, s.greedy, s.cfg_null) == (3, False, "text")
+    with pytest.raises(
+        ConfigError, match="sample.cfg_null must be one of all, text, got 'speaker'"
+    ):
+        SampleConfig(cfg_null="speaker")
+    with pytest.raises(ValueError, match="cfg null"):
+        Sampling(cfg_null="none")
     with pytest.raises(ValueError, match="top-p"):
         Sampling(top_p=0.0)
     with pytest.raises(ValueError, match="length scale"):
