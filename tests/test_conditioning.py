@@ -278,6 +278,14 @@ def test_cli_lists_and_checks_speakers(speaker_run, tmp_path, capsys):
     frames = sampler._max_frames(run, None)
     want = decode.generate(run.model, ids, Sampling(greedy=True), frames, {"speaker": [1]})
     np.testing.assert_array_equal(np.load(out), want.codes[0])
+    guided = ["--cfg-scale", 3, "--cfg-null", "text"]
+    assert (
+        cli("--text", store[0].text, "--codes-out", out, "--speaker", "bob", "--greedy", *guided)[0]
+        == 0
+    )
+    s = Sampling(greedy=True, cfg_scale=3.0, cfg_null="text")
+    want = decode.generate(run.model, ids, s, frames, {"speaker": [1]})
+    np.testing.assert_array_equal(np.load(out), want.codes[0])
 
 
 def test_cli_refuses_a_speaker_for_a_run_without_one(tmp_path, capsys):
