@@ -87,7 +87,7 @@ class Spec:
             top_k=0 if greedy else s.top_k,
             top_p=not greedy and s.top_p < 1.0,
             cfg=s.cfg_scale != 1.0,
-            cfg_null=s.cfg_null,
+            cfg_null=s.cfg_null if s.cfg_scale != 1.0 else "all",
             length_scale=s.length_scale,
         )
 

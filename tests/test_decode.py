@@ -98,6 +98,8 @@ def test_compiled_programs_are_reused(model):
     decode.generate(model, TEXTS, GREEDY, max_frames=16)
     again = decode.generate(model, [[1, 2], [3], [4, 5, 6]], GREEDY, max_frames=15)
     assert again.compile_s == 0.0  # same batch, text and step buckets
+    unguided = dataclasses.replace(GREEDY, cfg_null="text")  # no guidance: nothing to drop
+    assert decode.generate(model, TEXTS, unguided, max_frames=16).compile_s == 0.0
 
 
 # A hand-built model whose greedy output is known: codebook 0 counts up by one per frame from
