@@ -16,10 +16,11 @@ condition the model trains with but the decoder's own past (codec codes fed once
 prefill), so `jtts.decode` owns it.
 
 `Cond` carries each attribute's arrays and its own drop mask from the loader (or the sampler)
-to the model. `guidance_dropout` drops each attribute with its own probability, `with_null_rows`
-drops them all (or the text alone) for classifier-free guidance, `mismatched` swaps one attribute between rows so
-the reading of that attribute alone is measured, and `Conditioner` (the fuser) encodes each
-attribute and joins them into the `Memory` the decoder reads.
+to the model. `guidance_dropout` drops each attribute with its own probability,
+`with_null_rows` drops them all (or the text alone) for classifier-free guidance, `mismatched`
+swaps one attribute between rows so the reading of that attribute alone is measured, and
+`Conditioner` (the fuser) encodes each attribute and joins them into the `Memory` the decoder
+reads.
 """
 
 from __future__ import annotations

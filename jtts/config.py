@@ -325,7 +325,8 @@ class LogConfig:
 
 
 # What guidance's null condition drops: every attribute (AudioCraft's way), or the text alone,
-# so the null rows keep the speaker and guidance pushes toward the text, not away from the voice.
+# the null rows keeping the speaker (on models/voices it reads as well and keeps less of the
+# voice: models/README.md).
 CFG_NULLS = ("all", "text")
 
 

@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         "--cfg-null",
         choices=CFG_NULLS,
         help="what guidance's null condition drops: every attribute, or the text alone "
-        "(keeping the voice)",
+        "(the null rows keep the speaker)",
     )
     p.add_argument(
         "--length-scale",
