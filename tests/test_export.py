@@ -10,6 +10,8 @@ from test_sampler import GREEDY, cli, codec_run, run  # noqa: F401 (fixtures)
 
 from codec_bridge.format import file_sha256, load_codes
 from jtts import export, shipped
+from jtts.config import config_diff
+from jtts.trained_run import load_run
 
 
 def test_a_shipped_model_speaks_as_its_run_from_anywhere(codec_run, tmp_path, capsys):  # noqa: F811
@@ -31,6 +33,29 @@ def test_a_shipped_model_speaks_as_its_run_from_anywhere(codec_run, tmp_path, ca
     assert meta["weights"]["path"] == str(moved / shipped.CODEC)
     assert meta["weights"]["sha256"] == file_sha256(moved / shipped.CODEC)
     assert sf.info(str(tmp_path / "shipped.wav")).frames == codes.shape[1] * 320
+
+
+def test_a_model_ships_the_sampling_defaults_it_is_given(codec_run, tmp_path, capsys):  # noqa: F811
+    """`--set sample.KEY=V` changes the shipped config's sampling defaults and nothing else;
+    other sections, unknown keys and bad values are refused in one line, nothing written."""
+    run_dir, _ = codec_run
+    out = tmp_path / "model"
+    sets = ["--set", "sample.cfg_scale=2", "--set", "sample.temperature=0.7"]
+    assert export.main(["--workdir", str(run_dir), "--out", str(out), *sets]) == 0
+    capsys.readouterr()
+    cfg, was = load_run(out).cfg, load_run(run_dir).cfg
+    assert (cfg.sample.cfg_scale, cfg.sample.temperature) == (2.0, 0.7)
+    assert sorted(config_diff(cfg, was)) == ["sample.cfg_scale", "sample.temperature"]
+    for bad, says in (
+        ("model.d_model=8", "changes only its sample.* settings"),
+        ("sample.guidance=2", "unknown key 'sample.guidance'"),
+        ("sample.cfg_null=speaker", "sample.cfg_null must be one of all, text"),
+    ):
+        args = ["--workdir", str(run_dir), "--out", str(tmp_path / "n"), "--set", bad]
+        assert export.main(args) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and says in err, err
+        assert not (tmp_path / "n").exists()
 
 
 def test_export_refusals_are_one_line(run, tmp_path, capsys):  # noqa: F811
