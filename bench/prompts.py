@@ -29,8 +29,8 @@ import soundfile as sf
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.says_anything import claim, codec_weights  # noqa: E402
-from bench.voices import codec_options, evaluate, judged, speak  # noqa: E402
+from bench.says_anything import claim  # noqa: E402
+from bench.voices import codec_of, codec_options, evaluate, judged, speak  # noqa: E402
 from codec_bridge.readers import read_corpus  # noqa: E402
 from jtts.trained_run import UsageError, list_names, load_run  # noqa: E402
 
@@ -136,8 +136,10 @@ def verdict(
         v: ["--prompt-wav", str(clips[v].path), "--prompt-text", clips[v].text] for v in voices
     }
     subset = speak(workdir, run.step, items, work, caps, options, tag="prompted")
-    codec = codec_options(run)
-    prompted = evaluate(subset, work / "prompted", refs, work / "prompted.json", asr, codec)
+    codec = codec_of(run)
+    prompted = evaluate(
+        subset, work / "prompted", refs, work / "prompted.json", asr, codec_options(codec)
+    )
     nearest = {v: nearest_table_voice(prompted, v, table) for v in voices}
     options = {v: ["--speaker", nearest[v]] for v in voices}
     speak(workdir, run.step, items, work, caps, options, tag="plain")
@@ -153,10 +155,7 @@ def verdict(
             for v, c in clips.items()
         },
         "without_prompt_speaker": nearest,
-        "codec": {
-            "weights": codec_weights(run.store_meta),
-            "kbps": float(run.store_meta["bandwidth"]),
-        },
+        "codec": codec,
         **result,
         "done": all(t["met"] for t in result["targets"].values()),
     }

@@ -96,10 +96,14 @@ def speak(
     return work / "subset.csv"
 
 
-def codec_options(run) -> list[str]:
-    """`codec_bridge evaluate` options resynthesizing with the run's codec at its bandwidth."""
-    kbps = float(run.store_meta["bandwidth"])
-    return ["--weights", codec_weights(run.store_meta), "--bandwidth", f"{kbps:g}"]
+def codec_of(run) -> dict[str, Any]:
+    """The run's codec weights file and bandwidth: what a bench reports and resynthesizes with."""
+    return {"weights": codec_weights(run.store_meta), "kbps": float(run.store_meta["bandwidth"])}
+
+
+def codec_options(codec: dict[str, Any]) -> list[str]:
+    """`codec_bridge evaluate` options resynthesizing with `codec` (`codec_of`)."""
+    return ["--weights", codec["weights"], "--bandwidth", f"{codec['kbps']:g}"]
 
 
 def evaluate(
@@ -224,9 +228,9 @@ def verdict(
     items = judged(heldout, list_names(workdir, "speaker"), n, cap_s)
     voices = list(items)
     subset = speak(workdir, run.step, items, work, cap_s, sampling=list(sampling))
-    weights, kbps = codec_weights(run.store_meta), float(run.store_meta["bandwidth"])
-    codec = [*codec_options(run), "--resynthesis-out", str(work / "resynthesis")]
-    report = evaluate(subset, work / "synth", refs, work / "report.json", asr, codec)
+    codec = codec_of(run)
+    options = [*codec_options(codec), "--resynthesis-out", str(work / "resynthesis")]
+    report = evaluate(subset, work / "synth", refs, work / "report.json", asr, options)
     result = figures(report, voices)
     out = {
         "benchmark": "issue 26: the speaker table, on held-out sentences of each voice",
@@ -234,7 +238,7 @@ def verdict(
         "step": run.step,
         "sentences_per_voice": n,
         "sampling": list(sampling),
-        "codec": {"weights": weights, "kbps": kbps},
+        "codec": codec,
         **result,
         "done": all(t["met"] for t in result["targets"].values()),
     }
@@ -244,7 +248,7 @@ def verdict(
             everyday(workdir, run.step, human, work, cap_s, refs, asr, list(sampling)),
         )
     out["picture"] = str(
-        picture(workdir, work, report, human if human in voices else voices[0], kbps)
+        picture(workdir, work, report, human if human in voices else voices[0], codec["kbps"])
     )
     return out
 
