@@ -170,3 +170,42 @@ def best_head(sums: dict[str, np.ndarray]) -> dict[str, float]:
         "layer": int(layer),
         "head": int(head),
     }
+
+
+# Decoding that follows its own attention (NeMo MagpieTTS's inference-time prior): each step's
+# cross-attention is weighted around the text position the decode has reached, so it cannot
+# jump back (repeating words) or ahead (skipping them). Weights of the positions -1 .. +2 from
+# it, and of every other position; Magpie's values.
+FOLLOW_WEIGHTS = (0.2, 0.8, 1.0, 0.8)
+FOLLOW_FLOOR = 1e-5
+# Steps the position may stay on one text token before the window moves past it (an attention
+# sink): a Whisper token is a word or a piece of one, 16 frames on average, rarely over 60.
+FOLLOW_MAX_DWELL = 64
+
+
+def follow_log_prior(pos_BxT: jax.Array, s: int) -> jax.Array:
+    """The window's log-weights over `s` text positions for decoder steps whose reached
+    position is `pos_BxT`, BxTxS; a position < 0 (not known yet) adds nothing."""
+    offset = jnp.arange(s)[None, None, :] - pos_BxT[..., None] + 1
+    inside = (offset >= 0) & (offset < len(FOLLOW_WEIGHTS))
+    weights = jnp.asarray(FOLLOW_WEIGHTS, jnp.float32)[jnp.clip(offset, 0, len(FOLLOW_WEIGHTS) - 1)]
+    log_w = jnp.log(jnp.where(inside, weights, FOLLOW_FLOOR))
+    return jnp.where(pos_BxT[..., None] < 0, 0.0, log_w)
+
+
+def follow_position(
+    attn_LxBxHxS: jax.Array, pos_B: jax.Array, dwell_B: jax.Array, lengths_B: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """(position, steps spent on it) after a step whose biased cross-attention logits are
+    `attn_LxBxHxS`: the most attended of the window's positions from the current one on
+    (past it once it has dwelt `FOLLOW_MAX_DWELL` steps), or of every position while none is
+    known; never behind the current one."""
+    p_BxS = jax.nn.softmax(attn_LxBxHxS, axis=-1).mean(axis=(0, 2))
+    last_B = jnp.maximum(lengths_B, 1) - 1
+    start_B = jnp.minimum(pos_B + (dwell_B >= FOLLOW_MAX_DWELL), last_B)
+    s_1xS = jnp.arange(p_BxS.shape[-1])[None, :]
+    ahead = len(FOLLOW_WEIGHTS) - 1  # the window's positions at and after the current one
+    window = (s_1xS >= start_B[:, None]) & (s_1xS < start_B[:, None] + ahead)
+    window = jnp.where(pos_B[:, None] < 0, True, window) & (s_1xS <= last_B[:, None])
+    new_B = jnp.argmax(jnp.where(window, p_BxS, -1.0), axis=-1).astype(jnp.int32)
+    return new_B, jnp.where(new_B == pos_B, dwell_B + 1, 0).astype(jnp.int32)

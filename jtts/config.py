@@ -338,6 +338,7 @@ class SampleConfig:
     cfg_scale: float = 1.0  # 1: no guidance; >1 mixes in the null condition (opt-in)
     cfg_null: str = "all"  # what the null condition drops: "all" attributes, or the "text" alone
     length_scale: float = 1.0  # the predicted length times this (models with a prior)
+    follow: bool = False  # weight cross-attention around the text position reached (MagpieTTS)
     max_seconds: float = 20.0
 
     def __post_init__(self) -> None:

@@ -31,6 +31,7 @@ import numpy as np
 from flax import nnx
 from jax import numpy as jnp
 
+from jtts.alignment import follow_position
 from jtts.conditioning import Cond
 from jtts.decode_io import Generation, generation, request
 from jtts.model import Prior
@@ -47,6 +48,10 @@ class Loop(NamedTuple):
     lengths_B: jax.Array  # frames, set when codebook 0 emits EOS; -1 while open
     eos_BxK: jax.Array  # EOS has been placed on codebook k
     done_B: jax.Array  # EOS is on every codebook, or the row is batch padding
+    # With `Sampling.follow`: the text position each step's attention is weighted around
+    # (-1: none, before it is known and without `follow`), and the steps spent on the latest.
+    path_BxS: jax.Array
+    dwell_B: jax.Array
 
 
 def _whole_steps(prefix_KxM: jax.Array) -> jax.Array:
@@ -74,6 +79,8 @@ def init_loop(spec: Spec, valid_B: jax.Array, steps: int, prefix_KxM=None) -> Lo
         lengths_B=jnp.full((b,), -1, jnp.int32),
         eos_BxK=jnp.zeros((b, k), bool),
         done_B=~valid_B.astype(bool),
+        path_BxS=jnp.full((b, steps), -1, jnp.int32),
+        dwell_B=jnp.zeros((b,), jnp.int32),
     )
 
 
@@ -82,6 +89,27 @@ def prior_of(model, spec: Spec, cond: Cond) -> Prior | None:
     included: the length of their text), or None."""
     prior = model.prior(cond, length_scale=spec.length_scale)
     return None if prior is None else Prior(*(rows(spec.cfg, x) for x in prior))
+
+
+def reached(spec: Spec, loop: Loop, steps_T: jax.Array) -> jax.Array | None:
+    """The text positions decoder `steps_T` are weighted around, BxT (guidance's null rows,
+    which have no text, after the conditional ones with none), or None without `follow`."""
+    if not spec.follow:
+        return None
+    path_BxT = loop.path_BxS[:, steps_T]
+    return jnp.concatenate([path_BxT, jnp.full_like(path_BxT, -1)]) if spec.cfg else path_BxT
+
+
+def follow(spec: Spec, loop: Loop, attn_LxBxHxS: jax.Array, lengths_B: jax.Array) -> Loop:
+    """The position the next step is weighted around, from this step's biased cross-attention
+    logits (the conditional rows' first); the loop unchanged without `follow`."""
+    if not spec.follow:
+        return loop
+    b, step = loop.tokens_BxK.shape[0], loop.step
+    pos_B = jax.lax.dynamic_index_in_dim(loop.path_BxS, step, 1, keepdims=False)
+    new_B, dwell_B = follow_position(attn_LxBxHxS[:, :b], pos_B, loop.dwell_B, lengths_B[:b])
+    path = jax.lax.dynamic_update_slice(loop.path_BxS, new_B[:, None], (0, step + 1))
+    return loop._replace(path_BxS=path, dwell_B=dwell_B)
 
 
 def _force(pattern: Pattern, step: jax.Array, lengths_B: jax.Array, tok_BxK: jax.Array):
@@ -119,7 +147,7 @@ def choose(spec: Spec, knobs: Knobs, logits: jax.Array, loop: Loop, prefix_KxM=N
     lengths = jnp.where(ended, pattern.length_at_eos(step), loop.lengths_B).astype(jnp.int32)
     tok = _force(pattern, step, lengths, tok)
     eos = loop.eos_BxK | (tok == pattern.eos)
-    return Loop(
+    return loop._replace(
         step=step + 1,
         tokens_BxK=tok,
         seq_BxKxS=jax.lax.dynamic_update_slice(loop.seq_BxKxS, tok[:, :, None], (0, 0, step)),
@@ -152,7 +180,14 @@ def prepare(model, spec, cache_steps, cond, valid_B, prefix_KxM=None):
 def advance(model, spec, knobs, ctx, loop, cache, prefix_KxM=None):
     """One KV-cached decoder step and its tokens chosen: (loop, cache) after it."""
     tokens = rows(spec.cfg, loop.tokens_BxK)
-    logits, cache, _ = model.decode_step(tokens, loop.step, cache, ctx)
+    step_T = loop.step[None]
+    follow_BxT = reached(spec, loop, step_T)
+    follow_B = None if follow_BxT is None else follow_BxT[:, 0]
+    logits, cache, attn_LxBxHxS = model.decode_step(tokens, loop.step, cache, ctx, follow_B)
+    if spec.follow:
+        mask_BxS = ctx.kv[0].mask_BxS
+        bias_BxS = model.prior_bias(ctx.prior, step_T, mask_BxS.shape[1], follow_BxT)[:, 0]
+        loop = follow(spec, loop, attn_LxBxHxS + bias_BxS[None, :, None], mask_BxS.sum(axis=1))
     return choose(spec, knobs, logits, loop, prefix_KxM), cache
 
 

@@ -17,7 +17,17 @@ import numpy as np
 from flax import nnx
 from jax import numpy as jnp
 
-from jtts.decode import Loop, advance, choose, init_loop, merge, prepare, prior_of
+from jtts.decode import (
+    Loop,
+    advance,
+    choose,
+    follow,
+    init_loop,
+    merge,
+    prepare,
+    prior_of,
+    reached,
+)
 from jtts.decode_io import Generation, Request, generation, prefix_bucket, request
 from jtts.sampling import Sampling, cond_rows, rows
 
@@ -61,18 +71,28 @@ def generate_stepwise(
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def forward_logits(graphdef, prefix, spec, state, cond, seq_BxKxS, step):
-    """One naive step: logits_BxKxV of `step` from the teacher-forced forward over the first
-    `prefix` decoder steps (recomputing the text encoder and every earlier step)."""
+def forward_logits(graphdef, prefix, spec, state, cond, loop):
+    """One naive step: logits_BxKxV of `loop.step` from the teacher-forced forward over the
+    first `prefix` decoder steps (recomputing the text encoder and every earlier step), and
+    the loop after `follow` has read that step's attention."""
     model = merge(graphdef, state)
+    step, seq_BxKxS = loop.step, loop.seq_BxKxS
     b, k = seq_BxKxS.shape[:2]
     bos_BxKx1 = jnp.full((b, k, 1), spec.pattern.bos, jnp.int32)
     inputs_BxKxT = jnp.concatenate([bos_BxKx1, seq_BxKxS[:, :, : prefix - 1]], axis=2)
-    bias = model.prior_bias(prior_of(model, spec, cond), jnp.arange(prefix), cond.text_BxS.shape[1])
-    logits_BxTxKxV, _ = model(
-        cond_rows(spec, cond), rows(spec.cfg, inputs_BxKxT), attn_bias_BxTxS=bias
+    steps_T = jnp.arange(prefix)
+    bias = model.prior_bias(
+        prior_of(model, spec, cond), steps_T, cond.text_BxS.shape[1], reached(spec, loop, steps_T)
     )
-    return jax.lax.dynamic_index_in_dim(logits_BxTxKxV, step, axis=1, keepdims=False)
+    rows_cond = cond_rows(spec, cond)
+    logits_BxTxKxV, attn_LxBxHxTxS = model(
+        rows_cond, rows(spec.cfg, inputs_BxKxT), attn_bias_BxTxS=bias, with_attention=spec.follow
+    )
+    if spec.follow:
+        biased_LxBxHxTxS = attn_LxBxHxTxS + bias[None, :, None]
+        attn_LxBxHxS = jax.lax.dynamic_index_in_dim(biased_LxBxHxTxS, step, 3, keepdims=False)
+        loop = follow(spec, loop, attn_LxBxHxS, rows_cond.text_lengths_B)
+    return jax.lax.dynamic_index_in_dim(logits_BxTxKxV, step, axis=1, keepdims=False), loop
 
 
 _choose_jit = jax.jit(choose, static_argnums=(0,))
@@ -95,8 +115,7 @@ def generate_naive(
     loop = init_loop(r.spec, jnp.asarray(valid_B), r.cache_steps, r.prefix_KxM)
     for step in range(int(loop.step), r.max_steps):
         prefix = prefix_bucket(step + 1, r.cache_steps)
-        args = (r.state, cond, loop.seq_BxKxS, step)
-        logits = forward_logits(r.graphdef, prefix, r.spec, *args)
+        logits, loop = forward_logits(r.graphdef, prefix, r.spec, r.state, cond, loop)
         loop = _choose_jit(r.spec, r.knobs, logits, loop, r.prefix_KxM)
         if bool(loop.done_B.all()):
             break

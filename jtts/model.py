@@ -19,7 +19,7 @@ import jax
 from flax import nnx
 from jax import numpy as jnp
 
-from jtts.alignment import log_prior_at
+from jtts.alignment import follow_log_prior, log_prior_at
 from jtts.conditioning import TEXT, Cond, Conditioner
 from jtts.config import ModelConfig
 from jtts.layers import CrossKV, DecoderLayer, KVCache, LayerStack, RMSNorm, split_rng
@@ -150,12 +150,24 @@ class TTSModel(nnx.Module):
             steps_B = self.pattern.num_steps(frames_B)
         return Prior(steps_B, cond.text_lengths_B)
 
-    def prior_bias(self, prior: Prior | None, steps_T: jax.Array, s: int) -> jax.Array | None:
-        """The prior's log-probabilities for decoder `steps_T` over `s` text positions (BxTxS),
-        the bias added to every cross-attention logit; None without a prior."""
-        if prior is None:
-            return None
-        return log_prior_at(steps_T, prior.steps_B, prior.tokens_B, s, self.cfg.attention_prior)
+    def prior_bias(
+        self,
+        prior: Prior | None,
+        steps_T: jax.Array,
+        s: int,
+        follow_BxT: jax.Array | None = None,
+    ) -> jax.Array | None:
+        """The bias added to every cross-attention logit of decoder `steps_T` over `s` text
+        positions (BxTxS): the prior's log-probabilities, plus, for a decode that follows its
+        attention, the window around each step's reached position `follow_BxT` (-1: none);
+        None when there is neither."""
+        bias = None
+        if prior is not None:
+            bias = log_prior_at(steps_T, prior.steps_B, prior.tokens_B, s, self.cfg.attention_prior)
+        if follow_BxT is not None:
+            window = follow_log_prior(follow_BxT, s)
+            bias = window if bias is None else bias + window
+        return bias
 
     def init_cache(self, batch: int, max_steps: int) -> Cache:
         """Zeroed self-attention K/V caches for `max_steps` decoder steps."""
@@ -179,17 +191,22 @@ class TTSModel(nnx.Module):
         return Context(kv, prior, mem.input_BxD)
 
     def extend(
-        self, tokens_BxKxT: jax.Array, start: jax.Array, cache: Cache, ctx: Context
+        self,
+        tokens_BxKxT: jax.Array,
+        start: jax.Array,
+        cache: Cache,
+        ctx: Context,
+        follow_BxT: jax.Array | None = None,
     ) -> tuple[jax.Array, Cache, jax.Array]:
         """Feeds the decoder inputs of steps start .. start + T - 1 through the same layers as
         `__call__`, writing their K/V into `cache` (filled below `start`): a prompt prefills
         in one pass, a decode step is T = 1. Returns (float32 logits_BxTxKxV, new cache,
-        cross-attention logits_LxBxHxTxS).
+        cross-attention logits_LxBxHxTxS before the bias). `follow_BxT`: see `prior_bias`.
 
         Layers run unrolled even when scanned: per-layer caches let XLA update each in place.
         """
         positions_T = jnp.asarray(start, jnp.int32) + jnp.arange(tokens_BxKxT.shape[2])
-        bias = self.prior_bias(ctx.prior, positions_T, ctx.kv[0].mask_BxS.shape[1])
+        bias = self.prior_bias(ctx.prior, positions_T, ctx.kv[0].mask_BxS.shape[1], follow_BxT)
         x = self._inputs(tokens_BxKxT, ctx.input_BxD)
         new_cache, attn = [], []
         for layer, layer_cache, kv in zip(self.decoder.unstacked(), cache, ctx.kv, strict=True):
@@ -199,11 +216,17 @@ class TTSModel(nnx.Module):
         return self._logits(x), tuple(new_cache), jnp.stack(attn)
 
     def decode_step(
-        self, tokens_BxK: jax.Array, step: jax.Array, cache: Cache, ctx: Context
+        self,
+        tokens_BxK: jax.Array,
+        step: jax.Array,
+        cache: Cache,
+        ctx: Context,
+        follow_B: jax.Array | None = None,
     ) -> tuple[jax.Array, Cache, jax.Array]:
         """`extend` by the one step `step`: (float32 logits_BxKxV, new cache, cross-attention
         logits_LxBxHxS)."""
-        logits, cache, attn = self.extend(tokens_BxK[:, :, None], step, cache, ctx)
+        follow_Bx1 = None if follow_B is None else follow_B[:, None]
+        logits, cache, attn = self.extend(tokens_BxK[:, :, None], step, cache, ctx, follow_Bx1)
         return logits[:, 0], cache, attn[:, :, :, 0]
 
 

@@ -45,6 +45,12 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         help="speaking time relative to the predicted length (models with an attention prior)",
     )
+    p.add_argument(
+        "--follow",
+        action=argparse.BooleanOptionalAction,
+        help="weight each step's attention around the text position reached so far "
+        "(MagpieTTS's inference prior): no going back, no skipping ahead",
+    )
     p.add_argument("--greedy", action="store_true", help="argmax instead of sampling")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-seconds", type=float, help="audio cap per text (or sentence)")

@@ -22,7 +22,15 @@ from jtts.config import CFG_NULLS, SampleConfig
 from jtts.patterns import Pattern
 
 # The `Sampling` fields a config's `sample` section sets (and `jtts.sample` can override).
-CONFIG_KNOBS = ("temperature", "top_k", "top_p", "cfg_scale", "cfg_null", "length_scale")
+CONFIG_KNOBS = (
+    "temperature",
+    "top_k",
+    "top_p",
+    "cfg_scale",
+    "cfg_null",
+    "length_scale",
+    "follow",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,7 +39,9 @@ class Sampling:
     plain conditional sampling, any other value mixes null + s * (cond - null) logits, the null
     condition dropping every attribute (`cfg_null` "all") or the text alone ("text").
     `length_scale` stretches the length the alignment prior is spread over (a model with
-    `attention_prior` speaks at its predicted length: > 1 is slower, < 1 faster)."""
+    `attention_prior` speaks at its predicted length: > 1 is slower, < 1 faster). `follow`
+    weights each step's cross-attention around the text position the decode has reached
+    (`jtts.alignment.follow_position`), so that it neither goes back nor skips ahead."""
 
     temperature: float = 1.0
     top_k: int = 0  # 0: off
@@ -42,6 +52,7 @@ class Sampling:
     seed: int = 0
     min_frames: int = 1  # codebook 0 may not emit EOS before this many frames
     length_scale: float = 1.0
+    follow: bool = False
 
     def __post_init__(self) -> None:
         if self.temperature < 0:
@@ -77,6 +88,7 @@ class Spec:
     cfg: bool
     cfg_null: str
     length_scale: float
+    follow: bool
 
     @classmethod
     def of(cls, model, s: Sampling) -> Spec:
@@ -89,6 +101,7 @@ class Spec:
             cfg=s.cfg_scale != 1.0,
             cfg_null=s.cfg_null if s.cfg_scale != 1.0 else "all",
             length_scale=s.length_scale,
+            follow=s.follow,
         )
 
 

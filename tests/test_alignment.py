@@ -183,3 +183,56 @@ def test_trainer_and_sampler_reproduce_memorized_utterances(tmp_path):
         codes, _ = load_codes(out)
         assert codes.shape == utt.codes.shape
         np.testing.assert_array_equal(codes, utt.codes)
+
+
+def test_the_follow_window_weights_the_positions_around_the_reached_one():
+    pos = np.array([[-1, 0, 3, 5]])
+    got = np.asarray(alignment.follow_log_prior(jnp.asarray(pos), 6))
+    floor = np.log(alignment.FOLLOW_FLOOR)
+    want = np.full((1, 4, 6), floor, np.float32)
+    want[0, 0] = 0.0  # no position known: no bias
+    for t, p in enumerate(pos[0]):
+        for offset, w in zip((-1, 0, 1, 2), alignment.FOLLOW_WEIGHTS, strict=True):
+            if p >= 0 and 0 <= p + offset < 6:
+                want[0, t, p + offset] = np.log(w)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def follow_reference(p_S, pos, dwell, length):
+    """MagpieTTS's rule in plain Python: the most attended position from the reached one (or
+    the next, after too long a dwell) over the window ahead, within the text."""
+    if pos < 0:
+        new = int(np.argmax(p_S[:length]))
+    else:
+        start = min(pos + (dwell >= alignment.FOLLOW_MAX_DWELL), length - 1)
+        stop = min(start + len(alignment.FOLLOW_WEIGHTS) - 1, length)
+        new = start + int(np.argmax(p_S[start:stop]))
+    return new, dwell + 1 if new == pos else 0
+
+
+def test_follow_position_takes_the_window_argmax_and_moves_past_a_sink():
+    rng = np.random.default_rng(0)
+    cases = [  # (pos, dwell, text length)
+        (-1, 0, 9),
+        (0, 0, 9),
+        (4, 3, 9),
+        (4, alignment.FOLLOW_MAX_DWELL, 9),
+        (7, 0, 9),
+        (8, alignment.FOLLOW_MAX_DWELL, 9),
+        (2, 0, 5),
+    ]
+    for _ in range(20):
+        logits = rng.normal(size=(2, len(cases), 3, 12)).astype(np.float32) * 3
+        lengths = np.array([n for *_, n in cases])
+        logits[..., 9:] = -1e9
+        logits[:, lengths == 5, :, 5:] = -1e9
+        pos, dwell = (np.array(x, np.int32) for x in list(zip(*cases, strict=True))[:2])
+        got = alignment.follow_position(
+            jnp.asarray(logits), jnp.asarray(pos), jnp.asarray(dwell), jnp.asarray(lengths)
+        )
+        p = np.exp(logits - logits.max(-1, keepdims=True))
+        p = (p / p.sum(-1, keepdims=True)).mean(axis=(0, 2))
+        want = [follow_reference(p[b], *case) for b, case in enumerate(cases)]
+        np.testing.assert_array_equal(np.asarray(got[0]), [w[0] for w in want])
+        np.testing.assert_array_equal(np.asarray(got[1]), [w[1] for w in want])
+        assert (np.asarray(got[0])[1:] >= pos[1:]).all()  # never behind

@@ -278,12 +278,12 @@ def test_cli_lists_and_checks_speakers(speaker_run, tmp_path, capsys):
     frames = sampler._max_frames(run, None)
     want = decode.generate(run.model, ids, Sampling(greedy=True), frames, {"speaker": [1]})
     np.testing.assert_array_equal(np.load(out), want.codes[0])
-    guided = ["--cfg-scale", 3, "--cfg-null", "text"]
+    guided = ["--cfg-scale", 3, "--cfg-null", "text", "--follow"]
     assert (
         cli("--text", store[0].text, "--codes-out", out, "--speaker", "bob", "--greedy", *guided)[0]
         == 0
     )
-    s = Sampling(greedy=True, cfg_scale=3.0, cfg_null="text")
+    s = Sampling(greedy=True, cfg_scale=3.0, cfg_null="text", follow=True)
     want = decode.generate(run.model, ids, s, frames, {"speaker": [1]})
     np.testing.assert_array_equal(np.load(out), want.codes[0])
 

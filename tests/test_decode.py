@@ -240,3 +240,35 @@ def test_the_prompt_keeps_the_codes_the_delay_pattern_fixes():
     end = np.array([[C - 2], [0]])
     assert decode.generate(m, [[1]], GREEDY, 40, prompt=end).codes[0].shape[1] == 1
     assert decode.generate(m, [[1]], held, 40, prompt=end).codes[0].shape[1] == 3
+
+
+@pytest.mark.parametrize(
+    ("prior", "cfg_scale", "prompt"), [(None, 1.0, None), (0.05, 3.0, None), (0.05, 3.0, PROMPT)]
+)
+def test_following_the_attention_is_alike_in_all_three_decoders_and_matters(
+    prior, cfg_scale, prompt
+):
+    """The reached positions the compiled loop carries from step to step equal those the
+    no-cache reference reads off its full forward, and the window changes what is said."""
+    model = build_model(small_cfg(attention_prior=prior), nnx.Rngs(0))
+    plain = dataclasses.replace(fixed(12, greedy=True), cfg_scale=cfg_scale)
+    following = dataclasses.replace(plain, follow=True)
+    compiled = decode.generate(model, TEXTS, following, 12, prompt=prompt)
+    assert_same_codes(compiled, generate_stepwise(model, TEXTS, following, 12, prompt=prompt))
+    assert_same_codes(compiled, generate_naive(model, TEXTS, following, 12, prompt=prompt))
+    unfollowed = decode.generate(model, TEXTS, plain, 12, prompt=prompt)
+    pairs = zip(compiled.codes, unfollowed.codes, strict=True)
+    assert not all(np.array_equal(a, b) for a, b in pairs)
+
+
+def test_the_reached_position_never_goes_back_and_stays_in_the_text():
+    model = build_model(small_cfg(attention_prior=0.05), nnx.Rngs(1))
+    r = decode_io.request(model, TEXTS, fixed(40, greedy=True, follow=True), 40, None, None)
+    ctx, cache, loop = decode.prepare(model, r.spec, r.cache_steps, *r.batch)
+    for _ in range(40):
+        loop, cache = decode.advance(model, r.spec, r.knobs, ctx, loop, cache)
+    path = np.asarray(loop.path_BxS)[: len(TEXTS), 1:41]
+    assert (np.asarray(decode.init_loop(r.spec, r.batch.valid_B, 8).path_BxS) == -1).all()
+    assert (path >= 0).all() and (np.diff(path, axis=1) >= 0).all()
+    assert (path < np.array([len(t) for t in TEXTS])[:, None]).all()
+    assert (path[:, -1] > path[:, 0]).any()  # it moves on

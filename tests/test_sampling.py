@@ -32,13 +32,19 @@ def test_sampling_of_config_and_bad_settings():
     """Every `sample` setting but the length cap reaches the sampling, and given fields win;
     settings out of range are refused."""
     sample = SampleConfig(
-        temperature=0.7, top_k=5, top_p=0.9, cfg_scale=2.0, cfg_null="text", length_scale=1.2
+        temperature=0.7,
+        top_k=5,
+        top_p=0.9,
+        cfg_scale=2.0,
+        cfg_null="text",
+        length_scale=1.2,
+        follow=True,
     )
     names = {f.name for f in dataclasses.fields(SampleConfig)} - {"max_seconds"}
     assert set(CONFIG_KNOBS) == names
     s = Sampling.of(sample, seed=3, top_k=7)
     assert (s.temperature, s.top_k, s.top_p, s.cfg_scale, s.length_scale) == (0.7, 7, 0.9, 2.0, 1.2)
-    assert (s.seed, s.greedy, s.cfg_null) == (3, False, "text")
+    assert (s.seed, s.greedy, s.cfg_null, s.follow) == (3, False, "text", True)
     with pytest.raises(
         ConfigError, match="sample.cfg_null must be one of all, text, got 'speaker'"
     ):
