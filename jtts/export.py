@@ -2,8 +2,9 @@
 a training run's checkpoint as a shipped model (`jtts.shipped`), which `python -m jtts.sample
 --workdir models/NAME` speaks with. `--set` ships other sampling defaults than the run's, as
 measured after training (Piper's voice files carry theirs); nothing else of the config may
-change, since the weights were trained with it. Prints one line: the folder's files, sizes and
-sha256."""
+change, since the weights were trained with it. A shipped model as `--workdir` (`--out` may be
+the same folder) gets the `--set` defaults and keeps its files. Prints one line: the folder's
+files, sizes and sha256."""
 
 from __future__ import annotations
 
@@ -24,13 +25,22 @@ from jtts.trained_run import UsageError, load_run
 def export(
     workdir: str | Path, out: str | Path, step: int | None = None, sample: Sequence[str] = ()
 ) -> dict[str, Any]:
-    """Writes the shipped model of `workdir`'s best (or `step`) checkpoint, with the `sample`
-    overrides (`sample.KEY=V`) as its sampling defaults; its model.json."""
-    if shipped.is_shipped(workdir):
-        raise UsageError(f"--workdir {workdir} is already a shipped model")
+    """Writes the shipped model of `workdir`'s best (or `step`) checkpoint, or of the shipped
+    model `workdir`, with the `sample` overrides (`sample.KEY=V`) as its sampling defaults;
+    its model.json."""
     for item in sample:
         if not item.startswith("sample."):
             raise UsageError(f"--set {item}: a shipped model changes only its sample.* settings")
+    if shipped.is_shipped(workdir):
+        if step is not None:
+            raise UsageError(f"--step {step}: {workdir} is a shipped model, of one step")
+        try:
+            cfg = apply_overrides(shipped.read_config(workdir), sample)
+            return shipped.with_sampling(workdir, out, cfg)
+        except ConfigError as e:
+            raise UsageError(f"--set: {e}") from None
+        except shipped.ShippedError as e:
+            raise UsageError(str(e)) from None
     run = load_run(workdir, step)
     try:
         cfg = apply_overrides(run.cfg, sample)
@@ -49,7 +59,9 @@ def export(
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m jtts.export", description=__doc__.split("\n")[0])
-    p.add_argument("--workdir", required=True, help="training run directory")
+    p.add_argument(
+        "--workdir", required=True, help="training run directory, or a shipped model folder"
+    )
     p.add_argument("--out", required=True, help="shipped model folder to write")
     p.add_argument("--step", type=int, help="checkpoint step (default: best, else latest)")
     p.add_argument(

@@ -7,8 +7,9 @@
                      float16, `flax.serialization` msgpack of `nnx.split(model, nnx.Param)`
     codec.pt         the codec weights file of the run's code store, copied
 
-`write` makes it (from `jtts.export`), `is_shipped` and `read` are how
-`jtts.trained_run.load_run` opens it beside a training run.
+`write` makes it (from `jtts.export`), `with_sampling` gives it other sampling defaults (the
+same files, a new model.json), `is_shipped` and `read` are how `jtts.trained_run.load_run`
+opens it beside a training run.
 """
 
 from __future__ import annotations
@@ -89,6 +90,32 @@ def _manifest(folder: Path) -> dict[str, Any]:
     return manifest
 
 
+def _checked(folder: Path) -> dict[str, Any]:
+    """The folder's model.json, once each file it names matches its sha256."""
+    manifest = _manifest(folder)
+    for name, want in manifest["files"].items():
+        path = folder / name
+        if not path.is_file():
+            raise ShippedError(f"{path}: missing from the shipped model")
+        if file_sha256(path) != want:
+            raise ShippedError(f"{path}: sha256 differs from {MODEL_JSON}'s (altered or damaged)")
+    return manifest
+
+
+def with_sampling(folder: str | Path, out: str | Path, cfg: Config) -> dict[str, Any]:
+    """The shipped model `folder` as `out` (which may be `folder`) with `cfg`, its config with
+    other sampling defaults: the same files, checked and copied, and the same step and
+    provenance in a new model.json, which it returns."""
+    folder, out = Path(folder).absolute(), Path(out).absolute()
+    manifest = {**_checked(folder), "config": config_to_dict(cfg)}
+    if out != folder:
+        out.mkdir(parents=True, exist_ok=True)
+        for name in manifest["files"]:
+            shutil.copyfile(folder / name, out / name)
+    (out / MODEL_JSON).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return manifest
+
+
 def read_config(folder: str | Path) -> Config:
     """The shipped model's config alone (no weights read)."""
     return config_from_dict(_manifest(Path(folder))["config"])
@@ -98,13 +125,7 @@ def read(folder: str | Path) -> tuple[Config, nnx.Module, int, dict[str, Any]]:
     """(config, model, step, codec meta with the codec file's absolute path), each file checked
     against its sha256."""
     folder = Path(folder).absolute()
-    manifest = _manifest(folder)
-    for name, want in manifest["files"].items():
-        path = folder / name
-        if not path.is_file():
-            raise ShippedError(f"{path}: missing from the shipped model")
-        if file_sha256(path) != want:
-            raise ShippedError(f"{path}: sha256 differs from {MODEL_JSON}'s (altered or damaged)")
+    manifest = _checked(folder)
     cfg = config_from_dict(manifest["config"])
     abstract = nnx.eval_shape(lambda: build_model(cfg.model, nnx.Rngs(0)))
     graphdef, target = nnx.split(abstract, nnx.Param)

@@ -2,6 +2,7 @@
 with from anywhere, the same codes as the run (the tiny overfit run of test_sampler, with the
 untrained EnCodec weights kept in its store as the codec)."""
 
+import json
 import shutil
 
 import numpy as np
@@ -69,4 +70,44 @@ def test_export_refusals_are_one_line(run, tmp_path, capsys):  # noqa: F811
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / shipped.MODEL_JSON).write_text("{}")
     assert export.main(["--workdir", str(tmp_path / "m"), "--out", str(tmp_path / "n")]) == 2
-    assert "already a shipped model" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "format None" in err
+
+
+def test_a_shipped_model_takes_new_sampling_defaults_and_keeps_its_files(
+    codec_run,  # noqa: F811
+    tmp_path,
+    capsys,
+):
+    run_dir, _ = codec_run
+    first = tmp_path / "model"
+    assert export.main(["--workdir", str(run_dir), "--out", str(first)]) == 0
+    before = shipped.read_config(first)
+    manifest = json.loads((first / shipped.MODEL_JSON).read_text())
+    again = tmp_path / "again"
+    sets = ["--set", "sample.follow=true", "--set", "sample.cfg_scale=2"]
+    assert export.main(["--workdir", str(first), "--out", str(again), *sets]) == 0
+    assert export.main(["--workdir", str(first), "--out", str(first), *sets]) == 0  # in place
+    capsys.readouterr()
+    for folder in (again, first):
+        got = json.loads((folder / shipped.MODEL_JSON).read_text())
+        assert {k: v for k, v in got.items() if k != "config"} == {
+            k: v for k, v in manifest.items() if k != "config"
+        }
+        cfg = load_run(folder).cfg
+        assert (cfg.sample.follow, cfg.sample.cfg_scale) == (True, 2.0)
+        assert sorted(config_diff(cfg, before)) == ["sample.cfg_scale", "sample.follow"]
+        for name, digest in got["files"].items():
+            assert file_sha256(folder / name) == digest
+    for args, says in (
+        (["--step", "3"], "is a shipped model, of one step"),
+        (["--set", "model.d_model=8"], "changes only its sample.* settings"),
+    ):
+        assert export.main(["--workdir", str(first), "--out", str(tmp_path / "n"), *args]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and says in err, err
+    (first / shipped.PARAMS).write_bytes(b"altered")
+    assert export.main(["--workdir", str(first), "--out", str(tmp_path / "n"), *sets]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "sha256 differs" in err
+    assert not (tmp_path / "n").exists()
