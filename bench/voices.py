@@ -290,9 +290,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--cfg-scale", type=float, help="jtts.sample --cfg-scale for every voice")
     p.add_argument("--cfg-null", choices=CFG_NULLS, help="jtts.sample --cfg-null for every voice")
+    p.add_argument(
+        "--follow",
+        action=argparse.BooleanOptionalAction,
+        help="jtts.sample --follow (or --no-follow) for every voice",
+    )
     a = p.parse_args(argv)
     sampling = [] if a.cfg_scale is None else ["--cfg-scale", f"{a.cfg_scale:g}"]
     sampling += [] if a.cfg_null is None else ["--cfg-null", a.cfg_null]
+    sampling += [] if a.follow is None else ["--follow" if a.follow else "--no-follow"]
     try:
         out = verdict(a.workdir, a.heldout, a.refs, a.work, a.n, a.asr, a.human, sampling)
         print(json.dumps(out, indent=1))
