@@ -175,8 +175,9 @@ def best_head(sums: dict[str, np.ndarray]) -> dict[str, float]:
 # Decoding that follows its own attention (NeMo MagpieTTS's inference-time prior): each step's
 # cross-attention is weighted around the text position the decode has reached, so it cannot
 # jump back (repeating words) or ahead (skipping them). Weights of the positions -1 .. +2 from
-# it, and of every other position; Magpie's values.
-FOLLOW_WEIGHTS = (0.2, 0.8, 1.0, 0.8)
+# it, and of every other position. Magpie weights +1 above the reached one (1 against 0.8) to
+# nudge it on; measured here (models/README.md) the nudge skips words, so the two are equal.
+FOLLOW_WEIGHTS = (0.2, 1.0, 1.0, 0.8)
 FOLLOW_FLOOR = 1e-5
 # Steps the position may stay on one text token before the window moves past it (an attention
 # sink): a Whisper token is a word or a piece of one, 16 frames on average, rarely over 60.
@@ -196,10 +197,11 @@ def follow_log_prior(pos_BxT: jax.Array, s: int) -> jax.Array:
 def follow_position(
     attn_LxBxHxS: jax.Array, pos_B: jax.Array, dwell_B: jax.Array, lengths_B: jax.Array
 ) -> tuple[jax.Array, jax.Array]:
-    """(position, steps spent on it) after a step whose biased cross-attention logits are
+    """(position, steps spent on it) after a step whose cross-attention logits are
     `attn_LxBxHxS`: the most attended of the window's positions from the current one on
     (past it once it has dwelt `FOLLOW_MAX_DWELL` steps), or of every position while none is
-    known; never behind the current one."""
+    known; never behind the current one. The logits should carry the model's own prior but
+    not the window, which would otherwise move the position by itself."""
     p_BxS = jax.nn.softmax(attn_LxBxHxS, axis=-1).mean(axis=(0, 2))
     last_B = jnp.maximum(lengths_B, 1) - 1
     start_B = jnp.minimum(pos_B + (dwell_B >= FOLLOW_MAX_DWELL), last_B)

@@ -100,12 +100,18 @@ def reached(spec: Spec, loop: Loop, steps_T: jax.Array) -> jax.Array | None:
     return jnp.concatenate([path_BxT, jnp.full_like(path_BxT, -1)]) if spec.cfg else path_BxT
 
 
-def follow(spec: Spec, loop: Loop, attn_LxBxHxS: jax.Array, lengths_B: jax.Array) -> Loop:
-    """The position the next step is weighted around, from this step's biased cross-attention
-    logits (the conditional rows' first); the loop unchanged without `follow`."""
+def follow(
+    model, spec: Spec, prior: Prior | None, loop: Loop, attn_LxBxHxS: jax.Array, lengths_B
+) -> Loop:
+    """The position the next step is weighted around, from this step's cross-attention logits
+    before any bias (the conditional rows' first) with the model's own `prior` added; the loop
+    unchanged without `follow`."""
     if not spec.follow:
         return loop
     b, step = loop.tokens_BxK.shape[0], loop.step
+    own_Bx1xS = model.prior_bias(prior, step[None], attn_LxBxHxS.shape[-1])
+    if own_Bx1xS is not None:
+        attn_LxBxHxS = attn_LxBxHxS + own_Bx1xS[None, :, None, 0]
     pos_B = jax.lax.dynamic_index_in_dim(loop.path_BxS, step, 1, keepdims=False)
     new_B, dwell_B = follow_position(attn_LxBxHxS[:, :b], pos_B, loop.dwell_B, lengths_B[:b])
     path = jax.lax.dynamic_update_slice(loop.path_BxS, new_B[:, None], (0, step + 1))
@@ -180,14 +186,11 @@ def prepare(model, spec, cache_steps, cond, valid_B, prefix_KxM=None):
 def advance(model, spec, knobs, ctx, loop, cache, prefix_KxM=None):
     """One KV-cached decoder step and its tokens chosen: (loop, cache) after it."""
     tokens = rows(spec.cfg, loop.tokens_BxK)
-    step_T = loop.step[None]
-    follow_BxT = reached(spec, loop, step_T)
+    follow_BxT = reached(spec, loop, loop.step[None])
     follow_B = None if follow_BxT is None else follow_BxT[:, 0]
     logits, cache, attn_LxBxHxS = model.decode_step(tokens, loop.step, cache, ctx, follow_B)
-    if spec.follow:
-        mask_BxS = ctx.kv[0].mask_BxS
-        bias_BxS = model.prior_bias(ctx.prior, step_T, mask_BxS.shape[1], follow_BxT)[:, 0]
-        loop = follow(spec, loop, attn_LxBxHxS + bias_BxS[None, :, None], mask_BxS.sum(axis=1))
+    lengths_B = ctx.kv[0].mask_BxS.sum(axis=1)
+    loop = follow(model, spec, ctx.prior, loop, attn_LxBxHxS, lengths_B)
     return choose(spec, knobs, logits, loop, prefix_KxM), cache
 
 

@@ -80,18 +80,15 @@ def forward_logits(graphdef, prefix, spec, state, cond, loop):
     b, k = seq_BxKxS.shape[:2]
     bos_BxKx1 = jnp.full((b, k, 1), spec.pattern.bos, jnp.int32)
     inputs_BxKxT = jnp.concatenate([bos_BxKx1, seq_BxKxS[:, :, : prefix - 1]], axis=2)
-    steps_T = jnp.arange(prefix)
-    bias = model.prior_bias(
-        prior_of(model, spec, cond), steps_T, cond.text_BxS.shape[1], reached(spec, loop, steps_T)
-    )
+    steps_T, prior = jnp.arange(prefix), prior_of(model, spec, cond)
+    bias = model.prior_bias(prior, steps_T, cond.text_BxS.shape[1], reached(spec, loop, steps_T))
     rows_cond = cond_rows(spec, cond)
     logits_BxTxKxV, attn_LxBxHxTxS = model(
         rows_cond, rows(spec.cfg, inputs_BxKxT), attn_bias_BxTxS=bias, with_attention=spec.follow
     )
     if spec.follow:
-        biased_LxBxHxTxS = attn_LxBxHxTxS + bias[None, :, None]
-        attn_LxBxHxS = jax.lax.dynamic_index_in_dim(biased_LxBxHxTxS, step, 3, keepdims=False)
-        loop = follow(spec, loop, attn_LxBxHxS, rows_cond.text_lengths_B)
+        attn_LxBxHxS = jax.lax.dynamic_index_in_dim(attn_LxBxHxTxS, step, 3, keepdims=False)
+        loop = follow(model, spec, prior, loop, attn_LxBxHxS, rows_cond.text_lengths_B)
     return jax.lax.dynamic_index_in_dim(logits_BxTxKxV, step, axis=1, keepdims=False), loop
 
 
