@@ -132,14 +132,15 @@ def no_cache_seconds(model, batch: int, cache_steps: int, steps: int) -> float:
         p = prefix_bucket(s + 1, cache_steps)
         counts[p] = counts.get(p, 0) + 1
     total = 0.0
+    spec = Spec.of(model, Sampling(greedy=True))
+    loop = decode.init_loop(spec, np.ones(batch, bool), cache_steps)._replace(seq_BxKxS=seq)
     for prefix, count in counts.items():
-        spec = Spec.of(model, Sampling(greedy=True))
-        args = (graphdef, prefix, spec, state, cond, seq, np.int32(prefix - 1))
-        forward_logits(*args).block_until_ready()
+        args = (graphdef, prefix, spec, state, cond, loop._replace(step=np.int32(prefix - 1)))
+        forward_logits(*args)[0].block_until_ready()
         best = float("inf")
         for _ in range(2):
             t0 = time.perf_counter()
-            forward_logits(*args).block_until_ready()
+            forward_logits(*args)[0].block_until_ready()
             best = min(best, time.perf_counter() - t0)
         total += count * best
     return total

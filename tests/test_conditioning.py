@@ -153,8 +153,8 @@ def test_text_only_guidance_mixes_against_the_speakers_own_null(cfg):
         s = Sampling(greedy=True, cfg_scale=3.0, cfg_null=cfg_null)
         r = request(model, [[5, 6, 7, 50257]], s, 4, {"speaker": [2]}, None)
         cond, b = r.batch.cond, r.batch.cond.drop_B.shape[0]
-        seq = jnp.zeros((b, cfg.n_codebooks, r.cache_steps), jnp.int32)
-        logits = forward_logits(r.graphdef, 1, r.spec, r.state, cond, seq, 0)
+        loop = decode.init_loop(r.spec, jnp.asarray(r.batch.valid_B), r.cache_steps)
+        logits, _ = forward_logits(r.graphdef, 1, r.spec, r.state, cond, loop)
         bos = jnp.full((b, cfg.n_codebooks, 1), model.pattern.bos, jnp.int32)
         bias = model.prior_bias(model.prior(cond), jnp.arange(1), cond.text_BxS.shape[1])
         null = conditioning.drop(cond, jnp.ones(b, bool), names)
