@@ -182,6 +182,9 @@ FOLLOW_FLOOR = 1e-5
 # Steps the position may stay on one text token before the window moves past it (an attention
 # sink): a Whisper token is a word or a piece of one, 16 frames on average, rarely over 60.
 FOLLOW_MAX_DWELL = 64
+# A followed decode may end (EOS) once its position is among the text's last this many tokens
+# (the last words and <|endoftext|>), not before: an EOS sampled early cuts the sentence off.
+FOLLOW_END_TOKENS = 3
 
 
 def follow_log_prior(pos_BxT: jax.Array, s: int) -> jax.Array:

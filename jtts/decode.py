@@ -31,7 +31,7 @@ import numpy as np
 from flax import nnx
 from jax import numpy as jnp
 
-from jtts.alignment import follow_position
+from jtts.alignment import FOLLOW_END_TOKENS, follow_position
 from jtts.conditioning import Cond
 from jtts.decode_io import Generation, generation, request
 from jtts.model import Prior
@@ -49,9 +49,11 @@ class Loop(NamedTuple):
     eos_BxK: jax.Array  # EOS has been placed on codebook k
     done_B: jax.Array  # EOS is on every codebook, or the row is batch padding
     # With `Sampling.follow`: the text position each step's attention is weighted around
-    # (-1: none, before it is known and without `follow`), and the steps spent on the latest.
+    # (-1: none, before it is known and without `follow`), the steps spent on the latest, and
+    # whether it has reached the text's end (EOS may be sampled).
     path_BxS: jax.Array
     dwell_B: jax.Array
+    at_end_B: jax.Array
 
 
 def _whole_steps(prefix_KxM: jax.Array) -> jax.Array:
@@ -81,6 +83,7 @@ def init_loop(spec: Spec, valid_B: jax.Array, steps: int, prefix_KxM=None) -> Lo
         done_B=~valid_B.astype(bool),
         path_BxS=jnp.full((b, steps), -1, jnp.int32),
         dwell_B=jnp.zeros((b,), jnp.int32),
+        at_end_B=jnp.zeros((b,), bool),
     )
 
 
@@ -115,7 +118,8 @@ def follow(
     pos_B = jax.lax.dynamic_index_in_dim(loop.path_BxS, step, 1, keepdims=False)
     new_B, dwell_B = follow_position(attn_LxBxHxS[:, :b], pos_B, loop.dwell_B, lengths_B[:b])
     path = jax.lax.dynamic_update_slice(loop.path_BxS, new_B[:, None], (0, step + 1))
-    return loop._replace(path_BxS=path, dwell_B=dwell_B)
+    at_end_B = new_B >= lengths_B[:b] - FOLLOW_END_TOKENS
+    return loop._replace(path_BxS=path, dwell_B=dwell_B, at_end_B=at_end_B)
 
 
 def _force(pattern: Pattern, step: jax.Array, lengths_B: jax.Array, tok_BxK: jax.Array):
@@ -137,13 +141,15 @@ def choose(spec: Spec, knobs: Knobs, logits: jax.Array, loop: Loop, prefix_KxM=N
     pattern, step, b = spec.pattern, loop.step, loop.tokens_BxK.shape[0]
     if spec.cfg:
         logits = guide(knobs, logits, b)
-    # EOS is sampled on codebook 0 only (the pattern places it on the others) and not before
-    # min_frames frames exist; masking after guidance keeps -inf out of the mix.
+    # EOS is sampled on codebook 0 only (the pattern places it on the others), not before
+    # min_frames frames exist and, following the attention, not before the text's end;
+    # masking after guidance keeps -inf out of the mix.
     eos_ok = (jnp.arange(pattern.n_codebooks) == 0) & (
         pattern.length_at_eos(step) >= knobs.min_frames
     )
+    eos_ok_BxK = eos_ok[None, :] & (loop.at_end_B[:, None] if spec.follow else True)
     logits = logits.at[:, :, pattern.eos].set(
-        jnp.where(eos_ok[None, :], logits[:, :, pattern.eos], -jnp.inf)
+        jnp.where(eos_ok_BxK, logits[:, :, pattern.eos], -jnp.inf)
     )
     key = jax.random.fold_in(jax.random.key(knobs.seed), step)
     tok = _force(pattern, step, loop.lengths_B, draw(spec, knobs, key, logits))

@@ -272,3 +272,18 @@ def test_the_reached_position_never_goes_back_and_stays_in_the_text():
     assert (path >= 0).all() and (np.diff(path, axis=1) >= 0).all()
     assert (path < np.array([len(t) for t in TEXTS])[:, None]).all()
     assert (path[:, -1] > path[:, 0]).any()  # it moves on
+
+
+def test_a_followed_decode_ends_only_at_the_end_of_its_text():
+    """The counter model asks for EOS after 4 frames whatever its text says. Following the
+    attention, a one-token text may end there, but a longer one not before its position has
+    reached the text's last tokens: the count runs on past the EOS it wanted."""
+    m = counter_model({1: 12})
+    follow = dataclasses.replace(GREEDY, follow=True)
+    assert decode.generate(m, [[1]], follow, max_frames=40).codes[0].shape[1] == 4
+    long_text = [[1, 3, 3, 3, 3, 3, 3]]
+    assert decode.generate(m, long_text, GREEDY, max_frames=40).codes[0].shape[1] == 4
+    followed = decode.generate(m, long_text, follow, max_frames=40)
+    assert followed.codes[0].shape[1] > 4
+    np.testing.assert_array_equal(followed.codes[0][0, :4], [12, 13, 14, 15])
+    assert_same_codes(followed, generate_naive(m, long_text, follow, max_frames=40))
