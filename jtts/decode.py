@@ -4,7 +4,10 @@
 (`TTSModel.decode_step`), sampling (`jtts.sampling`) and the pattern's EOS/PAD bookkeeping) as
 one XLA program, so the host waits once per batch instead of once per token. Executables are
 cached per shape bucket (batch, text length, decoder steps: `jtts.decode_io`) and static
-setting, and `enable_compilation_cache` lets later processes load them from disk. The steps it
+setting, and `enable_compilation_cache` lets later processes load them from disk. With
+`Sampling.follow` the loop also carries the text position its attention has reached (`follow`,
+`jtts.alignment.follow_position`): it weights the next step's cross-attention and holds EOS
+back until the text's end. The steps it
 is built from (`prepare`, `advance`, `choose`) are also driven from Python by the baselines of
 `jtts.decode_reference`.
 
