@@ -75,8 +75,12 @@ def write(
         "files": files,
         "provenance": provenance,
     }
-    (out / MODEL_JSON).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    _write_manifest(out, manifest)
     return manifest
+
+
+def _write_manifest(out: Path, manifest: dict[str, Any]) -> None:
+    (out / MODEL_JSON).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
 
 
 def _manifest(folder: Path) -> dict[str, Any]:
@@ -112,7 +116,7 @@ def with_sampling(folder: str | Path, out: str | Path, cfg: Config) -> dict[str,
         out.mkdir(parents=True, exist_ok=True)
         for name in manifest["files"]:
             shutil.copyfile(folder / name, out / name)
-    (out / MODEL_JSON).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    _write_manifest(out, manifest)
     return manifest
 
 
