@@ -21,8 +21,9 @@ system:
 	  apt-get update -qq && apt-get install -y -qq --no-install-recommends flite dict-gcide; \
 	else echo "make system: needs root and apt-get; the flite and GCIDE tests will skip"; fi
 
+# Test files run on up to 4 processes (one per core; each file keeps its fixtures in one).
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile
 
 demo: $(STAMP)
 	$(BIN)/python -m jtts.demo

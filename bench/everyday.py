@@ -27,7 +27,7 @@ from bench.frontend import evaluation  # noqa: E402
 from bench.says_anything import absent_share, claim, codec_weights, group_figures  # noqa: E402
 from codec_bridge.format import load_codes  # noqa: E402
 from jtts import demo, shipped  # noqa: E402
-from jtts.trained_run import UsageError, load_run  # noqa: E402
+from jtts.trained_run import UsageError, choose_categories, load_run, run_config  # noqa: E402
 from speechcorpus.builder import write_corpus  # noqa: E402
 
 TEXTS = ROOT / "bench" / "everyday.txt"
@@ -49,9 +49,11 @@ def everyday(
     asr: str = "whisper",
     n: int | None = None,
     beside: Path | None = None,
+    speaker: str | None = None,
 ) -> dict[str, Any]:
     """Speaks, samples and judges the first `n` of `texts` (one sentence a line) for
-    `workdir`, and for `beside` when given (its figures under "beside")."""
+    `workdir` (in `speaker`'s voice for a run with a speaker table), and for `beside` when
+    given (its figures under "beside")."""
     lines = [t.strip() for t in texts.read_text(encoding="utf-8").splitlines() if t.strip()]
     lines = lines[:n] if n else lines
     if not lines:
@@ -59,20 +61,26 @@ def everyday(
     voice = voice or model_voice(workdir)
     if voice is None:
         raise UsageError(f"--voice: {workdir} does not name its voice; pass --voice engine:name")
+    choose_categories(run_config(workdir), {"speaker": speaker}, workdir)  # before any work
     settings = {"run": str(workdir), "beside": str(beside), "voice": voice, "texts": lines}
-    claim(work, {**settings, "asr": asr})
+    claim(work, {**settings, "asr": asr, "speaker": speaker})
     ids = [f"{i:04d}" for i in range(1, len(lines) + 1)]
     recordings = write_corpus(work / "recordings", dict(zip(ids, lines, strict=True)), voice)
     (work / "texts.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     result = {"benchmark": "everyday sentences (bench/everyday.txt)", "voice": voice}
-    result.update(_judged(workdir, work, recordings, asr, lines))
+    result.update(_judged(workdir, work, recordings, asr, lines, speaker))
     if beside is not None:
         result["beside"] = _judged(beside, work / "beside", recordings, asr, lines)
     return result
 
 
 def _judged(
-    workdir: Path, work: Path, recordings: Path, asr: str, lines: list[str]
+    workdir: Path,
+    work: Path,
+    recordings: Path,
+    asr: str,
+    lines: list[str],
+    speaker: str | None = None,
 ) -> dict[str, Any]:
     """`workdir` says `lines` (the texts.txt beside `recordings`), judged beside them."""
     run = load_run(workdir)
@@ -80,7 +88,8 @@ def _judged(
     cap_s = run.cfg.model.max_frames / run.frame_rate
     synth, codes = work / "synth", work / "codes"
     if not synth.exists():
-        cmd = demo.sample_command(workdir, texts, synth, codes, cap_s)
+        sampling = ["--speaker", speaker] if speaker else []
+        cmd = demo.sample_command(workdir, texts, synth, codes, cap_s, sampling)
         subprocess.run(cmd, check=True, cwd=ROOT, stdout=sys.stderr)
     meta = run.store_meta
     weights, kbps = codec_weights(meta), float(meta["bandwidth"])
@@ -94,6 +103,7 @@ def _judged(
     return {
         "run": str(workdir),
         "step": run.step,
+        "speaker": speaker,
         "asr": {k: report["asr"].get(k) for k in ("engine", "model", "normalizer")},
         "codec": {"weights": weights, "kbps": kbps},
         "figures": figures,
@@ -122,9 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--texts", type=Path, default=TEXTS)
     p.add_argument("--work", type=Path, default=Path("/tmp/jtts-everyday"))
     p.add_argument("--asr", default="whisper", help="codec_bridge evaluate --asr")
+    p.add_argument("--speaker", help="the voice to speak in (runs trained with a speaker table)")
     a = p.parse_args(argv)
     try:
-        result = everyday(a.workdir, a.voice, a.work, a.texts, a.asr, a.n, a.beside)
+        result = everyday(a.workdir, a.voice, a.work, a.texts, a.asr, a.n, a.beside, a.speaker)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -34,7 +34,7 @@ from bench.frontend import evaluation, judged_subset, pick  # noqa: E402
 from codec_bridge.format import CodeStore, load_codes, weights_file  # noqa: E402
 from codec_bridge.judge.evaluate import error_rates, nearest_own_text  # noqa: E402
 from jtts import demo  # noqa: E402
-from jtts.trained_run import UsageError, load_run  # noqa: E402
+from jtts.trained_run import UsageError, choose_categories, load_run  # noqa: E402
 from speechcorpus.builder import read_manifest  # noqa: E402
 from speechcorpus.sentences import unseen_share  # noqa: E402
 
@@ -142,22 +142,24 @@ def verdict(
     unseen: int = 100,
     asr: str = "whisper",
     step: int | None = None,
+    speaker: str | None = None,
 ) -> dict[str, Any]:
-    """Samples, judges and sums up `workdir` (its best checkpoint, or `step`'s) on `heldout`
-    (see the module docstring)."""
+    """Samples, judges and sums up `workdir` (its best checkpoint, or `step`'s; in `speaker`'s
+    voice for a run with a speaker table) on `heldout` (see the module docstring)."""
     if not 0 < unseen <= n:
         raise UsageError(f"--unseen {unseen}: give 1 to --n ({n}) unseen-word sentences")
     run = load_run(workdir, step)
+    choose_categories(run.cfg, {"speaker": speaker}, workdir)  # a wrong --speaker fails here
     meta = run.store_meta
     cap_s = run.cfg.model.max_frames / run.frame_rate
     ids, n_unseen, texts = _held_out(heldout, n, unseen, cap_s)
     settings = {"run": str(workdir), "step": run.step, "heldout": str(heldout), "n": n}
-    claim(work, {**settings, "unseen": unseen, "asr": asr})
+    claim(work, {**settings, "unseen": unseen, "asr": asr, "speaker": speaker})
     subset = judged_subset(work / "subset", heldout, ids, texts)
     synth, codes = work / "synth", work / "codes"
     if not synth.exists():
-        step_arg = ["--step", str(run.step)]
-        cmd = demo.sample_command(workdir, subset / "texts.txt", synth, codes, cap_s, step_arg)
+        sampling = ["--step", str(run.step), *(["--speaker", speaker] if speaker else [])]
+        cmd = demo.sample_command(workdir, subset / "texts.txt", synth, codes, cap_s, sampling)
         subprocess.run(cmd, check=True, cwd=ROOT, stdout=sys.stderr)
     weights, kbps = codec_weights(meta), float(meta["bandwidth"])
     report = evaluation(work, subset, synth, weights, kbps, asr)
@@ -176,6 +178,7 @@ def verdict(
         "benchmark": "issue 25: says anything, on held-out sentences",
         "run": str(workdir),
         "step": run.step,
+        "speaker": speaker,
         "heldout": str(heldout),
         "asr": {k: report["asr"].get(k) for k in ("engine", "model", "normalizer")},
         "codec": {"weights": weights, "kbps": kbps},
@@ -200,9 +203,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     verdict_arguments(p, "/tmp/jtts-verdict")
     p.add_argument("--step", type=int, default=None, help="checkpoint (default: the best)")
+    p.add_argument("--speaker", help="the voice to speak in (runs trained with a speaker table)")
     a = p.parse_args(argv)
     try:
-        result = verdict(a.workdir, a.heldout, a.work, a.n, a.unseen, a.asr, a.step)
+        result = verdict(a.workdir, a.heldout, a.work, a.n, a.unseen, a.asr, a.step, a.speaker)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

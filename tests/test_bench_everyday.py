@@ -64,3 +64,9 @@ def test_everyday_sentences_are_spoken_said_and_judged(judged_run, tmp_path, cap
     assert bench.main([str(a) for a in [*args, "--work", work, "--n", 1]]) == 2
     err = capfd.readouterr().err
     assert err.startswith(f"error: --work {work} holds another") and err.count("\n") == 1
+    # a speaker the run was not trained with is refused before any work is claimed
+    fresh = tmp_path / "fresh"
+    assert bench.main([str(a) for a in [*args, "--work", fresh, "--speaker", "ljspeech"]]) == 2
+    err = capfd.readouterr().err
+    assert err.startswith("error: --speaker: ") and "was not trained with a speaker" in err
+    assert err.count("\n") == 1 and not fresh.exists()

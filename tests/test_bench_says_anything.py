@@ -127,6 +127,10 @@ def test_bad_input_is_one_line(judged_run, heldout, tmp_path, capfd):
     assert bench.main([*args, "--heldout", str(heldout[0]), "--n", "4", "--unseen", "3"]) == 2
     err = capfd.readouterr().err
     assert "only 2 unseen-word sentences" in err and err.count("\n") == 1
+    assert bench.main([*args, "--heldout", str(heldout[0]), "--speaker", "ljspeech"]) == 2
+    err = capfd.readouterr().err
+    assert err.startswith("error: --speaker: ") and "was not trained with a speaker" in err
+    assert err.count("\n") == 1 and not (tmp_path / "w").exists()
     (tmp_path / "w").mkdir()
     (tmp_path / "w" / "verdict.json").write_text('{"run": "another"}')
     assert bench.main([*args, "--heldout", str(heldout[0]), "--n", "4", "--unseen", "2"]) == 2
