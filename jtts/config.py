@@ -340,6 +340,9 @@ class SampleConfig:
     length_scale: float = 1.0  # the predicted length times this (models with a prior)
     follow: bool = False  # weight cross-attention around the text position reached (MagpieTTS)
     max_seconds: float = 20.0
+    # The voice of a model with a speaker table when neither --speaker nor a voice prompt
+    # chooses one (Piper's default speaker id); None: the sampler asks for one.
+    speaker: str | None = None
 
     def __post_init__(self) -> None:
         _at_least(self, "sample", 0, "temperature", "top_k")
@@ -390,6 +393,19 @@ class Config:
             weights is None or len(weights) == self.model.n_codebooks,
             f"optim.codebook_weights has {0 if weights is None else len(weights)} entries, "
             f"model.n_codebooks={self.model.n_codebooks}",
+        )
+        self._check_default_speaker()
+
+    def _check_default_speaker(self) -> None:
+        """`sample.speaker` names a speaker of the table (once the store has filled it)."""
+        name = self.sample.speaker
+        if name is None:
+            return
+        table = next((c for c in self.model.conditions if c.name == "speaker"), None)
+        _check(table is not None, f"sample.speaker={name!r}: the model has no speaker table")
+        _check(
+            not table.values or name in table.values,
+            f"sample.speaker={name!r} is not in the speaker table: {', '.join(table.values)}",
         )
 
 

@@ -124,15 +124,16 @@ def encode(
 
 
 def choose_categories(cfg: Config, o: Mapping[str, Any], where: Path) -> dict[str, int]:
-    """The id of each attribute the run reads besides the text, from its `--NAME` option; the
-    only name of a table of one is the default, and with a voice prompt (`--prompt-wav`) the
-    attribute's learned null (`conditioning.NULL`), so that the prompt alone sets the voice. A
-    name the run does not know, an option the run has no attribute for, or no choice among
-    several names is a UsageError."""
+    """The id of each attribute the run reads besides the text, from its `--NAME` option; with
+    a voice prompt (`--prompt-wav`) and no option, the attribute's learned null
+    (`conditioning.NULL`), so that the prompt alone sets the voice; else the speaker its config
+    names (`sample.speaker`) or the only name of a table of one. A name the run does not know,
+    an option the run has no attribute for, or no choice among several names is a UsageError."""
     attrs = {a.name: c for a, c in conditioning.attributes(cfg.model)}
     for name in conditioning.ATTRIBUTES:
         if o.get(name) is not None and name not in attrs:
             raise UsageError(f"--{name}: {where} was not trained with a {name} (model.conditions)")
+    defaults = {"speaker": cfg.sample.speaker}
     chosen = {}
     for name, c in attrs.items():
         value = o.get(name)
@@ -140,11 +141,13 @@ def choose_categories(cfg: Config, o: Mapping[str, Any], where: Path) -> dict[st
             if o.get("prompt_wav") is not None:
                 chosen[name] = conditioning.NULL
                 continue
-            raise UsageError(
-                f"{where} speaks as {len(c.values)} {name}s; choose one with --{name} "
-                f"({', '.join(c.values[:10])}{', ...' if len(c.values) > 10 else ''}) "
-                "or give a voice prompt (--prompt-wav)"
-            )
+            value = defaults.get(name)
+            if value is None:
+                raise UsageError(
+                    f"{where} speaks as {len(c.values)} {name}s; choose one with --{name} "
+                    f"({', '.join(c.values[:10])}{', ...' if len(c.values) > 10 else ''}) "
+                    "or give a voice prompt (--prompt-wav)"
+                )
         try:
             chosen[name] = conditioning.lookup(
                 cfg.model, name, c.values[0] if value is None else value

@@ -288,6 +288,24 @@ def test_cli_lists_and_checks_speakers(speaker_run, tmp_path, capsys):
     np.testing.assert_array_equal(np.load(out), want.codes[0])
 
 
+def test_a_default_speaker_is_chosen_unless_the_option_or_a_prompt_says_otherwise(speaker_run):
+    run_dir, _ = speaker_run
+    cfg = load_config(RunDir(run_dir).config)
+
+    def chosen(c, **options):
+        return trained_run.choose_categories(c, options, run_dir)
+
+    with pytest.raises(trained_run.UsageError, match="choose one with --speaker"):
+        chosen(cfg)
+    bob = dataclasses.replace(cfg, sample=dataclasses.replace(cfg.sample, speaker="bob"))
+    assert chosen(bob) == {"speaker": 1}
+    assert chosen(bob, speaker="alice") == {"speaker": 0}
+    assert chosen(bob, prompt_wav="p.wav") == {"speaker": conditioning.NULL}
+    assert load_config(RunDir(run_dir).config, ["sample.speaker=bob"]) == bob
+    with pytest.raises(ConfigError, match="'carol' is not in the speaker table: alice, bob$"):
+        load_config(RunDir(run_dir).config, ["sample.speaker=carol"])
+
+
 def test_cli_refuses_a_speaker_for_a_run_without_one(tmp_path, capsys):
     from jtts.config import save_config
 

@@ -102,6 +102,7 @@ def test_a_shipped_model_takes_new_sampling_defaults_and_keeps_its_files(
     for args, says in (
         (["--step", "3"], "is a shipped model, of one step"),
         (["--set", "model.d_model=8"], "changes only its sample.* settings"),
+        (["--set", "sample.speaker=bob"], "sample.speaker='bob': the model has no speaker table"),
     ):
         assert export.main(["--workdir", str(first), "--out", str(tmp_path / "n"), *args]) == 2
         err = capsys.readouterr().err
