@@ -50,7 +50,10 @@ CONFIG = ROOT / "configs" / "demo.yaml"
 # A codec trained by `codec_bridge train` on eSpeak NG speech, shipped with the repository
 # (see codecs/README.md): used when the pretrained EnCodec weights cannot load.
 DEMO_CODEC = ROOT / "codecs" / "demo_codec.pt"
-SHIPPED = ROOT / "models" / "hibari-reader"  # the open-vocabulary model (models/README.md)
+# The open-vocabulary model that reads best (models/README.md), in its default speaker's voice,
+# whose engine speaks the recordings it is judged beside.
+SHIPPED = ROOT / "models" / "voices"
+SHIPPED_VOICE = "hibari:heart"
 EVERYDAY = 5  # everyday sentences it and the demo's model say at the end
 SENTENCES = 2400
 STEPS = 2100
@@ -281,6 +284,7 @@ def everyday_command(run: Path, out: Path, n: int = EVERYDAY) -> list[str]:
     """`bench/everyday.py`: the shipped model and `run` say the first `n` everyday sentences,
     judged by Whisper beside the shipped model's voice reading them."""
     cmd = [sys.executable, str(ROOT / "bench" / "everyday.py"), "--workdir", str(SHIPPED)]
+    cmd += ["--voice", SHIPPED_VOICE]
     return [*cmd, "--beside", str(run), "--n", str(n), "--work", str(out)]
 
 
