@@ -29,8 +29,9 @@ def test_seed_fixes_the_sample(model):  # noqa: F811
 
 
 def test_sampling_of_config_and_bad_settings():
-    """Every `sample` setting but the length cap reaches the sampling, and given fields win;
-    settings out of range are refused."""
+    """Every `sample` setting but the length cap and the default speaker (a condition, chosen
+    by `trained_run.choose_categories`) reaches the sampling, and given fields win; settings
+    out of range are refused."""
     sample = SampleConfig(
         temperature=0.7,
         top_k=5,
@@ -40,7 +41,7 @@ def test_sampling_of_config_and_bad_settings():
         length_scale=1.2,
         follow=True,
     )
-    names = {f.name for f in dataclasses.fields(SampleConfig)} - {"max_seconds"}
+    names = {f.name for f in dataclasses.fields(SampleConfig)} - {"max_seconds", "speaker"}
     assert set(CONFIG_KNOBS) == names
     s = Sampling.of(sample, seed=3, top_k=7)
     assert (s.temperature, s.top_k, s.top_p, s.cfg_scale, s.length_scale) == (0.7, 7, 0.9, 2.0, 1.2)
