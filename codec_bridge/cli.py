@@ -83,6 +83,12 @@ def _parser() -> argparse.ArgumentParser:
     de.add_argument("--out-dir", help="... into DIR/{name}.wav")
     de.add_argument("--weights", help="codec weights FILE (default: what the meta records)")
     de.add_argument("--device", default="auto", help="cpu | cuda | auto")
+    de.add_argument(
+        "--wait",
+        action="store_true",
+        help="import torch and the codec, then wait for a line 'go' on stdin before decoding: "
+        "a caller starts the decoder while it still makes the codes",
+    )
     en = sub.add_parser("encode", help="one audio file -> CODES.npy with a store's codec")
     en.add_argument("audio", help="IN.wav (other rates are resampled, stereo is mixed down)")
     en.add_argument("--out", required=True, help="CODES.npy (its .json sidecar records the codec)")
@@ -154,6 +160,8 @@ def _verify(a) -> int:
 def _decode(a) -> int:
     from codec_bridge.decoding import decode_dir, decode_to_wav
 
+    if a.wait and sys.stdin.readline().strip() != "go":
+        raise BridgeError("decode --wait: stdin closed before 'go'")
     sources = [x for x in (a.codes, a.utt_id, a.in_dir) if x is not None]
     if len(sources) != 1:
         raise BridgeError("decode takes exactly one of CODES.npy, --store with --id, or --in-dir")

@@ -1,15 +1,16 @@
 """The sampler's side of the codec: codes files with their sidecar (`write_codes`, through
 `codec_bridge.format`), and `python -m codec_bridge decode` / `encode` run in a subprocess
-(`run_codec`, `encode_prompt`), so that this package never imports torch.
+(`codec_decoder`, `encode_prompt`), so that this package never imports torch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,12 +45,31 @@ def _codec_bridge(command: str, args: Sequence[Any]) -> tuple[int, str]:
     return proc.returncode, lines[-1] if lines else f"exit code {proc.returncode}"
 
 
-def run_codec(args: list[str], codes: str | None) -> None:
-    """`python -m codec_bridge decode ARGS`; a failure becomes a CodecError with its last line."""
-    code, detail = _codec_bridge("decode", args)
-    if code != 0:
-        kept = f"the codes are in {codes}" if codes else "pass --codes-out to keep the codes"
-        raise CodecError(f"codec decode failed: {detail} ({kept}; fix the codec and rerun)")
+@contextlib.contextmanager
+def codec_decoder(args: list[str], codes: str | None) -> Iterator[Callable[[], None]]:
+    """`python -m codec_bridge decode ARGS --wait`, started now so that its imports (torch,
+    about 1.7 s on 2 CPU cores) overlap the sampler's load and decode; the yielded `go`, called
+    once the codes are written, decodes them (a failure is a CodecError with the decoder's last
+    line). Leaving without `go` (an error in between) stops the decoder."""
+    cmd = [sys.executable, "-m", "codec_bridge", "decode", *args, "--wait"]
+    proc = subprocess.Popen(
+        cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+    def go() -> None:
+        out, err = proc.communicate("go\n")
+        if proc.returncode != 0:
+            lines = [ln.strip() for ln in (err + out).splitlines() if ln.strip()]
+            detail = lines[-1] if lines else f"exit code {proc.returncode}"
+            kept = f"the codes are in {codes}" if codes else "pass --codes-out to keep the codes"
+            raise CodecError(f"codec decode failed: {detail} ({kept}; fix the codec and rerun)")
+
+    try:
+        yield go
+    finally:
+        if proc.returncode is None:  # `go` was not called
+            proc.kill()
+            proc.communicate()
 
 
 def encode_prompt(run: Run, wav: str) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import numpy as np
@@ -96,6 +97,20 @@ def test_decode_forms(store, tmp_path, capsys):
     )
     assert (tmp_path / "out" / "x.wav").read_bytes() == (tmp_path / "b.wav").read_bytes()
     assert "UNTRAINED" in capsys.readouterr().err
+
+
+def test_decode_waits_for_go(store, tmp_path, capsys, monkeypatch):
+    """`--wait` (jtts starts the decoder before its codes exist): it decodes only after a line
+    'go' on stdin; stdin closed first is a one-line refusal that writes nothing."""
+    uid = CodeStore.open(store).ids[0]
+    args = ["decode", "--store", str(store), "--id", uid, "--wait"]
+    monkeypatch.setattr("sys.stdin", io.StringIO("go\n"))
+    assert main([*args, "--out", str(tmp_path / "a.wav")]) == 0
+    assert sf.info(tmp_path / "a.wav").frames == CodeStore.open(store).get(uid).n_frames * 320
+    capsys.readouterr()
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    one_line_error(capsys, main([*args, "--out", str(tmp_path / "b.wav")]), "closed before 'go'")
+    assert not (tmp_path / "b.wav").exists()
 
 
 @pytest.mark.parametrize(

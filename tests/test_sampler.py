@@ -10,6 +10,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import optax
+import psutil
 import pytest
 import soundfile as sf
 from flax import nnx
@@ -272,6 +273,10 @@ def test_codes_that_cannot_be_written_are_one_line(run, tmp_path, capsys):
     args = ["--workdir", run[0], "--text", run[1][0].text, "--codes-out", blocker / "c.npy"]
     code, _, err = cli(capsys, *args, *GREEDY)
     assert code == 2 and err.count("\n") == 1 and err.startswith(f"error: {blocker}: ")
+    # With a wav asked for, the codec decoder started before the codes: it is stopped too.
+    code, _, err = cli(capsys, *args, "--out", tmp_path / "x.wav", *GREEDY)
+    assert code == 2 and err.count("\n") == 1 and err.startswith(f"error: {blocker}: ")
+    assert psutil.Process().children() == [] and not (tmp_path / "x.wav").exists()
 
 
 LONG = ("The quick brown fox jumps over the lazy dog. " * 445)[:20_000]
