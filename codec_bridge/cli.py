@@ -86,8 +86,9 @@ def _parser() -> argparse.ArgumentParser:
     de.add_argument(
         "--wait",
         action="store_true",
-        help="import torch and the codec, then wait for a line 'go' on stdin before decoding: "
-        "a caller starts the decoder while it still makes the codes",
+        help="import torch and the codec's code, then wait for a line 'go' on stdin before "
+        "reading the codes and the codec's weights: a caller starts the decoder while it "
+        "still makes the codes",
     )
     en = sub.add_parser("encode", help="one audio file -> CODES.npy with a store's codec")
     en.add_argument("audio", help="IN.wav (other rates are resampled, stereo is mixed down)")

@@ -37,12 +37,20 @@ def write_codes(
     save_codes(path, codes_KxT, meta)
 
 
+def _command(command: str, args: Sequence[Any]) -> list[str]:
+    return [sys.executable, "-m", "codec_bridge", command, *map(str, args)]
+
+
+def _last_line(code: int, out: str, err: str) -> str:
+    """What a failed `codec_bridge` said last (its one-line error), else its exit code."""
+    lines = [ln.strip() for ln in (err + out).splitlines() if ln.strip()]
+    return lines[-1] if lines else f"exit code {code}"
+
+
 def _codec_bridge(command: str, args: Sequence[Any]) -> tuple[int, str]:
     """`python -m codec_bridge COMMAND ARGS`: its exit code and its last line of output."""
-    cmd = [sys.executable, "-m", "codec_bridge", command, *map(str, args)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    lines = [ln.strip() for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
-    return proc.returncode, lines[-1] if lines else f"exit code {proc.returncode}"
+    proc = subprocess.run(_command(command, args), capture_output=True, text=True)
+    return proc.returncode, _last_line(proc.returncode, proc.stdout, proc.stderr)
 
 
 @contextlib.contextmanager
@@ -51,16 +59,18 @@ def codec_decoder(args: list[str], codes: str | None) -> Iterator[Callable[[], N
     about 1.7 s on 2 CPU cores) overlap the sampler's load and decode; the yielded `go`, called
     once the codes are written, decodes them (a failure is a CodecError with the decoder's last
     line). Leaving without `go` (an error in between) stops the decoder."""
-    cmd = [sys.executable, "-m", "codec_bridge", "decode", *args, "--wait"]
     proc = subprocess.Popen(
-        cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        _command("decode", [*args, "--wait"]),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
     def go() -> None:
         out, err = proc.communicate("go\n")
         if proc.returncode != 0:
-            lines = [ln.strip() for ln in (err + out).splitlines() if ln.strip()]
-            detail = lines[-1] if lines else f"exit code {proc.returncode}"
+            detail = _last_line(proc.returncode, out, err)
             kept = f"the codes are in {codes}" if codes else "pass --codes-out to keep the codes"
             raise CodecError(f"codec decode failed: {detail} ({kept}; fix the codec and rerun)")
 
