@@ -2,7 +2,7 @@
 
 The shipped `models/voices` (2.85 M parameters) is at its size's limit on 2 CPU cores
 (models/README.md). This trains `configs/voices.yaml` at the `small` size (d 256, 4 + 6 layers,
-about 17 M parameters) in bf16, from scratch, on the voices store built on this machine. The
+15.2 M parameters) in bf16, from scratch, on the voices store built on this machine. The
 learning rate is constant after warm-up and the weights are averaged (EMA), so the stop at the
 time limit (SIGTERM: the trainer saves a checkpoint and exits 75) leaves a model to export.
 
