@@ -1,10 +1,13 @@
-"""Text front end: Whisper's multilingual BPE as a `transformers` tokenizer, and text normalizers.
+"""Text front end: Whisper's multilingual BPE as a fast (`tokenizers`) tokenizer, and text
+normalizers.
 
 Loading order for the tokenizer: a Hugging Face ``openai/whisper-small`` tokenizer already in the
 local cache, or from the hub when it answers within a second; otherwise the same vocabulary
-rebuilt from the BPE file that the ``openai-whisper`` package ships, converted with
-`transformers`' tiktoken converter and cached on disk. Nothing here imports torch or jax; the
-``whisper`` package is only located on disk, never imported (its ``__init__`` imports torch).
+rebuilt from the BPE file that the ``openai-whisper`` package ships, converted once with
+`transformers`' tiktoken converter and cached on disk, then read by `tokenizers` alone.
+Nothing here imports torch or jax. The ``whisper`` package is only located on disk, never
+imported (its ``__init__`` imports torch); nor is the ``transformers`` package where its files
+do (1 s of imports): its English normalizer module is loaded from its file.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+
+from huggingface_hub import try_to_load_from_cache
+from tokenizers import Tokenizer
 
 from codec_bridge.cache import cache_dir
 
@@ -89,7 +95,7 @@ class TextTokenizer:
 
     name: str
     source: str  # 'hf-cache', 'hf-hub' or 'whisper-bpe'
-    hf: object  # transformers.PreTrainedTokenizerFast
+    backend: Tokenizer
     vocab_size: int
     eot: int  # <|endoftext|>
     sot: int  # <|startoftranscript|>
@@ -97,25 +103,20 @@ class TextTokenizer:
     def encode(self, text: str) -> list[int]:
         # Special-token strings inside user text are plain text, as in tiktoken's
         # encode(..., disallowed_special=()).
-        return self.hf.backend_tokenizer.encode(text, add_special_tokens=False).ids
+        return self.backend.encode(text, add_special_tokens=False).ids
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
-        return [
-            e.ids
-            for e in self.hf.backend_tokenizer.encode_batch(list(texts), add_special_tokens=False)
-        ]
+        return [e.ids for e in self.backend.encode_batch(list(texts), add_special_tokens=False)]
 
     def decode(self, ids: Sequence[int]) -> str:
-        return self.hf.decode(
-            list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False
-        )
+        return self.backend.decode(list(ids), skip_special_tokens=False)
 
 
-def _wrap(hf, source: str) -> TextTokenizer:
-    hf.backend_tokenizer.encode_special_tokens = True
-    eot = hf.convert_tokens_to_ids("<|endoftext|>")
-    sot = hf.convert_tokens_to_ids("<|startoftranscript|>")
-    return TextTokenizer("whisper", source, hf, len(hf), eot, sot)
+def _wrap(backend: Tokenizer, source: str) -> TextTokenizer:
+    backend.encode_special_tokens = True
+    eot = backend.token_to_id("<|endoftext|>")
+    sot = backend.token_to_id("<|startoftranscript|>")
+    return TextTokenizer("whisper", source, backend, backend.get_vocab_size(True), eot, sot)
 
 
 def _hub_reachable(timeout: float = 1.0) -> bool:
@@ -130,28 +131,34 @@ def _hub_reachable(timeout: float = 1.0) -> bool:
         return False
 
 
-def _from_hf(hf_cache_dir: str | None, local_only: bool):
+def _from_hf(hf_cache_dir: str | None, local_only: bool) -> Tokenizer | None:
+    """The hub's tokenizer (its `tokenizers` backend); offline, only where the cache holds it,
+    so that `transformers` is imported only then."""
+    if local_only and not isinstance(
+        try_to_load_from_cache(HF_REPO, "tokenizer.json", cache_dir=hf_cache_dir), str
+    ):
+        return None
     from transformers import PreTrainedTokenizerFast
 
     try:
         return PreTrainedTokenizerFast.from_pretrained(
             HF_REPO, cache_dir=hf_cache_dir, local_files_only=local_only
-        )
+        ).backend_tokenizer
     except (OSError, ValueError):
         return None
 
 
-def build_from_whisper_bpe(out_dir: Path | None = None):
-    """Convert the ``openai-whisper`` BPE file to a fast tokenizer; cached in ``out_dir``."""
-    from transformers import PreTrainedTokenizerFast
-    from transformers.convert_slow_tokenizer import TikTokenConverter
-
+def build_from_whisper_bpe(out_dir: Path | None = None) -> Tokenizer:
+    """The ``openai-whisper`` BPE file as a fast tokenizer, converted on first use and cached
+    in ``out_dir``."""
     bpe = _whisper_bpe()
     digest = hashlib.sha256(bpe.read_bytes()).hexdigest()[:16]
     out = (out_dir or cache_dir() / "tokenizers") / f"whisper-multilingual-{digest}"
     tok_file = out / "tokenizer.json"
     if tok_file.exists():
-        return PreTrainedTokenizerFast(tokenizer_file=str(tok_file))
+        return Tokenizer.from_file(str(tok_file))
+    from transformers.convert_slow_tokenizer import TikTokenConverter
+
     specials = whisper_special_tokens()
     backend = TikTokenConverter(
         vocab_file=str(bpe), pattern=WHISPER_PATTERN, extra_special_tokens=specials
@@ -161,7 +168,7 @@ def build_from_whisper_bpe(out_dir: Path | None = None):
     backend.save(str(tmp))
     os.replace(tmp, tok_file)
     (out / "source.json").write_text(json.dumps({"bpe": str(bpe), "sha256_16": digest}))
-    return PreTrainedTokenizerFast(tokenizer_file=str(tok_file))
+    return Tokenizer.from_file(str(tok_file))
 
 
 @cache
@@ -184,6 +191,20 @@ def _nfkc(text: str) -> str:
 
 
 @cache
+def _english_normalizer_module():
+    """`transformers`' port of Whisper's normalizers (it needs only `regex`), loaded from its
+    file: importing the package would cost a second."""
+    spec = importlib.util.find_spec("transformers")
+    if spec is None or not spec.submodule_search_locations:
+        raise TextError("the transformers package is not installed")
+    path = Path(spec.submodule_search_locations[0]) / "models" / "whisper" / "english_normalizer.py"
+    module_spec = importlib.util.spec_from_file_location("jtts._english_normalizer", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module
+
+
+@cache
 def get_normalizer(name: str) -> Callable[[str], str]:
     """A text normalizer by name; the name is recorded in the run config so sampling matches.
 
@@ -192,7 +213,7 @@ def get_normalizer(name: str) -> Callable[[str], str]:
     """
     if name == "nfkc":
         return _nfkc
-    from transformers.models.whisper import english_normalizer as en
+    en = _english_normalizer_module()
 
     if name == "whisper_basic":
         return en.BasicTextNormalizer()

@@ -36,7 +36,7 @@ def test_spellings_are_the_tokenizers_own_strings():
             assert bytes(row[row != PAD].astype(np.uint8)) == text.encode(), i
             checked += 1
     assert checked > 1000
-    eot = table[tok.hf.convert_tokens_to_ids("<|endoftext|>")]
+    eot = table[tok.backend.token_to_id("<|endoftext|>")]
     assert bytes(eot[eot != PAD].astype(np.uint8)) == b"<|endoftext|>"
 
 
