@@ -8,21 +8,25 @@
 #   bash bench/accelerator.sh --train OUT_DIR SECONDS
 #                                         a GPU machine: install, train for SECONDS what
 #                                         `accelerator_train.py pack` put into .carry/, export
-#   bash bench/accelerator.sh --wheels    a machine with the package registries: put into .whl/
+#   bash bench/accelerator.sh --wheels [train]
+#                                         a machine with the package registries: put into .whl/
 #                                         what a GPU machine without them lacks beside its own
-#                                         jax, flax and torch (encodec, soundfile; num2words and
-#                                         openai-whisper's tokenizer files), to carry there
+#                                         jax, flax and torch (num2words, openai-whisper's
+#                                         tokenizer files; unless `train`: encodec, soundfile),
+#                                         to carry there
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" = --wheels ]; then
   rm -rf .whl && mkdir .whl
-  python3 -m pip wheel --quiet --no-deps -w .whl encodec==0.1.1  # an sdist: pure Python
-  python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
-    --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
-    --platform manylinux2014_x86_64 -d .whl soundfile==0.14.0 cffi==2.1.1 pycparser==3.12
   # pure Python; whisper is only read from disk (its BPE file), never imported
   python3 -m pip wheel --quiet --no-deps -w .whl num2words==0.5.14 docopt==0.6.2 \
     openai-whisper==20250625
+  if [ "${2:-}" != train ]; then  # the codec's side of the measurement
+    python3 -m pip wheel --quiet --no-deps -w .whl encodec==0.1.1  # an sdist: pure Python
+    python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
+      --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+      --platform manylinux2014_x86_64 -d .whl soundfile==0.14.0 cffi==2.1.1 pycparser==3.12
+  fi
   ls .whl
   exit 0
 fi
