@@ -31,7 +31,11 @@ if [ "${1:-}" = --wheels ]; then
   exit 0
 fi
 mode=measure
-if [ "${1:-}" = --train ]; then mode=train; shift; fi
+if [ "${1:-}" = --train ]; then
+  mode=train
+  shift
+  case "${2:-}" in ''|*[!0-9]*|0) echo "error: --train OUT_DIR SECONDS: SECONDS must be a whole number > 0, got '${2:-}'" >&2; exit 2 ;; esac
+fi
 out=${1:-${OUT:-bench/out}}
 mkdir -p "$out"
 export XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1

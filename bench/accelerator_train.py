@@ -12,13 +12,15 @@ GPU image lacks (`bash bench/accelerator.sh --wheels`):
 
     python bench/accelerator_train.py pack --store STORE        # here: writes .carry/
     bash bench/accelerator.sh --train OUT SECONDS               # the GPU machine (carry .whl, .carry)
-    python bench/accelerator_train.py join --out OUT --model models/NAME   # here
+    python bench/accelerator_train.py join --out OUT --model /tmp/NAME   # here
 
 `train` (what `accelerator.sh --train` runs) first checks that the image encodes text into the
 same ids as this machine did (another transformers), and refuses in one line if not. It writes
 to OUT the exported model (params.msgpack in parts under the 16 MiB a returned file may have;
 the codec stays here), the run's config and metrics, and `summary.json`. `join` reassembles the
-parts, checks them against model.json's sha256 and adds the codec from `codecs/`.
+parts, checks them against model.json's sha256 and adds the codec from `codecs/`, into a new
+folder: outside the repository, since 38 MB more in the working tree would take every later
+device call over its 64 MiB.
 """
 
 from __future__ import annotations
@@ -69,8 +71,8 @@ CARRY = ROOT / ".carry"
 PART_BYTES = 15 * 2**20
 CALL_BYTES = 64 * 2**20  # what one device call may carry, the working tree included
 PROBES = ("Please close the window before you go to bed.", "On 3 May 1999 it cost $4.50.")
-STOPPED = (0, 75, 124)  # done; SIGTERM saved a checkpoint; timeout sent it
-TIMEOUT = ("timeout", "-s", "TERM", "-k", "120")  # SIGKILL 2 min after SIGTERM
+STOPPED = (0, 75)  # done; SIGTERM saved a checkpoint (143: killed before it could, 137: hung)
+TIMEOUT = ("timeout", "--preserve-status", "-s", "TERM", "-k", "60")  # SIGKILL 1 min later
 
 
 class Refused(Exception):
@@ -82,9 +84,16 @@ def _tar_xz(src: Path, arcname: str, dest: Path) -> None:
         tar.add(src, arcname=arcname)
 
 
-def pack(store: Path, config: str, overrides: list[str], carry: Path = CARRY) -> dict:
+def pack(
+    store: Path,
+    config: str,
+    overrides: list[str],
+    carry: Path = CARRY,
+    max_bytes: int = CALL_BYTES,
+) -> dict:
     """`carry/`: the store and the tokenizer cache as xz, the codec's path inside the
-    repository and the ids `PROBES` encode to here."""
+    repository and the ids `PROBES` encode to here; refused (and `carry` left as it was) when
+    it, `.whl/` and the working tree hold more than `max_bytes`."""
     meta = json.loads((store / "meta.json").read_text())
     codec = None
     if meta["weights"]["kind"] == "file":
@@ -95,25 +104,29 @@ def pack(store: Path, config: str, overrides: list[str], carry: Path = CARRY) ->
     tokenizers = cache_dir() / "tokenizers"
     cfg = load_config(ROOT / config, overrides)
     ids = _probe_ids(cfg)
-    if carry.exists():
-        shutil.rmtree(carry)
-    carry.mkdir(parents=True)
-    _tar_xz(store, "store", carry / "store.tar.xz")
-    _tar_xz(tokenizers, "tokenizers", carry / "tokenizers.tar.xz")
+    new = carry.with_name(carry.name + ".new")
+    shutil.rmtree(new, ignore_errors=True)
+    new.mkdir(parents=True)
+    _tar_xz(store, "store", new / "store.tar.xz")
+    _tar_xz(tokenizers, "tokenizers", new / "tokenizers.tar.xz")
     plan = {"config": config, "overrides": overrides, "codec": codec, "probes": ids}
-    (carry / "plan.json").write_text(json.dumps(plan) + "\n")
-    sizes = {"tree": _tree_bytes(), "carry": _bytes(carry), "wheels": _bytes(ROOT / ".whl")}
-    if sum(sizes.values()) > CALL_BYTES:
-        raise Refused(f"the working tree, {carry} and .whl/ hold {sizes} bytes, over {CALL_BYTES}")
+    (new / "plan.json").write_text(json.dumps(plan) + "\n")
+    sizes = {"tree": _tree_bytes(), "carry": _bytes(new), "wheels": _bytes(ROOT / ".whl")}
+    if sum(sizes.values()) > max_bytes:
+        shutil.rmtree(new)
+        raise Refused(f"the working tree, the carry and .whl/ hold {sizes} bytes, over {max_bytes}")
+    shutil.rmtree(carry, ignore_errors=True)
+    new.rename(carry)
     return {"bytes": sizes, **plan}
 
 
 def _bytes(folder: Path) -> int:
-    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) if folder.is_dir() else 0
 
 
 def _tree_bytes() -> int:
-    """Bytes of what a device call copies besides the carried paths: git's files."""
+    """Bytes of what a device call copies besides the carried paths: the files git tracks or
+    does not ignore (`.carry/` and `.whl/` are ignored)."""
     names = subprocess.check_output(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT)
     return sum(
         (ROOT / n).stat().st_size for n in names.decode().splitlines() if (ROOT / n).is_file()
@@ -143,6 +156,8 @@ def _split(path: Path, part_bytes: int = PART_BYTES) -> list[str]:
 
 def train(out: Path, seconds: int, carry: Path = CARRY, work: Path | None = None) -> dict:
     """Unpacks `carry`, trains for at most `seconds`, exports the model into `out`."""
+    if seconds < 1:
+        raise Refused(f"--seconds {seconds}: give the training at least one second")
     plan = json.loads((carry / "plan.json").read_text())
     work = work or Path("/tmp/jtts-accelerator-train")
     shutil.rmtree(work, ignore_errors=True)
@@ -191,20 +206,26 @@ def train(out: Path, seconds: int, carry: Path = CARRY, work: Path | None = None
 def join(out: Path, model: Path) -> dict:
     """`out/model`'s parts as one params.msgpack in `model`, beside the codec from the
     repository; every file checked against model.json's sha256."""
+    if model.exists():
+        raise Refused(f"{model} exists; join into a new folder")
     src = out / "model"
     manifest = json.loads((src / MODEL_JSON).read_text())
-    model.mkdir(parents=True, exist_ok=True)
-    with open(model / PARAMS, "wb") as f:
+    new = model.with_name(model.name + ".joining")
+    shutil.rmtree(new, ignore_errors=True)
+    new.mkdir(parents=True)
+    with open(new / PARAMS, "wb") as f:
         for part in sorted(src.glob(f"{PARAMS}.part*")):
             f.write(part.read_bytes())
     for codec in (ROOT / "codecs").glob("*.pt"):
         if file_sha256(codec) == manifest["files"].get(CODEC):
-            shutil.copyfile(codec, model / CODEC)
+            shutil.copyfile(codec, new / CODEC)
             break
     for name, want in manifest["files"].items():
-        if not (model / name).is_file() or file_sha256(model / name) != want:
-            raise Refused(f"{model / name}: missing or not the sha256 model.json names")
-    shutil.copyfile(src / MODEL_JSON, model / MODEL_JSON)
+        if not (new / name).is_file() or file_sha256(new / name) != want:
+            shutil.rmtree(new)
+            raise Refused(f"{src}: {name} joined is missing or not the sha256 model.json names")
+    shutil.copyfile(src / MODEL_JSON, new / MODEL_JSON)
+    new.rename(model)
     return manifest["files"]
 
 
@@ -214,8 +235,15 @@ def main(argv: list[str] | None = None) -> int:
     a = sub.add_parser("pack", help="here: the store, tokenizer and plan into .carry/")
     a.add_argument("--store", type=Path, required=True)
     a.add_argument("--config", default=CONFIG)
-    a.add_argument("--set", nargs="*", default=list(OVERRIDES), dest="overrides")
+    a.add_argument(
+        "--set",
+        nargs="*",
+        default=list(OVERRIDES),
+        dest="overrides",
+        help="the config's overrides, in place of the default ones (the small size, bf16, ...)",
+    )
     a.add_argument("--carry", type=Path, default=CARRY)
+    a.add_argument("--max-bytes", type=int, default=CALL_BYTES, help="what one call may carry")
     b = sub.add_parser("train", help="the GPU machine: train, export into --out")
     b.add_argument("--out", type=Path, required=True)
     b.add_argument("--seconds", type=int, required=True)
@@ -227,13 +255,16 @@ def main(argv: list[str] | None = None) -> int:
     o = p.parse_args(argv)
     try:
         if o.command == "pack":
-            result = pack(o.store, o.config, o.overrides, o.carry)
+            result = pack(o.store, o.config, o.overrides, o.carry, o.max_bytes)
         elif o.command == "train":
             result = train(o.out, o.seconds, o.carry, o.work)
         else:
             result = join(o.out, o.model)
-    except (Refused, OSError) as e:
+    except Refused as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # noqa: BLE001 (a device call ends in one line, not a traceback)
+        print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
         return 2
     print(json.dumps(result))
     return 0

@@ -6,8 +6,10 @@ local cache, or from the hub when it answers within a second; otherwise the same
 rebuilt from the BPE file that the ``openai-whisper`` package ships, converted once with
 `transformers`' tiktoken converter and cached on disk, then read by `tokenizers` alone.
 Nothing here imports torch or jax. The ``whisper`` package is only located on disk, never
-imported (its ``__init__`` imports torch); nor is the ``transformers`` package where its files
-do (1 s of imports): its English normalizer module is loaded from its file.
+imported (its ``__init__`` imports torch). Offline, with no Hugging Face copy of the tokenizer,
+the ``transformers`` package (1 s of imports) is not imported either, after the first
+conversion: the tokenizer file is read by `tokenizers`, and transformers' English normalizer
+module is loaded from its file.
 """
 
 from __future__ import annotations
@@ -134,13 +136,13 @@ def _hub_reachable(timeout: float = 1.0) -> bool:
 def _from_hf(hf_cache_dir: str | None, local_only: bool) -> Tokenizer | None:
     """The hub's tokenizer (its `tokenizers` backend); offline, only where the cache holds it,
     so that `transformers` is imported only then."""
-    if local_only and not isinstance(
-        try_to_load_from_cache(HF_REPO, "tokenizer.json", cache_dir=hf_cache_dir), str
-    ):
-        return None
-    from transformers import PreTrainedTokenizerFast
-
     try:
+        if local_only and not isinstance(
+            try_to_load_from_cache(HF_REPO, "tokenizer.json", cache_dir=hf_cache_dir), str
+        ):
+            return None
+        from transformers import PreTrainedTokenizerFast
+
         return PreTrainedTokenizerFast.from_pretrained(
             HF_REPO, cache_dir=hf_cache_dir, local_files_only=local_only
         ).backend_tokenizer
@@ -193,15 +195,22 @@ def _nfkc(text: str) -> str:
 @cache
 def _english_normalizer_module():
     """`transformers`' port of Whisper's normalizers (it needs only `regex`), loaded from its
-    file: importing the package would cost a second."""
+    file: importing the package would cost a second. A transformers whose file moved or needs
+    more is imported the usual way."""
     spec = importlib.util.find_spec("transformers")
     if spec is None or not spec.submodule_search_locations:
         raise TextError("the transformers package is not installed")
-    path = Path(spec.submodule_search_locations[0]) / "models" / "whisper" / "english_normalizer.py"
-    module_spec = importlib.util.spec_from_file_location("jtts._english_normalizer", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return module
+    root = Path(spec.submodule_search_locations[0])
+    path = root / "models" / "whisper" / "english_normalizer.py"
+    try:
+        module_spec = importlib.util.spec_from_file_location("jtts._english_normalizer", path)
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+        return module
+    except (OSError, ImportError):
+        from transformers.models.whisper import english_normalizer
+
+        return english_normalizer
 
 
 @cache

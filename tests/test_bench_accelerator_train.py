@@ -34,7 +34,9 @@ def packed(tmp_path_factory):
     meta["weights"] = {"kind": "file", "path": str(codec), "sha256": file_sha256(codec)}
     (store / "meta.json").write_text(json.dumps(meta))
     carry = tmp / "carry"
-    proc = _script("pack", "--store", store, "--carry", carry, "--config", *TINY)
+    proc = _script(
+        "pack", "--store", store, "--carry", carry, "--max-bytes", 2**40, "--config", *TINY
+    )
     assert proc.returncode == 0, proc.stderr
     plan = json.loads(proc.stdout)
     assert plan["codec"] == "codecs/voices_codec.pt" and len(plan["probes"]) == 2
@@ -53,7 +55,7 @@ def test_a_stopped_run_is_exported_in_parts_that_join_to_the_run(packed, tmp_pat
     proc = _script(*args)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["exit"] == 124  # the time limit, not the end of the steps, stopped it
+    assert summary["exit"] == 75  # the time limit's SIGTERM, after a checkpoint was saved
     assert summary["step"] >= 1 and summary["parts"] == ["params.msgpack.part00"]
     assert (out / "metrics.jsonl").is_file() and (out / "config.json").is_file()
     assert not (out / "model" / shipped.CODEC).exists()  # the codec stays on this side
@@ -64,6 +66,8 @@ def test_a_stopped_run_is_exported_in_parts_that_join_to_the_run(packed, tmp_pat
     for name in (shipped.PARAMS, shipped.CODEC):
         assert file_sha256(tmp_path / "model" / name) == file_sha256(tmp_path / "direct" / name)
     assert shipped.read(tmp_path / "model")[2] == summary["step"]
+    proc = _script("join", "--out", out, "--model", tmp_path / "model")  # never over a model
+    assert proc.returncode == 2 and "exists; join into a new folder" in proc.stderr
 
 
 def test_text_encoded_otherwise_is_refused_before_training(packed, tmp_path):
@@ -92,3 +96,18 @@ def test_a_codec_outside_the_repository_cannot_travel(tmp_path):
     assert proc.returncode == 2
     assert "must be in the repository to travel" in proc.stderr
     assert proc.stderr.count("\n") == 1 and not (tmp_path / "carry").exists()
+
+
+def test_a_carry_over_the_call_limit_is_refused_and_the_old_one_kept(packed, tmp_path):
+    carry = tmp_path / "carry"
+    carry.mkdir()
+    (carry / "plan.json").write_text("{}")
+    store = tmp_path / "store"
+    make_store(store, 2)
+    proc = _script(
+        "pack", "--store", store, "--carry", carry, "--max-bytes", 1000, "--config", *TINY
+    )
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "over 1000" in proc.stderr
+    assert [p.name for p in carry.iterdir()] == ["plan.json"]
+    assert not (tmp_path / "carry.new").exists()

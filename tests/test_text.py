@@ -3,6 +3,7 @@
 import csv
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 
@@ -181,13 +182,17 @@ def test_normalizers_agree_with_whisper_package():
     assert text.normalize("  a\u00a0b\t c ", "nfkc") == "a b c"
 
 
-def test_import_loads_neither_torch_nor_jax_nor_transformers():
-    """The front end of every jtts.sample call: transformers' package import alone costs 1 s."""
+def test_import_loads_neither_torch_nor_jax_nor_transformers(tmp_path):
+    """The offline front end of a jtts.sample call (no Hugging Face copy of the tokenizer):
+    transformers' package import alone costs 1 s."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path)}
     code = (
         "import sys, json, jtts.text, codec_bridge.format, codec_bridge;"
         "jtts.text.get_tokenizer().encode('hi'); jtts.text.normalize('Hi', 'spoken_english');"
         "print(json.dumps([m in sys.modules for m in ('torch', 'jax', 'transformers')]))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
     assert json.loads(out.stdout.strip().splitlines()[-1]) == [False, False, False]
     assert importlib.util.find_spec("whisper") is not None
