@@ -51,7 +51,7 @@ fi
 "$py" -c 'import jax, torch; print("jax", jax.__version__, jax.devices(), "torch", torch.__version__, torch.cuda.is_available())'
 set -o pipefail
 if [ $mode = train ]; then
-  "$py" bench/accelerator_train.py train --out "$out" --seconds "${2:?SECONDS}" 2>&1 | tee "$out/train.log"
+  "$py" bench/accelerator_train.py train --out "$out" --seconds "$2" 2>&1 | tee "$out/train.log"
   exit
 fi
 "$py" bench/accelerator.py --out "$out/accelerator.json" --profile "$out" 2>&1 | tee "$out/accelerator.log"

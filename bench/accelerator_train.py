@@ -44,7 +44,7 @@ from jtts.config import load_config  # noqa: E402
 from jtts.data import encode_text  # noqa: E402
 from jtts.metrics import read_jsonl  # noqa: E402
 from jtts.rundir import RunDir  # noqa: E402
-from jtts.shipped import CODEC, MODEL_JSON, PARAMS  # noqa: E402
+from jtts.shipped import CODEC, MODEL_JSON, PARAMS, ShippedError, checked  # noqa: E402
 
 CONFIG = "configs/voices.yaml"
 # `small`'s model (configs/small.yaml) with dropout for the many epochs over 16 h, a 16x larger
@@ -220,11 +220,12 @@ def join(out: Path, model: Path) -> dict:
         if file_sha256(codec) == manifest["files"].get(CODEC):
             shutil.copyfile(codec, new / CODEC)
             break
-    for name, want in manifest["files"].items():
-        if not (new / name).is_file() or file_sha256(new / name) != want:
-            shutil.rmtree(new)
-            raise Refused(f"{src}: {name} joined is missing or not the sha256 model.json names")
     shutil.copyfile(src / MODEL_JSON, new / MODEL_JSON)
+    try:
+        checked(new)
+    except ShippedError as e:
+        shutil.rmtree(new)
+        raise Refused(f"{src} joined: {e}") from None
     new.rename(model)
     return manifest["files"]
 

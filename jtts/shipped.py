@@ -94,7 +94,7 @@ def _manifest(folder: Path) -> dict[str, Any]:
     return manifest
 
 
-def _checked(folder: Path) -> dict[str, Any]:
+def checked(folder: Path) -> dict[str, Any]:
     """The folder's model.json, once each file it names matches its sha256."""
     manifest = _manifest(folder)
     for name, want in manifest["files"].items():
@@ -111,7 +111,7 @@ def with_sampling(folder: str | Path, out: str | Path, cfg: Config) -> dict[str,
     other sampling defaults: the same files, checked and copied, and the same step and
     provenance in a new model.json, which it returns."""
     folder, out = Path(folder).absolute(), Path(out).absolute()
-    manifest = {**_checked(folder), "config": config_to_dict(cfg)}
+    manifest = {**checked(folder), "config": config_to_dict(cfg)}
     if out != folder:
         out.mkdir(parents=True, exist_ok=True)
         for name in manifest["files"]:
@@ -129,7 +129,7 @@ def read(folder: str | Path) -> tuple[Config, nnx.Module, int, dict[str, Any]]:
     """(config, model, step, codec meta with the codec file's absolute path), each file checked
     against its sha256."""
     folder = Path(folder).absolute()
-    manifest = _checked(folder)
+    manifest = checked(folder)
     cfg = config_from_dict(manifest["config"])
     abstract = nnx.eval_shape(lambda: build_model(cfg.model, nnx.Rngs(0)))
     graphdef, target = nnx.split(abstract, nnx.Param)

@@ -43,11 +43,16 @@ class TextError(Exception):
     """The text front end cannot be built or the input cannot be tokenized."""
 
 
-def _whisper_dir() -> Path:
-    spec = importlib.util.find_spec("whisper")
+def _package_dir(name: str, dist: str) -> Path:
+    """Where package `name` (pip's `dist`) is installed, found without importing it."""
+    spec = importlib.util.find_spec(name)
     if spec is None or not spec.submodule_search_locations:
-        raise TextError("the openai-whisper package is not installed (pip install openai-whisper)")
+        raise TextError(f"the {dist} package is not installed (pip install {dist})")
     return Path(spec.submodule_search_locations[0])
+
+
+def _whisper_dir() -> Path:
+    return _package_dir("whisper", "openai-whisper")
 
 
 def _whisper_languages() -> list[str]:
@@ -197,11 +202,7 @@ def _english_normalizer_module():
     """`transformers`' port of Whisper's normalizers (it needs only `regex`), loaded from its
     file: importing the package would cost a second. A transformers whose file moved or needs
     more is imported the usual way."""
-    spec = importlib.util.find_spec("transformers")
-    if spec is None or not spec.submodule_search_locations:
-        raise TextError("the transformers package is not installed")
-    root = Path(spec.submodule_search_locations[0])
-    path = root / "models" / "whisper" / "english_normalizer.py"
+    path = _package_dir("transformers", "transformers") / "models/whisper/english_normalizer.py"
     try:
         module_spec = importlib.util.spec_from_file_location("jtts._english_normalizer", path)
         module = importlib.util.module_from_spec(module_spec)

@@ -68,6 +68,12 @@ def test_a_stopped_run_is_exported_in_parts_that_join_to_the_run(packed, tmp_pat
     assert shipped.read(tmp_path / "model")[2] == summary["step"]
     proc = _script("join", "--out", out, "--model", tmp_path / "model")  # never over a model
     assert proc.returncode == 2 and "exists; join into a new folder" in proc.stderr
+    part = out / "model" / "params.msgpack.part00"
+    part.write_bytes(b"x" + part.read_bytes()[1:])  # a part damaged on the way back
+    proc = _script("join", "--out", out, "--model", tmp_path / "damaged")
+    assert proc.returncode == 2 and "sha256 differs" in proc.stderr
+    assert proc.stderr.count("\n") == 1
+    assert not (tmp_path / "damaged").exists() and not (tmp_path / "damaged.joining").exists()
 
 
 def test_text_encoded_otherwise_is_refused_before_training(packed, tmp_path):
