@@ -103,6 +103,12 @@ def resolve(cfg: ModelConfig, records: Iterable[dict[str, Any]]) -> ModelConfig:
     return dataclasses.replace(cfg, conditions=tuple(conditions))
 
 
+def table_rows(cfg: ModelConfig) -> dict[str, tuple[str, ...]]:
+    """Each category table's parameter path (the `Conditioner`'s layout) and the name of each
+    of its rows, so that a warm start carries rows over by name (`jtts.warmstart`)."""
+    return {f"conditioner/{a.name}/table": c.values for a, c in attributes(cfg)}
+
+
 # A category id that selects the attribute's learned null, the value guidance dropout trains:
 # no speaker, so a voice prompt alone sets the voice.
 NULL = -1

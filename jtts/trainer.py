@@ -316,15 +316,16 @@ class Trainer:
 
     def _warm_start(self, source: str) -> None:
         try:
-            params, step = warmstart.source_params(source)
-            self.state, kept, unused = warmstart.warm(self.state, self.shardings, params, source)
+            src = warmstart.source_params(source)
+            rows = conditioning.table_rows(self.cfg.model)
+            self.state, kept, unused = warmstart.warm(self.state, self.shardings, src, rows, source)
         except warmstart.WarmStartError as e:
             self.ckpt.close()
             raise SetupError(str(e)) from None
         if self.lead:
             fresh = f"; fresh: {', '.join(kept)}" if kept else ""
             gone = f"; not in this model: {', '.join(unused)}" if unused else ""
-            print(f"jtts: weights from {source} (step {step}){fresh}{gone}")
+            print(f"jtts: weights from {source} (step {src.step}){fresh}{gone}")
 
 
 def train(

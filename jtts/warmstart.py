@@ -4,19 +4,22 @@ multi-speaker voice from a single-speaker checkpoint, ESPnet fine-tunes with `--
 Each parameter the source model (a training run or a shipped folder) has at the same path and
 shape starts from the source's value, in the training weights and their moving average alike;
 parameters it lacks (a speaker table the source never had) keep their fresh initialization, and
-the optimizer starts afresh at step 0. A parameter of another shape is an error that names it:
-a different model, not a warm start.
+the optimizer starts afresh at step 0. A category table (the speaker table) is carried over
+row by row, by name: a voice both models know keeps its row, a new voice starts fresh (Piper
+adds speakers to a multi-speaker checkpoint). Any other parameter of another shape is an error
+that names it: a different model, not a warm start.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
 from flax import nnx
 
+from jtts import conditioning
 from jtts.model import params_by_path, path_name
 from jtts.trained_run import UsageError, load_run
 
@@ -25,8 +28,14 @@ class WarmStartError(ValueError):
     """The source cannot start this run: missing, unreadable or of another shape."""
 
 
-def source_params(source: str | Path) -> tuple[dict[str, np.ndarray], int]:
-    """The source's inference weights by path, and its step (read as the sampler reads it)."""
+class Source(NamedTuple):
+    params: dict[str, np.ndarray]  # the inference weights by path
+    step: int
+    rows: dict[str, tuple[str, ...]]  # each category table's path -> the name of each row
+
+
+def source_params(source: str | Path) -> Source:
+    """The source's inference weights, step and table rows (read as the sampler reads them)."""
     if not Path(source).is_dir():
         raise WarmStartError(
             f"train.init_from {source}: no such directory (name a training run or a shipped model)"
@@ -36,15 +45,45 @@ def source_params(source: str | Path) -> tuple[dict[str, np.ndarray], int]:
     except UsageError as e:
         raise WarmStartError(f"train.init_from {source}: {e}") from None
     flat = params_by_path(nnx.to_pure_dict(nnx.state(run.model, nnx.Param)))
-    return {k: np.asarray(v) for k, v in flat.items()}, run.step
+    params = {k: np.asarray(v) for k, v in flat.items()}
+    return Source(params, run.step, conditioning.table_rows(run.cfg.model))
+
+
+def _by_name(
+    source: Source, rows: dict[str, tuple[str, ...]], fresh: dict[str, Any]
+) -> tuple[dict[str, np.ndarray], list[str], list[str]]:
+    """The source's params with each table both models have laid out in this model's rows
+    (the source's row where the name is shared, the fresh one elsewhere); also the rows that
+    start fresh and those of the source this model lacks, named for the log."""
+    params, new, gone = dict(source.params), [], []
+    for path, names in rows.items():
+        old = source.rows.get(path)
+        if path not in params or old is None or tuple(old) == tuple(names):
+            continue
+        table = np.array(fresh[path], dtype=params[path].dtype)
+        for i, name in enumerate(names):
+            if name in old:
+                table[i] = params[path][old.index(name)]
+        params[path] = table
+        if added := [n for n in names if n not in old]:
+            new.append(f"{path} rows {', '.join(added)}")
+        if dropped := [n for n in old if n not in names]:
+            gone.append(f"{path} rows {', '.join(dropped)}")
+    return params, new, gone
 
 
 def warm(
-    state: dict[str, Any], shardings: dict[str, Any], source: dict[str, np.ndarray], where: str
+    state: dict[str, Any],
+    shardings: dict[str, Any],
+    src: Source,
+    rows: dict[str, tuple[str, ...]],
+    where: str,
 ) -> tuple[dict[str, Any], list[str], list[str]]:
-    """`state` with its params (and moving average) taken from `source` where the path is
-    shared; also the paths kept fresh and the source's paths this model has no place for."""
+    """`state` with its params (and moving average) taken from the source where the path is
+    shared (a table's rows where the name is: `rows`, this model's); also what is kept fresh
+    and what of the source this model has no place for."""
     fresh = params_by_path(state["params"])
+    source, new_rows, gone_rows = _by_name(src, rows, fresh)
     for path, x in fresh.items():
         if path in source and source[path].shape != x.shape:
             raise WarmStartError(
@@ -65,6 +104,6 @@ def warm(
     for key in ("params", "ema"):
         if key in state:
             state[key] = jax.tree_util.tree_map_with_path(take, state[key], shardings[key])
-    kept = sorted(set(fresh) - set(source))
-    unused = sorted(set(source) - set(fresh))
+    kept = sorted(set(fresh) - set(source)) + new_rows
+    unused = sorted(set(source) - set(fresh)) + gone_rows
     return state, kept, unused

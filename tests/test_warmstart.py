@@ -109,3 +109,36 @@ def test_a_source_of_another_shape_or_none_is_one_line(source, tmp_path, capsys)
     err = capsys.readouterr().err.strip()
     assert err.startswith("jtts.train: error: train.init_from") and str(missing) in err
     assert "\n" not in err
+
+
+def test_a_speaker_table_grows_row_by_row_by_name(source, tmp_path):
+    """A run with more voices than its source keeps each shared voice's row (wherever the new
+    table puts it) and starts the new voice's row fresh; the log names the new row."""
+    store, _ = source
+    with contextlib.redirect_stdout(io.StringIO()):
+        run = train(
+            trainer_config(SPEAKER), store, tmp_path / "two", devices=one_device(), progress=False
+        )
+        assert run == 0
+    src = load_run(tmp_path / "two")
+    old = src.cfg.model.conditions[0].values
+    want = flat_numpy(nnx.to_pure_dict(nnx.state(src.model, nnx.Param)))[
+        "conditioner/speaker/table"
+    ]
+    values = [old[1], "carol", old[0]]
+    grown = f"model.conditions=[{{name: speaker, values: [{', '.join(values)}]}}]"
+    fresh = Trainer(trainer_config(grown), store, tmp_path / "fresh", devices=one_device())
+    fresh_table = flat_numpy(fresh.state["params"])["conditioner/speaker/table"]
+    fresh.ckpt.close()
+    out = io.StringIO()
+    cfg = trainer_config(grown, f"train.init_from={tmp_path / 'two'}", "optim.ema_decay=0.9")
+    with contextlib.redirect_stdout(out):
+        warm = Trainer(cfg, store, tmp_path / "warm", devices=one_device())
+    warm.ckpt.close()
+    assert "fresh: conditioner/speaker/table rows carol" in out.getvalue()
+    for key in ("params", "ema"):
+        table = flat_numpy(warm.state[key])["conditioner/speaker/table"]
+        np.testing.assert_array_equal(table[0], want[1])
+        np.testing.assert_array_equal(table[2], want[0])
+        np.testing.assert_array_equal(table[1], fresh_table[1])
+    assert not np.array_equal(want[0], fresh_table[2])
