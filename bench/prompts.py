@@ -69,13 +69,21 @@ def nearest_table_voice(report: dict[str, Any], voice: str, table: list[str]) ->
 
 def figures(prompted: dict[str, Any], plain: dict[str, Any], voices: list[str]) -> dict[str, Any]:
     """Per voice and overall, with and without the prompt: WER, SIM to the prompt's voice,
-    nearest voice; the recordings' and resynthesis's WER; and the issue's three targets."""
+    nearest voice; the recordings' and resynthesis's WER, SIM and nearest voice (the
+    resynthesis's are the most a decode through this codec can reach: where the judge takes
+    the codec's own copy of a voice for another, no prompt can be heard as it); and the
+    issue's three targets."""
     spk_p, spk_0 = prompted["speaker"]["sets"]["synthesis"], plain["speaker"]["sets"]["synthesis"]
-    sets = prompted["sets"]
+    sets, spk = prompted["sets"], prompted["speaker"]["sets"]
     per_voice = {
         v: {
             "recordings_wer": sets["original"]["voices"][v]["wer"],
             "resynthesis_wer": sets["resynthesis"]["voices"][v]["wer"],
+            **{
+                f"{name}_{key}": spk[kind]["voices"][v][key]
+                for name, kind in (("recordings", "original"), ("resynthesis", "resynthesis"))
+                for key in ("sim", "nearest_voice")
+            },
             "prompted": {
                 "wer": sets["synthesis"]["voices"][v]["wer"],
                 "sim": spk_p["voices"][v]["sim"],
@@ -103,6 +111,9 @@ def figures(prompted: dict[str, Any], plain: dict[str, Any], voices: list[str]) 
         "wer_le_2x_resynthesis_each_voice": {"value": wer_met, "met": all(wer_met.values())},
     }
     overall = {
+        name: {"sim": spk[kind]["sim"], "nearest_voice": spk[kind]["nearest_voice"]}
+        for name, kind in (("recordings", "original"), ("resynthesis", "resynthesis"))
+    } | {
         "prompted": {"sim": spk_p["sim"], "nearest_voice": spk_p["nearest_voice"]},
         "without_prompt": {"sim": spk_0["sim"], "nearest_voice": spk_0["nearest_voice"]},
     }

@@ -28,7 +28,16 @@ def report(wer: dict, sim: tuple, nearest: tuple) -> dict:
         "nearest_voice": float(np.mean(nearest)),
         "voices": per,
     }
-    return {"sets": sets, "speaker": {"sets": {"synthesis": synthesis}}}
+    ceiling = {  # the recordings' and the resynthesis's: x is told from the others, y not
+        "sim": 0.7,
+        "nearest_voice": 0.5,
+        "voices": {
+            "x": {"sim": 0.9, "nearest_voice": 1.0},
+            "y": {"sim": 0.5, "nearest_voice": 0.0},
+        },
+    }
+    speaker = {"synthesis": synthesis, "original": ceiling, "resynthesis": ceiling}
+    return {"sets": sets, "speaker": {"sets": speaker}}
 
 
 def test_targets_follow_the_issue():
@@ -43,6 +52,9 @@ def test_targets_follow_the_issue():
     assert t["wer_le_2x_resynthesis_each_voice"] == {"value": {"x": True, "y": False}, "met": False}
     assert out["voices"]["y"]["without_prompt"]["wer"] == 0.3
     assert out["voices"]["x"]["recordings_wer"] == 0.1
+    assert out["voices"]["y"]["resynthesis_nearest_voice"] == 0.0
+    assert out["voices"]["x"]["recordings_sim"] == 0.9
+    assert out["overall"]["resynthesis"] == {"sim": 0.7, "nearest_voice": 0.5}
     plain = report(wer, sim=(0.75, 0.7), nearest=(0.0, 0.0))  # a gain of 0.025 only
     assert not bench.figures(prompted, plain, ["x", "y"])["targets"]["sim_gain_ge_0.10"]["met"]
 
