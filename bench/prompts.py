@@ -70,9 +70,9 @@ def nearest_table_voice(report: dict[str, Any], voice: str, table: list[str]) ->
 def figures(prompted: dict[str, Any], plain: dict[str, Any], voices: list[str]) -> dict[str, Any]:
     """Per voice and overall, with and without the prompt: WER, SIM to the prompt's voice,
     nearest voice; the recordings' and resynthesis's WER, SIM and nearest voice (the
-    resynthesis's are the most a decode through this codec can reach: where the judge takes
-    the codec's own copy of a voice for another, no prompt can be heard as it); and the
-    issue's three targets."""
+    resynthesis's are roughly the most a decode through this codec can reach: where the judge
+    takes the codec's own copy of a voice for another, no prompt is likely to be heard as it);
+    and the issue's three targets."""
     spk_p, spk_0 = prompted["speaker"]["sets"]["synthesis"], plain["speaker"]["sets"]["synthesis"]
     sets, spk = prompted["sets"], prompted["speaker"]["sets"]
     per_voice = {

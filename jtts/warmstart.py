@@ -49,27 +49,34 @@ def source_params(source: str | Path) -> Source:
     return Source(params, run.step, conditioning.table_rows(run.cfg.model))
 
 
+class _Rows(NamedTuple):
+    index: np.ndarray  # this model's rows whose name the source's table has
+    values: np.ndarray  # the source's rows of those names
+
+
 def _by_name(
     source: Source, rows: dict[str, tuple[str, ...]], fresh: dict[str, Any]
-) -> tuple[dict[str, np.ndarray], list[str], list[str]]:
-    """The source's params with each table both models have laid out in this model's rows
-    (the source's row where the name is shared, the fresh one elsewhere); also the rows that
-    start fresh and those of the source this model lacks, named for the log."""
-    params, new, gone = dict(source.params), [], []
+) -> tuple[dict[str, _Rows], list[str], list[str]]:
+    """For each table both models have with other names or another order (rows of one width;
+    another width is left to `warm`'s shape check): which of this model's rows take which of
+    the source's; also the rows that start fresh and those of the source this model lacks,
+    named for the log."""
+    out, new, gone = {}, [], []
     for path, names in rows.items():
-        old = source.rows.get(path)
-        if path not in params or old is None or tuple(old) == tuple(names):
+        old, value = source.rows.get(path), source.params.get(path)
+        if path not in fresh or value is None or old is None or tuple(old) == tuple(names):
             continue
-        table = np.array(fresh[path], dtype=params[path].dtype)
-        for i, name in enumerate(names):
-            if name in old:
-                table[i] = params[path][old.index(name)]
-        params[path] = table
+        if value.shape[1:] != tuple(fresh[path].shape[1:]):
+            continue
+        shared = [i for i, name in enumerate(names) if name in old]
+        out[path] = _Rows(
+            np.asarray(shared, np.int32), value[[old.index(names[i]) for i in shared]]
+        )
         if added := [n for n in names if n not in old]:
             new.append(f"{path} rows {', '.join(added)}")
         if dropped := [n for n in old if n not in names]:
             gone.append(f"{path} rows {', '.join(dropped)}")
-    return params, new, gone
+    return out, new, gone
 
 
 def warm(
@@ -82,10 +89,10 @@ def warm(
     """`state` with its params (and moving average) taken from the source where the path is
     shared (a table's rows where the name is: `rows`, this model's); also what is kept fresh
     and what of the source this model has no place for."""
-    fresh = params_by_path(state["params"])
-    source, new_rows, gone_rows = _by_name(src, rows, fresh)
+    fresh, source = params_by_path(state["params"]), src.params
+    by_row, new_rows, gone_rows = _by_name(src, rows, fresh)
     for path, x in fresh.items():
-        if path in source and source[path].shape != x.shape:
+        if path in source and path not in by_row and source[path].shape != x.shape:
             raise WarmStartError(
                 f"train.init_from {where}: parameter {path} has shape "
                 f"{tuple(source[path].shape)} there and {tuple(x.shape)} here"
@@ -95,6 +102,12 @@ def warm(
 
     def take(path: tuple, x: jax.Array, sharding: jax.sharding.Sharding) -> jax.Array:
         name = path_name(path)
+        if name in by_row:  # set on the devices: the table may span processes
+            index, values = by_row[name]
+            set_rows = jax.jit(
+                lambda t: t.at[index].set(values.astype(t.dtype)), out_shardings=sharding
+            )
+            return set_rows(x) if len(index) else x
         if name not in source:
             return x
         value = np.asarray(source[name], x.dtype)

@@ -16,7 +16,7 @@ from synthetic import (
     xla_cache,  # noqa: F401 (autouse fixture)
 )
 
-from jtts import shipped
+from jtts import shipped, warmstart
 from jtts.model import params_by_path
 from jtts.rundir import RunDir
 from jtts.train import main
@@ -142,3 +142,21 @@ def test_a_speaker_table_grows_row_by_row_by_name(source, tmp_path):
         np.testing.assert_array_equal(table[2], want[0])
         np.testing.assert_array_equal(table[1], fresh_table[1])
     assert not np.array_equal(want[0], fresh_table[2])
+    assert not np.array_equal(want[1], fresh_table[0])
+
+
+def test_table_rows_by_name_leave_another_width_to_the_shape_check():
+    """Rows are matched by name in the source's values; a voice the new table lacks is named
+    for the log; a table of another width is not matched (the shape check names it)."""
+    path = "conditioner/speaker/table"
+    table = np.arange(6, dtype=np.float16).reshape(3, 2)
+    src = warmstart.Source({path: table}, 5, {path: ("a", "b", "c")})
+    fresh = {path: np.zeros((2, 2), np.float32)}
+    by_row, new, gone = warmstart._by_name(src, {path: ("c", "d")}, fresh)
+    np.testing.assert_array_equal(by_row[path].index, [0])
+    np.testing.assert_array_equal(by_row[path].values, table[[2]])
+    assert new == [f"{path} rows d"] and gone == [f"{path} rows a, b"]
+    wide = {path: np.zeros((2, 3), np.float32)}
+    assert warmstart._by_name(src, {path: ("c", "d")}, wide)[0] == {}
+    same = warmstart._by_name(src, {path: ("a", "b", "c")}, fresh)
+    assert same == ({}, [], [])
