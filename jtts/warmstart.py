@@ -64,7 +64,7 @@ def _by_name(
     out, new, gone = {}, [], []
     for path, names in rows.items():
         old, value = source.rows.get(path), source.params.get(path)
-        if path not in fresh or value is None or old is None or tuple(old) == tuple(names):
+        if value is None or old is None or tuple(old) == tuple(names):
             continue
         if value.shape[1:] != tuple(fresh[path].shape[1:]):
             continue
@@ -104,10 +104,11 @@ def warm(
         name = path_name(path)
         if name in by_row:  # set on the devices: the table may span processes
             index, values = by_row[name]
-            set_rows = jax.jit(
+            if not len(index):
+                return x
+            return jax.jit(
                 lambda t: t.at[index].set(values.astype(t.dtype)), out_shardings=sharding
-            )
-            return set_rows(x) if len(index) else x
+            )(x)
         if name not in source:
             return x
         value = np.asarray(source[name], x.dtype)
