@@ -25,14 +25,23 @@ from jtts.train_step import EvalStep
 
 
 def eval_sums(
-    eval_step: EvalStep, params: Any, corpus: Corpus, mesh: jax.sharding.Mesh, batches: int
+    eval_step: EvalStep,
+    params: Any,
+    corpus: Corpus,
+    mesh: jax.sharding.Mesh,
+    batches: int,
+    *,
+    split: str = "val",
+    shuffle: bool = False,
 ) -> tuple[dict[str, Any], np.ndarray]:
-    """`eval_step`'s sums over the first `batches` validation batches (host arrays), and the
-    first batch's attention probabilities of its first row (`attn_row0`, LxHxTxS)."""
+    """`eval_step`'s sums over the first `batches` batches of `split` (host arrays), and the
+    first batch's attention probabilities of its first row (`attn_row0`, LxHxTxS). Unshuffled,
+    the first batches are the shortest utterances; shuffled (the corpus's seed), any
+    `batches` are a sample of the whole split."""
     sums, row0 = None, None
     sharding = batch_sharding(mesh)
-    with Loader(corpus, "val", sharding, shuffle=False, epochs=1, prefetch=1) as val:
-        for batch in itertools.islice(val, batches):
+    with Loader(corpus, split, sharding, shuffle=shuffle, epochs=1, prefetch=1) as loader:
+        for batch in itertools.islice(loader, batches):
             out = dict(eval_step(params, batch.arrays))
             first = out.pop("attn_row0")
             row0 = first if row0 is None else row0
