@@ -1,4 +1,5 @@
-"""Evaluation: `EvalStep` over the validation batches, reduced to the logged `eval/` metrics.
+"""Evaluation: `EvalStep` over batches of a split (the validation one when training), reduced to
+the logged `eval/` metrics.
 
 The step returns sums (per codebook, per attention head), so batches add up on the host and
 are divided once here: the loss and accuracy per codebook, the unigram baseline, and the gains

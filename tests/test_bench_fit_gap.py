@@ -1,28 +1,31 @@
-"""bench/fit_gap.py: a model that memorized its training utterances scores them better than the
-held-out ones; a store the run cannot read is one line."""
+"""bench/fit_gap.py: a model that memorized its training utterances scores them better than
+held-out ones, from its validation split or from a store of its own; a store the model cannot
+read, a shipped model without a store and a bad batch count are one line each."""
 
 import contextlib
 import io
 import json
-import shutil
 import sys
 from pathlib import Path
 
 import jax
 import pytest
+from flax import nnx
 from synthetic import (
     make_store,
     trainer_config,
     xla_cache,  # noqa: F401 (autouse fixture)
 )
 
+from jtts import shipped
+from jtts.trained_run import load_run
 from jtts.trainer import train
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.fit_gap import fit_gap, main  # noqa: E402
 
 # Random codes of 16 symbols: nothing generalizes, so whatever the training split scores below
-# the held-out split (about ln 16 = 2.77 nats a code) is memorized.
+# the held-out one (about ln 16 = 2.77 nats a code) is memorized.
 MEMORIZE = (
     "model.codebook_size=16",
     "align.input_dropout=0.0",
@@ -45,26 +48,50 @@ def memorized(tmp_path_factory):
     return store, root / "run"
 
 
-def test_a_memorizing_model_scores_its_training_utterances_better(memorized):
+def new_utterances(path: Path) -> Path:
+    """A store of other random codes that says it holds the training store's codec."""
+    make_store(path, 12, codebook_size=16, frames=(20, 60), seed=1)
+    meta = json.loads((path / "meta.json").read_text())
+    (path / "meta.json").write_text(
+        json.dumps({**meta, "weights": {"kind": "untrained", "seed": 0}})
+    )
+    return path
+
+
+def test_a_memorizing_model_scores_its_training_utterances_better(memorized, tmp_path):
     store, run = memorized
     out = fit_gap(run, batches=4)
     assert out["data"] == str(store)
-    assert out["train"]["utterances"] + out["val"]["utterances"] == 24
-    assert out["val"]["eval/loss"] > 2.5  # held-out random codes: about the unigram's entropy
-    assert out["gap"] == pytest.approx(out["val"]["eval/loss"] - out["train"]["eval/loss"])
+    assert out["heldout"] == f"{store} (validation split)"
+    train_side, held_side = out["training_side"], out["heldout_side"]
+    assert held_side["eval/loss"] > 2.5  # held-out random codes: about the unigram's entropy
+    assert train_side["codes_scored"] > held_side["codes_scored"] > 0
     assert out["gap"] > 0.3
+    other = fit_gap(run, heldout=new_utterances(tmp_path / "new"), batches=4)
+    assert other["training_side"] == train_side  # the same shuffled batches
+    assert other["heldout_side"]["eval/loss"] > 2.5
+    assert other["gap"] > 0.3
 
 
-def test_the_command_prints_json_and_a_missing_store_is_one_line(memorized, tmp_path, capsys):
+def test_the_command_prints_json_and_bad_input_is_one_line(memorized, tmp_path, capsys):
     store, run = memorized
     assert main(["--workdir", str(run), "--data", str(store), "--batches", "1"]) == 0
     assert json.loads(capsys.readouterr().out)["step"] == 80
-    assert main(["--workdir", str(run), "--data", str(tmp_path / "gone")]) == 2
-    assert capsys.readouterr().err == f"fit_gap: --data {tmp_path / 'gone'}: no such directory\n"
-    moved = tmp_path / "run"  # a run whose store is elsewhere
-    shutil.copytree(run, moved)
-    info = json.loads((moved / "store.json").read_text())
-    (moved / "store.json").write_text(json.dumps({**info, "store_dir": str(tmp_path / "x")}))
-    assert main(["--workdir", str(moved)]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.endswith("is not here; pass --data STORE\n")
+
+    def error(*argv: str) -> str:
+        assert main(["--workdir", *argv]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("fit_gap: ") and err.count("\n") == 1
+        return err
+
+    assert error(str(run), "--batches", "0").endswith("--batches 0: must be at least 1\n")
+    assert error(str(run), "--data", str(tmp_path / "gone")).endswith("gone: no such directory\n")
+    (tmp_path / "empty").mkdir()
+    assert "meta.json" in error(str(run), "--heldout", str(tmp_path / "empty"))
+    src = load_run(run)
+    folder = tmp_path / "shipped"  # a model shipped with another codec than the store's
+    meta = {**src.store_meta, "weights": {"kind": "pretrained"}}
+    weights = nnx.to_pure_dict(nnx.state(src.model, nnx.Param))
+    shipped.write(folder, src.cfg, weights, src.step, meta, {"run": str(run)})
+    assert "names no code store" in error(str(folder))
+    assert "codes of another codec" in error(str(folder), "--data", str(store))
