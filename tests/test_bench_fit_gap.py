@@ -1,6 +1,7 @@
 """bench/fit_gap.py: a model that memorized its training utterances scores them better than
-held-out ones, from its validation split or from a store of its own; a store the model cannot
-read, a shipped model without a store and a bad batch count are one line each."""
+held-out ones, from its validation split or from a store of its own; each utterance counts
+once whatever the run's speaker balance; a store the model cannot read, a shipped model without
+a store and a bad batch count are one line each."""
 
 import contextlib
 import io
@@ -17,6 +18,7 @@ from synthetic import (
     xla_cache,  # noqa: F401 (autouse fixture)
 )
 
+from codec_bridge.format import CodeStore
 from jtts import shipped
 from jtts.trained_run import load_run
 from jtts.trainer import train
@@ -71,6 +73,23 @@ def test_a_memorizing_model_scores_its_training_utterances_better(memorized, tmp
     assert other["training_side"] == train_side  # the same shuffled batches
     assert other["heldout_side"]["eval/loss"] > 2.5
     assert other["gap"] > 0.3
+
+
+def test_each_training_utterance_counts_once_whatever_the_run_s_speaker_balance(tmp_path):
+    """A run that repeats its rare speaker's utterances (speaker balance 1) is scored on each
+    training utterance once: all its codes and EOS, per codebook, and no more."""
+    speakers = ["alice"] * 18 + ["bob"] * 6
+    store = make_store(tmp_path / "store", 24, codebook_size=16, frames=(20, 60), speakers=speakers)
+    cfg = trainer_config(
+        *MEMORIZE, "train.steps=2", "model.conditions=[{name: speaker}]", "data.speaker_balance=1.0"
+    )
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert train(cfg, store, tmp_path / "run", devices=jax.devices()[:1], progress=False) == 0
+    out = fit_gap(tmp_path / "run", batches=1000)  # every batch of each side
+    codes = CodeStore.open(store)
+    for side, split in (("training_side", "train"), ("heldout_side", "val")):
+        frames = codes.lengths[codes.split_indices(split, 0.3)]
+        assert out[side]["codes_scored"] == cfg.model.n_codebooks * int((frames + 1).sum())
 
 
 def test_the_command_prints_json_and_bad_input_is_one_line(memorized, tmp_path, capsys):
