@@ -105,7 +105,7 @@ def fit_gap(
     shardings = state_shardings(params, mesh)
     params = jax.device_put(params, shardings)
     step = EvalStep(cfg, graphdef, mesh, shardings)
-    weights_K = np.asarray(cfg.optim.codebook_weights or (1.0,) * cfg.model.n_codebooks)
+    weights_K = np.asarray(cfg.codebook_weights, np.float64)
     unigram_K = unigram_entropy(corpus.code_counts("train"))
 
     def side(c: Corpus, split: str) -> dict[str, Any]:

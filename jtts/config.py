@@ -396,6 +396,11 @@ class Config:
         )
         self._check_default_speaker()
 
+    @property
+    def codebook_weights(self) -> tuple[float, ...]:
+        """Each codebook's loss weight: `optim.codebook_weights`, or 1 each when unset."""
+        return self.optim.codebook_weights or (1.0,) * self.model.n_codebooks
+
     def _check_default_speaker(self) -> None:
         """`sample.speaker` names a speaker of the table (once the store has filled it)."""
         name = self.sample.speaker

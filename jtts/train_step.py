@@ -53,8 +53,7 @@ class TrainStep:
     ):
         self.cfg, self.graphdef, self.tx = cfg, graphdef, tx
         self.schedule = lr_schedule(cfg.optim, cfg.train.steps)
-        k = cfg.model.n_codebooks
-        self.weights_K = jnp.asarray(cfg.optim.codebook_weights or (1.0,) * k, jnp.float32)
+        self.weights_K = jnp.asarray(cfg.codebook_weights, jnp.float32)
         self.traces = 0
         self._jitted = jax.jit(
             self._step,

@@ -186,9 +186,7 @@ class Trainer:
 
         self.train_step = TrainStep(cfg, self.graphdef, self.tx, self.mesh, self.shardings)
         self.eval_step = EvalStep(cfg, self.graphdef, self.mesh, self.shardings["params"])
-        self.weights_K = np.asarray(
-            cfg.optim.codebook_weights or (1.0,) * cfg.model.n_codebooks, np.float64
-        )
+        self.weights_K = np.asarray(cfg.codebook_weights, np.float64)
         self.log = MetricsLogger(
             self.rundir.root,
             start_step=self.start,

@@ -73,6 +73,8 @@ def test_nested_tuple_and_optional_overrides():
     )
     assert cfg.train.mesh.fsdp == 2 and cfg.train.mesh.data == -1
     assert cfg.optim.codebook_weights == (2.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.5)
+    assert cfg.codebook_weights == cfg.optim.codebook_weights
+    assert load_config(CONFIGS / "tiny.yaml").codebook_weights == (1.0,) * 8  # unset: equal
     assert cfg.model.resolved_head_dim == 32
     assert cfg.data.bucket_sizes == (100, 200, 400)
     assert apply_overrides(cfg, ["model.head_dim=null"]).model.head_dim is None
