@@ -35,7 +35,7 @@ from flax import nnx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from codec_bridge.format import CodeStore, StoreError  # noqa: E402
+from codec_bridge.format import CodeStore, StoreError, codec_settings  # noqa: E402
 from jtts import conditioning  # noqa: E402
 from jtts.config import Config, MeshConfig  # noqa: E402
 from jtts.data import Corpus  # noqa: E402
@@ -45,14 +45,6 @@ from jtts.metrics import unigram_entropy  # noqa: E402
 from jtts.train_step import EvalStep  # noqa: E402
 from jtts.trained_run import UsageError, load_run  # noqa: E402
 
-# What makes two stores' codes the same codes (the weights by content, wherever they lie).
-CODEC_KEYS = ("codec", "bandwidth", "frame_rate", "n_codebooks", "codebook_size")
-
-
-def _codec(meta: dict[str, Any]) -> dict[str, Any]:
-    weights = {k: v for k, v in meta["weights"].items() if k not in ("path", "file")}
-    return {**{k: meta[k] for k in CODEC_KEYS}, "weights": weights}
-
 
 def _corpus(where: str | Path, cfg: Config, codec: dict[str, Any], rows: int) -> Corpus:
     """The corpus of the store at `where`, checked to hold codes of `codec` and names the
@@ -61,9 +53,9 @@ def _corpus(where: str | Path, cfg: Config, codec: dict[str, Any], rows: int) ->
         raise UsageError(f"{where}: no such directory")
     try:
         store = CodeStore.open(where)
-        if _codec(store.meta) != codec:
+        if (theirs := codec_settings(store.meta)) != codec:
             raise UsageError(
-                f"{where}: codes of another codec ({_codec(store.meta)}) than the model's ({codec})"
+                f"{where}: codes of another codec ({theirs}) than the model's ({codec})"
             )
         conditioning.resolve(cfg.model, store.records())  # the store's names are the model's
         return Corpus(store, cfg, row_multiple=rows)
@@ -89,7 +81,7 @@ def fit_gap(
     cfg = dataclasses.replace(run.cfg, data=data_cfg)
     mesh = make_mesh(MeshConfig())
     rows = mesh.devices.size * cfg.optim.grad_accum
-    codec = _codec(run.store_meta)
+    codec = codec_settings(run.store_meta)
     corpus = _corpus(data, cfg, codec, rows)
     if heldout is None:
         held, held_split = corpus, "val"

@@ -151,6 +151,13 @@ def make_meta(
     }
 
 
+def codec_settings(meta: dict[str, Any]) -> dict[str, Any]:
+    """What makes a store's codes the codes they are (its required settings), the weights by
+    content, not by where they lie: a shipped model's copy of a store's codec is that codec."""
+    weights = {k: v for k, v in meta["weights"].items() if k not in ("path", "file")}
+    return {**{k: meta.get(k) for k in _REQUIRED_META}, "weights": weights}
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:

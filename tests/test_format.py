@@ -360,3 +360,20 @@ def test_weights_file_is_the_file_a_store_meta_names(tmp_path):
     assert weights_file(absolute) == Path("/elsewhere/w.pt")
     with pytest.raises(fmt.StoreError, match="names no codec weights file"):
         weights_file({"weights": {"kind": "untrained", "seed": 0}})
+
+
+def test_codec_settings_compare_weights_by_content_not_place():
+    meta = fmt.make_meta(
+        codec="encodec_24khz",
+        sample_rate=24000,
+        frame_rate=75.0,
+        n_codebooks=4,
+        codebook_size=1024,
+        bandwidth=3.0,
+        weights={"kind": "file", "path": "/a/codec.pt", "sha256": "ab"},
+    )
+    copy = {**meta, "weights": {"kind": "file", "path": "codec.pt", "sha256": "ab"}, "created": 0}
+    assert fmt.codec_settings(copy) == fmt.codec_settings(meta)
+    for key, value in (("bandwidth", 6.0), ("sample_rate", 16000), ("weights", {"sha256": "cd"})):
+        other = {**meta, key: {**meta["weights"], **value} if key == "weights" else value}
+        assert fmt.codec_settings(other) != fmt.codec_settings(meta), key
