@@ -363,15 +363,7 @@ def test_weights_file_is_the_file_a_store_meta_names(tmp_path):
 
 
 def test_codec_settings_compare_weights_by_content_not_place():
-    meta = fmt.make_meta(
-        codec="encodec_24khz",
-        sample_rate=24000,
-        frame_rate=75.0,
-        n_codebooks=4,
-        codebook_size=1024,
-        bandwidth=3.0,
-        weights={"kind": "file", "path": "/a/codec.pt", "sha256": "ab"},
-    )
+    meta = _meta(weights={"kind": "file", "path": "/a/codec.pt", "sha256": "ab"})
     copy = {**meta, "weights": {"kind": "file", "path": "codec.pt", "sha256": "ab"}, "created": 0}
     assert fmt.codec_settings(copy) == fmt.codec_settings(meta)
     for key, value in (("bandwidth", 6.0), ("sample_rate", 16000), ("weights", {"sha256": "cd"})):
