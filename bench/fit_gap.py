@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print(json.dumps(fit_gap(a.workdir, a.data, a.heldout, a.batches), indent=2))
     except UsageError as e:
-        print(f"fit_gap: {e}", file=sys.stderr)
+        print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
 

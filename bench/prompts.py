@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         out = verdict(a.workdir, a.heldout, a.refs, a.prompts, a.work, a.n, a.asr)
         print(json.dumps(out, indent=1))
     except UsageError as e:
-        print(f"bench/prompts.py: error: {e}", file=sys.stderr)
+        print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
 

@@ -303,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         out = verdict(a.workdir, a.heldout, a.refs, a.work, a.n, a.asr, a.human, sampling)
         print(json.dumps(out, indent=1))
     except UsageError as e:
-        print(f"bench/voices.py: error: {e}", file=sys.stderr)
+        print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
 

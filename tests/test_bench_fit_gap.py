@@ -100,7 +100,7 @@ def test_the_command_prints_json_and_bad_input_is_one_line(memorized, tmp_path, 
     def error(*argv: str) -> str:
         assert main(["--workdir", *argv]) == 2
         err = capsys.readouterr().err
-        assert err.startswith("fit_gap: ") and err.count("\n") == 1
+        assert err.startswith("error: ") and err.count("\n") == 1
         return err
 
     assert error(str(run), "--batches", "0").endswith("--batches 0: must be at least 1\n")
