@@ -101,6 +101,9 @@ class ModelConfig:
     # depends on its neighbours, which a convolution sees from the first step.
     text_conv_layers: int = 0
     text_conv_kernel: int = 5
+    # A CTC head on the text encoding that emits the sentence's phonemes (jtts.pronounce),
+    # trained with weight align.pron_weight: the encoder learns how its bytes sound.
+    pron_head: bool = False
     rope_theta: float = 10000.0
     norm_eps: float = 1e-6
     init_std: float = 0.02
@@ -248,10 +251,11 @@ class AlignConfig:
     input_dropout: float = 0.6
     blank_logprob: float = -1.0  # the CTC blank's constant log-probability
     layers: tuple[int, ...] | None = None  # decoder layers with prior and loss; None: all
+    pron_weight: float = 1.0  # the phoneme CTC loss's weight, for a model with pron_head
 
     def __post_init__(self) -> None:
         _check(self.prior_scaling > 0, f"align.prior_scaling must be > 0, got {self.prior_scaling}")
-        _at_least(self, "align", 0, "prior_hold_steps", "ctc_weight")
+        _at_least(self, "align", 0, "prior_hold_steps", "ctc_weight", "pron_weight")
         _check(
             0.0 <= self.input_dropout < 1.0,
             f"align.input_dropout must be in [0, 1), got {self.input_dropout}",

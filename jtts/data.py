@@ -35,6 +35,7 @@ from codec_bridge.format import CodeStore
 from jtts import conditioning
 from jtts.conditioning import Cond
 from jtts.config import Config
+from jtts.pronounce import phoneme_ids
 from jtts.spelling import to_units
 from jtts.text import get_tokenizer, normalize
 
@@ -87,10 +88,13 @@ class Corpus:
         self.lengths = store.lengths.astype(np.int64)
         attrs = conditioning.attributes(m)
         self.tokens: list[np.ndarray] = []
+        self.phones: list[np.ndarray] = []  # with model.pron_head: each row's phoneme ids
         categories: dict[str, list[int]] = {a.name: [] for a, _ in attrs}
         speakers = []
         for r in store.records():
             self.tokens.append(encode_text(r["text"], d.text_normalizer, m.text_units))
+            if m.pron_head:
+                self.phones.append(phoneme_ids(normalize(r["text"], d.text_normalizer)))
             speakers.append(str(r.get("speaker")))
             for a, _ in attrs:
                 categories[a.name].append(conditioning.lookup(m, a.name, r[a.field]))
@@ -210,6 +214,8 @@ class Corpus:
             "has_eos": np.zeros(n, bool),
             "valid": np.zeros(n, bool),
         }
+        if self.phones:
+            out["phones"], out["phones_ok"] = np.zeros((n, s), np.int32), np.zeros(n, bool)
         ids = []
         for j, i in enumerate(int(r) for r in rows):
             if i < 0:
@@ -219,6 +225,13 @@ class Corpus:
             tok = self.tokens[i]
             text[j, : len(tok)] = tok
             text_mask[j, : len(tok)] = True
+            if self.phones:
+                phones = self.phones[i]
+                # CTC needs a step per label and one more between repeated labels
+                fits = len(phones) + int(np.sum(phones[1:] == phones[:-1])) <= len(tok)
+                out["phones_ok"][j] = fits and len(phones) > 0
+                if fits:
+                    out["phones"][j, : len(phones)] = phones
             for name, per_row in self.categories.items():
                 categories[name][j] = per_row[i]
             codes_KxT = self.store[i].codes

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import jax
+import optax
 from flax import nnx
 from jax import numpy as jnp
 
@@ -154,6 +155,8 @@ def loss_sums(
     sums = ce_sums(logits_BxSxKxV, targets_BxKxS, mask_BxKxS)
     if cfg is not None and cfg.model.attention_prior is not None:
         sums["length"] = length_sums(model, batch)["length"]
+    if cfg is not None and cfg.model.pron_head:
+        sums["pron"] = pron_sums(model, batch)
     if ctc:
         cond = batch["cond"]
         sums["align"], _ = forward_sum_loss(  # its row count is known before: norm["align"]
@@ -164,3 +167,16 @@ def loss_sums(
             cfg.align.blank_logprob,
         )
     return sums
+
+
+def pron_sums(model: nnx.Module, batch: dict[str, Any]) -> jax.Array:
+    """The phoneme CTC loss (`model.phoneme_logits` against the batch's "phones_BxS", 0 after
+    each row's end) summed over the rows whose phonemes fit their text ("phones_ok")."""
+    cond = batch["cond"]
+    logits_BxSxP = model.phoneme_logits(cond)
+    text_pad_BxS = 1.0 - cond.text_mask_BxS.astype(jnp.float32)
+    phones_BxS = batch["phones"]
+    per_row_B = optax.ctc_loss(
+        logits_BxSxP, text_pad_BxS, phones_BxS, (phones_BxS == 0).astype(jnp.float32)
+    )
+    return jnp.sum(jnp.where(batch["phones_ok"], per_row_B, 0.0))

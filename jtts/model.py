@@ -24,6 +24,7 @@ from jtts.conditioning import TEXT, Cond, Conditioner
 from jtts.config import ModelConfig
 from jtts.layers import CrossKV, DecoderLayer, KVCache, LayerStack, RMSNorm, split_rng
 from jtts.patterns import Pattern, get_pattern
+from jtts.pronounce import N_SYMBOLS
 
 Cache = tuple[KVCache, ...]  # one per decoder layer
 FRAMES_PER_UNIT = 16.0  # the length head's unit: about a Whisper token of speech at 75 frames/s
@@ -64,6 +65,8 @@ class TTSModel(nnx.Module):
         self.heads = nnx.Param(init(rngs.params(), (d, k, cfg.out_vocab_size), pdt))
         if cfg.attention_prior is not None:  # per-token durations, summed: the text's length
             self.length_head = nnx.Linear(d, 1, dtype=jnp.float32, param_dtype=pdt, rngs=rngs)
+        if cfg.pron_head:
+            self.pron_head = nnx.Linear(d, N_SYMBOLS, dtype=jnp.float32, param_dtype=pdt, rngs=rngs)
 
     @property
     def dtype(self) -> jnp.dtype:
@@ -135,6 +138,12 @@ class TTSModel(nnx.Module):
         enc_BxSxD = jax.lax.stop_gradient(enc_BxSxD).astype(jnp.float32)
         per_token_BxS = FRAMES_PER_UNIT * jax.nn.softplus(self.length_head(enc_BxSxD)[..., 0])
         return jnp.sum(jnp.where(cond.text_mask_BxS.astype(bool), per_token_BxS, 0.0), axis=1)
+
+    def phoneme_logits(self, cond: Cond, dropout_rng: jax.Array | None = None) -> jax.Array:
+        """float32 logits_BxSxP of the phoneme CTC head (`pron_head`) at every text position,
+        whether or not the row is dropped for guidance."""
+        enc_BxSxD = self.conditioner.encode_text(cond.inputs[TEXT], dropout_rng=dropout_rng)
+        return self.pron_head(enc_BxSxD.astype(jnp.float32))
 
     def prior(
         self, cond: Cond, steps_B: jax.Array | None = None, length_scale: float = 1.0

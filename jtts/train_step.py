@@ -87,6 +87,8 @@ class TrainStep:
                 loss += self.cfg.align.ctc_weight * sums["align"] / norm["align"]
             if "length" in sums:
                 loss += sums["length"] / norm["length"]
+            if "pron" in sums:
+                loss += self.cfg.align.pron_weight * sums["pron"] / norm["pron"]
             return loss, sums
 
         return jax.grad(loss_fn, has_aux=True)(params)
@@ -116,6 +118,9 @@ class TrainStep:
                 jnp.float32
             ),
         }
+        if self.cfg.model.pron_head:
+            labels = jnp.sum((batch["phones"] > 0) & batch["phones_ok"][:, None])
+            norm["pron"] = jnp.maximum(labels, 1).astype(jnp.float32)  # per phoneme
         n_micro = self.cfg.optim.grad_accum
         if n_micro == 1:
             grads, sums = self._grads(params, batch, key, norm)
@@ -168,6 +173,7 @@ class TrainStep:
             "z_loss": jnp.sum(sums["zsq"]) / norm["count"],
             "align_loss": sums["align"] / norm["align"] if "align" in sums else jnp.nan,
             "length_loss": sums["length"] / norm["length"] if "length" in sums else jnp.nan,
+            "pron_loss": sums["pron"] / norm["pron"] if "pron" in sums else jnp.nan,
             "prior_weight": prior_strength(self.cfg, step),
             "grad_norm": grad_norm,
             "lr": lr,

@@ -1,7 +1,8 @@
-"""The training loss: the length head's term and decoder input dropout."""
+"""The training loss: the length head's term, the phoneme head's and decoder input dropout."""
 
 import jax
 import numpy as np
+import optax
 from flax import nnx
 from synthetic import (
     UNIT_SHAPE,
@@ -12,9 +13,10 @@ from synthetic import (
     xla_cache,  # noqa: F401 (autouse fixture)
 )
 
-from jtts.loss import decoder_io, length_sums, loss_sums
+from jtts.loss import decoder_io, length_sums, loss_sums, pron_sums
 from jtts.model import build_model
 from jtts.patterns import get_pattern
+from jtts.pronounce import N_SYMBOLS
 from jtts.train_step import EvalStep
 
 ROWS, FRAMES, TEXT = UNIT_SHAPE
@@ -77,3 +79,50 @@ def test_input_dropout_replaces_that_share_of_decoder_steps_by_pad_but_never_bos
     open_BxS[:, 0] = False
     share = changed_BxKxS.any(axis=1)[open_BxS].mean()
     assert 0.5 < share < 0.7, share
+
+
+def with_phones(host: dict, seed: int = 0) -> dict:
+    """`host` with random phoneme targets: each valid row half as many as its text positions,
+    row 1's flagged as not fitting (as the data pipeline flags too many phonemes)."""
+    rng = np.random.default_rng(seed)
+    lens = host["cond"].text_mask_BxS.sum(axis=1) // 2
+    phones = rng.integers(1, N_SYMBOLS, host["cond"].text_mask_BxS.shape).astype(np.int32)
+    phones *= np.arange(phones.shape[1])[None, :] < lens[:, None]
+    ok = host["valid"] & (lens > 0)
+    ok[1] = False
+    return {**host, "phones": phones, "phones_ok": ok}
+
+
+def test_the_phoneme_head_is_a_ctc_loss_on_the_text_encoding_and_learns_its_targets():
+    """`pron_sums` is optax's CTC loss of each fitting row, unpadded, summed; its gradient
+    reaches the text encoder and the head, never the decoder; training brings it down."""
+    cfg = unit_config("model.pron_head=true", "optim.lr=3e-2", "optim.warmup_steps=1")
+    host = with_phones(random_batch(ROWS, FRAMES, TEXT))
+    model = build_model(cfg.model, nnx.Rngs(0))
+    got = float(pron_sums(model, jax.tree.map(np.asarray, host)))
+    logits = np.asarray(model.phoneme_logits(host["cond"]))
+    want = 0.0
+    for j in np.flatnonzero(host["phones_ok"]):
+        n, labels = host["cond"].text_mask_BxS[j].sum(), host["phones"][j]
+        labels = labels[labels > 0]
+        want += float(
+            optax.ctc_loss(
+                logits[j : j + 1, :n], np.zeros((1, n)), labels[None], np.zeros((1, len(labels)))
+            )[0]
+        )
+    assert got > 0 and abs(got - want) < 1e-3 * want
+
+    graphdef, params = nnx.split(model, nnx.Param)
+    loss = lambda p: pron_sums(nnx.merge(graphdef, p), host)  # noqa: E731
+    grads = jax.tree_util.tree_flatten_with_path(jax.grad(loss)(params))[0]
+    moved = {jax.tree_util.keystr(k) for k, g in grads if float(np.abs(g).max()) > 0}
+    assert any("pron_head" in k for k in moved) and any("conditioner" in k for k in moved)
+    assert not any("decoder" in k or "heads" in k or "code_embed" in k for k in moved), moved
+
+    mesh, step, state = train_setup(cfg, jax.devices()[:1])
+    batch = device_batch(mesh, host)
+    losses = []
+    for _ in range(40):
+        state, metrics = step(state, batch)
+        losses.append(float(metrics["pron_loss"]))
+    assert losses[-1] < 0.5 * losses[0], losses[::10]

@@ -1,0 +1,37 @@
+"""Phoneme targets for the text encoder: an auxiliary pronunciation loss (issue 25).
+
+A reader that sees only audio must learn each word's sound from the few times it is spoken.
+A CTC head on the text encoding, trained to emit the sentence's phonemes, tells the encoder
+how its bytes sound directly. The phonemes come from `hibari-tts`'s G2P (misaki's lexicon
+and out-of-vocabulary net, Apache-2.0), the one the hibari voice itself speaks from. Stress,
+length marks and punctuation are dropped: a CTC label is what the bytes must say, in order.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import numpy as np
+
+# misaki's English phoneme letters (hibari's vocab.json, less stress, length and punctuation)
+# and a word boundary; id 0 is CTC's blank.
+PHONEMES = " AIOQSTWYabcdefhijklmnopqrstuvwxyzæçðŋɐɑɒɔəɚɛɜɡɪɹɾʃʊʌʒʔθᵊᵻʤʧ"
+_INDEX = {p: i + 1 for i, p in enumerate(PHONEMES)}
+N_SYMBOLS = len(PHONEMES) + 1
+
+
+@cache
+def _g2p():
+    try:
+        from hibari.g2p import G2P
+    except ImportError as e:
+        raise RuntimeError(
+            "model.pron_head needs hibari-tts for its phonemes: pip install hibari-tts"
+        ) from e
+    return G2P()
+
+
+def phoneme_ids(text: str) -> np.ndarray:
+    """int32 phoneme ids (1..N_SYMBOLS-1) of `text`, words separated by the boundary id."""
+    ids = [_INDEX[c] for c in " ".join(_g2p()(text).split()) if c in _INDEX]
+    return np.asarray(ids, np.int32)

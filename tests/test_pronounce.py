@@ -1,0 +1,27 @@
+"""Phoneme targets: known words spelled in misaki's alphabet, no phoneme silently dropped."""
+
+from hibari.g2p import G2P
+from synthetic import transcripts
+
+from jtts.pronounce import N_SYMBOLS, PHONEMES, phoneme_ids
+
+
+def ids(phonemes: str) -> list[int]:
+    return [PHONEMES.index(c) + 1 for c in phonemes]
+
+
+def test_known_words_become_their_phonemes_with_word_boundaries():
+    """Stress and punctuation go; the sounds and one boundary between words stay."""
+    assert phoneme_ids("cat dog").tolist() == ids("kæt dɔɡ")
+    assert phoneme_ids("The sheep sleep.").tolist() == ids("ðə ʃip slip")
+    assert phoneme_ids("").tolist() == []
+
+
+def test_every_symbol_the_g2p_emits_is_a_phoneme_or_a_dropped_mark():
+    """The table is the G2P's alphabet: only stress, length and punctuation are dropped, so a
+    new phoneme in the G2P's output cannot vanish from the targets unnoticed."""
+    dropped = set('ˈˌː!"(),.:;?—“”…')
+    g2p = G2P()
+    emitted = set().union(*(g2p(text) for _, text in transcripts(60)))
+    assert emitted - set(PHONEMES) <= dropped, emitted - set(PHONEMES) - dropped
+    assert len(set(PHONEMES)) == len(PHONEMES) == N_SYMBOLS - 1
