@@ -58,7 +58,9 @@ def _corpus(where: str | Path, cfg: Config, codec: dict[str, Any], rows: int) ->
                 f"{where}: codes of another codec ({theirs}) than the model's ({codec})"
             )
         conditioning.resolve(cfg.model, store.records())  # the store's names are the model's
-        return Corpus(store, cfg, row_multiple=rows)
+        # Codes alone are scored: no phoneme targets, so no G2P (model.pron_head).
+        plain = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, pron_head=False))
+        return Corpus(store, plain, row_multiple=rows)
     except (StoreError, ValueError) as e:
         raise UsageError(f"{where}: {e}") from None
 

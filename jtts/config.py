@@ -127,6 +127,11 @@ class ModelConfig:
         )
         _check(0.0 <= self.dropout < 1.0, f"model.dropout must be in [0, 1), got {self.dropout}")
         _check(
+            not self.pron_head or self.text_units == "bytes",
+            "model.pron_head needs model.text_units=bytes (a BPE token has fewer positions "
+            "than phonemes)",
+        )
+        _check(
             0.0 <= self.cond_drop_prob <= 1.0,
             f"model.cond_drop_prob must be in [0, 1], got {self.cond_drop_prob}",
         )

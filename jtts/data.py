@@ -16,8 +16,10 @@ Why it looks like this:
 Batch arrays (global, sharded over rows): cond (a `jtts.conditioning.Cond`: text int32 BxS,
 text_mask bool BxS, each other attribute of `model.conditions` as int32 ids B from its record
 field, and no rows dropped), codes int32 BxKxT, lengths int32 B (frames), has_eos bool B,
-valid bool B (False for filler rows that pad the last batch of a bucket). The delay pattern is
-applied on device (jtts.loss).
+valid bool B (False for filler rows that pad the last batch of a bucket); with
+`model.pron_head` also phones int32 BxS (the text's phoneme ids, 0 after them) and phones_ok
+bool B (the row has phonemes CTC can emit from its text). The delay pattern is applied on
+device (jtts.loss).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from codec_bridge.format import CodeStore
 from jtts import conditioning
 from jtts.conditioning import Cond
 from jtts.config import Config
-from jtts.pronounce import phoneme_ids
+from jtts.pronounce import ctc_fits, phoneme_ids
 from jtts.spelling import to_units
 from jtts.text import get_tokenizer, normalize
 
@@ -88,13 +90,16 @@ class Corpus:
         self.lengths = store.lengths.astype(np.int64)
         attrs = conditioning.attributes(m)
         self.tokens: list[np.ndarray] = []
-        self.phones: list[np.ndarray] = []  # with model.pron_head: each row's phoneme ids
+        # With model.pron_head: each row's phoneme ids, None where CTC cannot emit them.
+        self.phones: list[np.ndarray | None] = []
         categories: dict[str, list[int]] = {a.name: [] for a, _ in attrs}
         speakers = []
         for r in store.records():
             self.tokens.append(encode_text(r["text"], d.text_normalizer, m.text_units))
             if m.pron_head:
-                self.phones.append(phoneme_ids(normalize(r["text"], d.text_normalizer)))
+                phones = phoneme_ids(normalize(r["text"], d.text_normalizer))
+                fits = ctc_fits(phones, len(self.tokens[-1]))
+                self.phones.append(phones if fits else None)
             speakers.append(str(r.get("speaker")))
             for a, _ in attrs:
                 categories[a.name].append(conditioning.lookup(m, a.name, r[a.field]))
@@ -120,6 +125,9 @@ class Corpus:
                 "dropped_too_many_frames": int(dropped_frames[idx].sum()),
                 "dropped_text_too_long": int((dropped_text & ~dropped_frames)[idx].sum()),
             }
+            if m.pron_head:
+                unfit = np.asarray([p is None for p in self.phones])
+                self.counts[split]["phonemes_unfit"] = int((unfit & keep)[idx].sum())
         if len(self.splits["train"]) == 0:
             raise ValueError(
                 f"{store.root}: no training utterances left after the split and length filters "
@@ -214,7 +222,7 @@ class Corpus:
             "has_eos": np.zeros(n, bool),
             "valid": np.zeros(n, bool),
         }
-        if self.phones:
+        if self.cfg.model.pron_head:
             out["phones"], out["phones_ok"] = np.zeros((n, s), np.int32), np.zeros(n, bool)
         ids = []
         for j, i in enumerate(int(r) for r in rows):
@@ -225,13 +233,9 @@ class Corpus:
             tok = self.tokens[i]
             text[j, : len(tok)] = tok
             text_mask[j, : len(tok)] = True
-            if self.phones:
-                phones = self.phones[i]
-                # CTC needs a step per label and one more between repeated labels
-                fits = len(phones) + int(np.sum(phones[1:] == phones[:-1])) <= len(tok)
-                out["phones_ok"][j] = fits and len(phones) > 0
-                if fits:
-                    out["phones"][j, : len(phones)] = phones
+            if self.cfg.model.pron_head and self.phones[i] is not None:
+                out["phones_ok"][j] = True
+                out["phones"][j, : len(self.phones[i])] = self.phones[i]
             for name, per_row in self.categories.items():
                 categories[name][j] = per_row[i]
             codes_KxT = self.store[i].codes

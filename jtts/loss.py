@@ -137,7 +137,8 @@ def loss_sums(
     "attn_bias" (see `alignment_bias`) is added to the cross-attention logits. With
     `corrupt_rng`, decoder input steps are replaced by PAD with P = align.input_dropout: the
     audio context becomes unreliable, so the text is worth reading (Tacotron's prenet
-    dropout, NeMo's decoder input dropout)."""
+    dropout, NeMo's decoder input dropout). A model with `pron_head` adds its phoneme CTC
+    loss ("pron", `pron_sums`)."""
     inputs_BxKxS, targets_BxKxS, mask_BxKxS = decoder_io(batch, pattern)
     if corrupt_rng is not None and cfg is not None and cfg.align.input_dropout > 0:
         b, _, s = inputs_BxKxS.shape
@@ -156,7 +157,7 @@ def loss_sums(
     if cfg is not None and cfg.model.attention_prior is not None:
         sums["length"] = length_sums(model, batch)["length"]
     if cfg is not None and cfg.model.pron_head:
-        sums["pron"] = pron_sums(model, batch)
+        sums["pron"] = pron_sums(model, batch, dropout_rng)
     if ctc:
         cond = batch["cond"]
         sums["align"], _ = forward_sum_loss(  # its row count is known before: norm["align"]
@@ -169,11 +170,13 @@ def loss_sums(
     return sums
 
 
-def pron_sums(model: nnx.Module, batch: dict[str, Any]) -> jax.Array:
-    """The phoneme CTC loss (`model.phoneme_logits` against the batch's "phones_BxS", 0 after
+def pron_sums(
+    model: nnx.Module, batch: dict[str, Any], dropout_rng: jax.Array | None = None
+) -> jax.Array:
+    """The phoneme CTC loss (`model.phoneme_logits` against the batch's "phones", 0 after
     each row's end) summed over the rows whose phonemes fit their text ("phones_ok")."""
     cond = batch["cond"]
-    logits_BxSxP = model.phoneme_logits(cond)
+    logits_BxSxP = model.phoneme_logits(cond, dropout_rng)
     text_pad_BxS = 1.0 - cond.text_mask_BxS.astype(jnp.float32)
     phones_BxS = batch["phones"]
     per_row_B = optax.ctc_loss(

@@ -55,6 +55,11 @@ def startup_lines(
             f"cropped to {cfg.data.max_frames} frames, "
             f"{c['dropped_too_many_frames']} dropped (too many frames), "
             f"{c['dropped_text_too_long']} dropped (text > {cfg.model.max_text_len} {cfg.model.text_units})"
+            + (
+                f", {c['phonemes_unfit']} without phoneme targets (more than the text's bytes)"
+                if "phonemes_unfit" in c
+                else ""
+            )
         )
     if s["speaker_repeats"]:
         each = ", ".join(f"{k} x{v}" for k, v in s["speaker_repeats"].items())

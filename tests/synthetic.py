@@ -211,6 +211,24 @@ def random_batch(
     }
 
 
+PRON = ("model.pron_head=true", "model.text_units=bytes")  # a model with the phoneme head
+
+
+def with_phones(host: dict[str, np.ndarray], seed: int = 0) -> dict[str, np.ndarray]:
+    """`host` (a `random_batch`) with random phoneme targets for `PRON`: each valid row half
+    as many as its text positions, row 1's flagged as not fitting, as jtts.data flags them."""
+    from jtts.pronounce import N_SYMBOLS
+
+    rng = np.random.default_rng(seed)
+    lens = host["cond"].text_mask_BxS.sum(axis=1) // 2
+    phones = rng.integers(1, N_SYMBOLS, host["cond"].text_mask_BxS.shape).astype(np.int32)
+    phones *= np.arange(phones.shape[1])[None, :] < lens[:, None]
+    ok = host["valid"] & (lens > 0)
+    ok[1] = False
+    phones[1] = 0
+    return {**host, "phones": phones, "phones_ok": ok}
+
+
 def train_setup(cfg, devices=None):
     """(mesh, TrainStep, fresh state) for `cfg` on `devices` (default: all)."""
     from jtts.mesh import make_mesh, state_shardings

@@ -5,18 +5,19 @@ import numpy as np
 import optax
 from flax import nnx
 from synthetic import (
+    PRON,
     UNIT_SHAPE,
     device_batch,
     random_batch,
     train_setup,
     unit_config,
+    with_phones,
     xla_cache,  # noqa: F401 (autouse fixture)
 )
 
 from jtts.loss import decoder_io, length_sums, loss_sums, pron_sums
 from jtts.model import build_model
 from jtts.patterns import get_pattern
-from jtts.pronounce import N_SYMBOLS
 from jtts.train_step import EvalStep
 
 ROWS, FRAMES, TEXT = UNIT_SHAPE
@@ -81,22 +82,10 @@ def test_input_dropout_replaces_that_share_of_decoder_steps_by_pad_but_never_bos
     assert 0.5 < share < 0.7, share
 
 
-def with_phones(host: dict, seed: int = 0) -> dict:
-    """`host` with random phoneme targets: each valid row half as many as its text positions,
-    row 1's flagged as not fitting (as the data pipeline flags too many phonemes)."""
-    rng = np.random.default_rng(seed)
-    lens = host["cond"].text_mask_BxS.sum(axis=1) // 2
-    phones = rng.integers(1, N_SYMBOLS, host["cond"].text_mask_BxS.shape).astype(np.int32)
-    phones *= np.arange(phones.shape[1])[None, :] < lens[:, None]
-    ok = host["valid"] & (lens > 0)
-    ok[1] = False
-    return {**host, "phones": phones, "phones_ok": ok}
-
-
 def test_the_phoneme_head_is_a_ctc_loss_on_the_text_encoding_and_learns_its_targets():
     """`pron_sums` is optax's CTC loss of each fitting row, unpadded, summed; its gradient
     reaches the text encoder and the head, never the decoder; training brings it down."""
-    cfg = unit_config("model.pron_head=true", "optim.lr=3e-2", "optim.warmup_steps=1")
+    cfg = unit_config(*PRON, "optim.lr=3e-2", "optim.warmup_steps=1")
     host = with_phones(random_batch(ROWS, FRAMES, TEXT))
     model = build_model(cfg.model, nnx.Rngs(0))
     got = float(pron_sums(model, jax.tree.map(np.asarray, host)))
@@ -121,8 +110,11 @@ def test_the_phoneme_head_is_a_ctc_loss_on_the_text_encoding_and_learns_its_targ
 
     mesh, step, state = train_setup(cfg, jax.devices()[:1])
     batch = device_batch(mesh, host)
+    labels = np.sum((host["phones"] > 0) & host["phones_ok"][:, None])
     losses = []
     for _ in range(40):
         state, metrics = step(state, batch)
         losses.append(float(metrics["pron_loss"]))
+    # the first step's metric is the initial parameters' loss per phoneme
+    np.testing.assert_allclose(losses[0], got / labels, rtol=1e-4)
     assert losses[-1] < 0.5 * losses[0], losses[::10]

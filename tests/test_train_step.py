@@ -6,11 +6,13 @@ import numpy as np
 import pytest
 from flax import nnx
 from synthetic import (
+    PRON,
     UNIT_SHAPE,
     device_batch,
     random_batch,
     train_setup,
     unit_config,
+    with_phones,
     xla_cache,  # noqa: F401 (autouse fixture)
 )
 
@@ -125,12 +127,15 @@ def test_same_seed_same_losses_and_cond_drop_is_random_per_step(setup):
     assert runs[0][0] != runs[0][1]  # same params (lr 0 at step 0), other cond-drop mask
 
 
-def test_grad_accumulation_equals_the_full_batch():
-    """Input dropout off: half batches draw other random masks than the whole one."""
-    mesh, step, state1 = train_setup(unit_config("align.input_dropout=0"), jax.devices()[:1])
-    batch = device_batch(mesh, random_batch(ROWS, FRAMES, TEXT, seed=8))
+@pytest.mark.parametrize("head", [(), PRON], ids=["codes", "phoneme_head"])
+def test_grad_accumulation_equals_the_full_batch(head):
+    """Input dropout off: half batches draw other random masks than the whole one. With the
+    phoneme head its loss is normalised by the whole batch's phonemes too."""
+    mesh, step, state1 = train_setup(unit_config("align.input_dropout=0", *head), jax.devices()[:1])
+    host = random_batch(ROWS, FRAMES, TEXT, seed=8)
+    batch = device_batch(mesh, with_phones(host) if head else host)
     _, step2, state2 = train_setup(
-        unit_config("align.input_dropout=0", "optim.grad_accum=2"), jax.devices()[:1]
+        unit_config("align.input_dropout=0", "optim.grad_accum=2", *head), jax.devices()[:1]
     )
     results = []
     for fn, state in ((step, state1), (step2, state2)):
