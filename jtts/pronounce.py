@@ -15,6 +15,8 @@ from functools import cache
 
 import numpy as np
 
+from jtts.config import ConfigError
+
 # misaki's English phoneme letters (hibari's vocab.json, less stress, length and punctuation)
 # and a word boundary; id 0 is CTC's blank.
 PHONEMES = " AIOQSTWYabcdefhijklmnopqrstuvwxyzæçðŋɐɑɒɔəɚɛɜɡɪɹɾʃʊʌʒʔθᵊᵻʤʧ"
@@ -26,8 +28,8 @@ N_SYMBOLS = len(PHONEMES) + 1
 def _g2p():
     try:
         from hibari.g2p import G2P
-    except ImportError as e:
-        raise RuntimeError(
+    except ImportError as e:  # a config the machine cannot train: jtts.train's one line
+        raise ConfigError(
             "model.pron_head needs hibari-tts for its phonemes: pip install -e '.[voices]'"
         ) from e
     return G2P()

@@ -1,9 +1,13 @@
 """Phoneme targets: known words spelled in misaki's alphabet, no phoneme silently dropped."""
 
+import sys
+
 import numpy as np
 import pytest
 from synthetic import transcripts
 
+from jtts import pronounce
+from jtts.config import ConfigError
 from jtts.pronounce import N_SYMBOLS, PHONEMES, ctc_fits, phoneme_ids
 
 G2P = pytest.importorskip("hibari.g2p").G2P  # the `voices` extra
@@ -37,3 +41,14 @@ def test_every_symbol_the_g2p_emits_is_a_phoneme_or_a_dropped_mark():
     emitted = set().union(*(g2p(text) for _, text in transcripts(60)))
     assert emitted - set(PHONEMES) <= dropped, emitted - set(PHONEMES) - dropped
     assert len(set(PHONEMES)) == len(PHONEMES) == N_SYMBOLS - 1
+
+
+def test_without_hibari_the_switch_is_a_config_error(monkeypatch):
+    """jtts.train reports a ConfigError as one line, not a traceback."""
+    monkeypatch.setitem(sys.modules, "hibari.g2p", None)
+    pronounce._g2p.cache_clear()
+    try:
+        with pytest.raises(ConfigError, match=r"pron_head needs hibari-tts.*\[voices\]"):
+            phoneme_ids("cat")
+    finally:
+        pronounce._g2p.cache_clear()
