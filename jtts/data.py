@@ -113,6 +113,7 @@ class Corpus:
         keep = ~dropped_frames & ~dropped_text
         self.effective = np.minimum(self.lengths, d.max_frames)
 
+        unfit = np.asarray([p is None for p in self.phones], bool)  # empty without pron_head
         self.splits: dict[str, np.ndarray] = {}
         self.counts: dict[str, dict[str, int]] = {}
         for split in ("train", "val") if d.val_fraction > 0 else ("train",):
@@ -126,7 +127,6 @@ class Corpus:
                 "dropped_text_too_long": int((dropped_text & ~dropped_frames)[idx].sum()),
             }
             if m.pron_head:
-                unfit = np.asarray([p is None for p in self.phones])
                 self.counts[split]["phonemes_unfit"] = int((unfit & keep)[idx].sum())
         if len(self.splits["train"]) == 0:
             raise ValueError(
