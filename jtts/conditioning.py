@@ -199,11 +199,14 @@ def mismatched(cond: Cond, valid_B: jax.Array, name: str = TEXT) -> Cond:
 
 class Memory(NamedTuple):
     """What the decoder reads of a condition: one vector per text position to cross-attend,
-    and (None without any "sum" attribute) one vector per row added to every input step."""
+    and (None without any "sum" attribute) one vector per row added to every input step;
+    also the text's own encoding, before rows dropped for guidance are nulled, which the
+    length and phoneme heads read (one encoder pass serves all three)."""
 
     enc_BxSxD: jax.Array
     mask_BxS: jax.Array
-    input_BxD: jax.Array | None = None
+    input_BxD: jax.Array | None
+    text_BxSxD: jax.Array
 
 
 class CategoryEncoder(nnx.Module):
@@ -276,12 +279,12 @@ class Conditioner(nnx.Module):
 
     def __call__(self, cond: Cond, *, dropout_rng: jax.Array | None = None) -> Memory:
         dtype = jnp.dtype(self.cfg.dtype)
-        enc_BxSxD = self.encode_text(cond.inputs[TEXT], dropout_rng=dropout_rng)
+        text_BxSxD = self.encode_text(cond.inputs[TEXT], dropout_rng=dropout_rng)
         drop_Bx1 = cond.drop_B.astype(bool)[:, None]
         null_1x1xD = self.null_cond[...].astype(dtype)[None, None, :]
-        enc_BxSxD = jnp.where(drop_Bx1[:, :, None], null_1x1xD, enc_BxSxD)
+        enc_BxSxD = jnp.where(drop_Bx1[:, :, None], null_1x1xD, text_BxSxD)
         null_mask_1xS = (jnp.arange(enc_BxSxD.shape[1]) == 0)[None, :]
         mask_BxS = jnp.where(drop_Bx1, null_mask_1xS, cond.text_mask_BxS.astype(bool))
         summed = [getattr(self, n)(cond.inputs[n], cond.dropped[n]) for n in self.categories]
         input_BxD = sum(summed).astype(dtype) if summed else None
-        return Memory(enc_BxSxD, mask_BxS, input_BxD)
+        return Memory(enc_BxSxD, mask_BxS, input_BxD, text_BxSxD)

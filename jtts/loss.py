@@ -109,11 +109,13 @@ def prior_strength(cfg: Config, step: jax.Array) -> jax.Array:
     return prior_weight(cfg.align, step)
 
 
-def length_sums(model: nnx.Module, batch: dict[str, Any]) -> dict[str, jax.Array]:
-    """The length head's squared log error and absolute relative error, summed over the rows
-    whose whole utterance is in the batch ("length_rows")."""
+def length_sums(
+    model: nnx.Module, batch: dict[str, Any], text_BxSxD: jax.Array
+) -> dict[str, jax.Array]:
+    """The length head's squared log error and absolute relative error on the forward's text
+    encoding, summed over the rows whose whole utterance is in the batch ("length_rows")."""
     rows_B = (batch["valid"] & batch["has_eos"]).astype(jnp.float32)
-    predicted_B = model.predicted_frames(batch["cond"])
+    predicted_B = model.frames_of(text_BxSxD, batch["cond"].text_mask_BxS)
     true_B = jnp.maximum(batch["lengths"], 1).astype(jnp.float32)
     log_err_B = jnp.log1p(predicted_B) - jnp.log1p(true_B)
     return {
@@ -146,7 +148,7 @@ def loss_sums(
         hit_BxS &= jnp.arange(s)[None, :] > 0  # step 0 keeps its BOS
         inputs_BxKxS = jnp.where(hit_BxS[:, None, :], pattern.pad, inputs_BxKxS)
     ctc = cfg is not None and cfg.align.ctc_weight > 0
-    logits_BxSxKxV, attn = model(
+    logits_BxSxKxV, attn, text_BxSxD = model.forward(
         batch["cond"],
         inputs_BxKxS,
         attn_bias_BxTxS=batch.get("attn_bias"),
@@ -155,9 +157,9 @@ def loss_sums(
     )
     sums = ce_sums(logits_BxSxKxV, targets_BxKxS, mask_BxKxS)
     if cfg is not None and cfg.model.attention_prior is not None:
-        sums["length"] = length_sums(model, batch)["length"]
+        sums["length"] = length_sums(model, batch, text_BxSxD)["length"]
     if cfg is not None and cfg.model.pron_head:
-        sums["pron"] = pron_sums(model, batch, dropout_rng)
+        sums["pron"] = pron_sums(model, batch, text_BxSxD)
     if ctc:
         cond = batch["cond"]
         sums["align"], _ = forward_sum_loss(  # its row count is known before: norm["align"]
@@ -170,13 +172,12 @@ def loss_sums(
     return sums
 
 
-def pron_sums(
-    model: nnx.Module, batch: dict[str, Any], dropout_rng: jax.Array | None = None
-) -> jax.Array:
-    """The phoneme CTC loss (`model.phoneme_logits` against the batch's "phones", 0 after
-    each row's end) summed over the rows whose phonemes fit their text ("phones_ok")."""
+def pron_sums(model: nnx.Module, batch: dict[str, Any], text_BxSxD: jax.Array) -> jax.Array:
+    """The phoneme CTC loss (`model.phoneme_logits` of the forward's text encoding against
+    the batch's "phones", 0 after each row's end) summed over the rows whose phonemes fit
+    their text ("phones_ok")."""
     cond = batch["cond"]
-    logits_BxSxP = model.phoneme_logits(cond, dropout_rng)
+    logits_BxSxP = model.phoneme_logits(text_BxSxD)
     text_pad_BxS = 1.0 - cond.text_mask_BxS.astype(jnp.float32)
     phones_BxS = batch["phones"]
     per_row_B = optax.ctc_loss(

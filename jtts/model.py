@@ -3,7 +3,7 @@
 The conditioner (jtts.conditioning) encodes the condition's attributes; the decoder reads
 pattern steps (see jtts.patterns), whose input is the sum of K codebook embeddings (plus the
 "sum" attributes, such as a speaker), cross-attends the text's memory, and predicts all K
-codebooks of a step with K heads. Training (`__call__`) and
+codebooks of a step with K heads. Training (`forward`) and
 decoding (`extend`: a prompt's steps at once, then `decode_step` one at a time, against a K/V
 cache) run the same decoder layers on the same code embedding (`embed_codes`). The model also
 owns what training and decoding must agree on: its `pattern` and its alignment prior
@@ -36,6 +36,16 @@ class Prior(NamedTuple):
 
     steps_B: jax.Array
     tokens_B: jax.Array
+
+
+class Forward(NamedTuple):
+    """A teacher-forced forward: float32 logits_BxTxKxV (V = codebook_size + 1), with
+    `with_attention` the cross-attention logits_LxBxHxTxS of every decoder layer (else None),
+    and the text encoding the length and phoneme heads read (`Memory.text_BxSxD`)."""
+
+    logits_BxTxKxV: jax.Array
+    attn: jax.Array | None
+    text_BxSxD: jax.Array
 
 
 class Context(NamedTuple):
@@ -95,7 +105,7 @@ class TTSModel(nnx.Module):
         x = self.dec_norm(x_BxTxD)
         return jnp.einsum("btd,dkv->btkv", x, heads, preferred_element_type=jnp.float32)
 
-    def __call__(
+    def forward(
         self,
         cond: Cond,
         tokens_BxKxT: jax.Array,
@@ -103,13 +113,10 @@ class TTSModel(nnx.Module):
         attn_bias_BxTxS: jax.Array | None = None,
         dropout_rng: jax.Array | None = None,
         with_attention: bool = False,
-    ) -> tuple[jax.Array, jax.Array | None]:
-        """Teacher-forced forward: (float32 logits_BxTxKxV, V = codebook_size + 1, and with
-        `with_attention` the cross-attention logits_LxBxHxTxS of every decoder layer).
-
-        `attn_bias_BxTxS` (an alignment log-prior) is added to every layer's cross-attention
-        logits; `dropout_rng` enables dropout (training); None is deterministic.
-        """
+    ) -> Forward:
+        """Teacher-forced forward (see `Forward`). `attn_bias_BxTxS` (an alignment log-prior)
+        is added to every layer's cross-attention logits; `dropout_rng` enables dropout
+        (training); None is deterministic."""
         enc_rng, dec_rng = split_rng(dropout_rng, 2) if dropout_rng is not None else (None, None)
         mem = self.conditioner(cond, dropout_rng=enc_rng)
         positions_T = jnp.arange(tokens_BxKxT.shape[2])
@@ -125,25 +132,35 @@ class TTSModel(nnx.Module):
             split_rng(dec_rng, self.cfg.dec_layers),
             remat=self.cfg.remat,
         )
-        return self._logits(x), attn
+        return Forward(self._logits(x), attn, mem.text_BxSxD)
 
-    def predicted_frames(self, cond: Cond) -> jax.Array:
-        """The codec frames each row's text will take (float32 B), from a length head on the
-        text encoding; rows dropped for guidance are measured by their text all the same.
+    def __call__(
+        self, cond: Cond, tokens_BxKxT: jax.Array, **kw: Any
+    ) -> tuple[jax.Array, jax.Array | None]:
+        """(logits, attention) of `forward`."""
+        out = self.forward(cond, tokens_BxKxT, **kw)
+        return out.logits_BxTxKxV, out.attn
+
+    def frames_of(self, text_BxSxD: jax.Array, text_mask_BxS: jax.Array) -> jax.Array:
+        """The codec frames each row's text will take (float32 B), from a length head on its
+        text encoding (`Memory.text_BxSxD`); rows dropped for guidance are measured by their
+        text all the same.
 
         The head reads the encoding through a stop-gradient: its loss trains only itself.
         Its unit is `FRAMES_PER_UNIT` frames, so it starts near a spoken token's length
         instead of having to climb there at the learning rate."""
-        enc_BxSxD = self.conditioner.encode_text(cond.inputs[TEXT])
-        enc_BxSxD = jax.lax.stop_gradient(enc_BxSxD).astype(jnp.float32)
+        enc_BxSxD = jax.lax.stop_gradient(text_BxSxD).astype(jnp.float32)
         per_token_BxS = FRAMES_PER_UNIT * jax.nn.softplus(self.length_head(enc_BxSxD)[..., 0])
-        return jnp.sum(jnp.where(cond.text_mask_BxS.astype(bool), per_token_BxS, 0.0), axis=1)
+        return jnp.sum(jnp.where(text_mask_BxS.astype(bool), per_token_BxS, 0.0), axis=1)
 
-    def phoneme_logits(self, cond: Cond, dropout_rng: jax.Array | None = None) -> jax.Array:
-        """float32 logits_BxSxP of the phoneme CTC head (`pron_head`) at every text position,
-        whether or not the row is dropped for guidance."""
-        enc_BxSxD = self.conditioner.encode_text(cond.inputs[TEXT], dropout_rng=dropout_rng)
-        return self.pron_head(enc_BxSxD.astype(jnp.float32))
+    def predicted_frames(self, cond: Cond) -> jax.Array:
+        """`frames_of` `cond`'s text, encoded for it (decoding: no forward to share)."""
+        return self.frames_of(self.conditioner.encode_text(cond.inputs[TEXT]), cond.text_mask_BxS)
+
+    def phoneme_logits(self, text_BxSxD: jax.Array) -> jax.Array:
+        """float32 logits_BxSxP of the phoneme CTC head (`pron_head`) at every position of a
+        text encoding (`Memory.text_BxSxD`), whether or not the row is dropped for guidance."""
+        return self.pron_head(text_BxSxD.astype(jnp.float32))
 
     def prior(
         self, cond: Cond, steps_B: jax.Array | None = None, length_scale: float = 1.0

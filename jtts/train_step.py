@@ -29,6 +29,7 @@ from jtts.loss import (
     prior_strength,
 )
 from jtts.mesh import batch_sharding, replicated
+from jtts.model import Forward
 from jtts.optim import TrainState, ema_update, lr_schedule
 
 
@@ -214,15 +215,15 @@ class EvalStep:
         inputs_BxKxS, targets_BxKxS, mask_BxKxS = decoder_io(batch, model.pattern)
         cond, valid = batch["cond"], batch["valid"]
 
-        def forward(c: conditioning.Cond, **kw: Any) -> tuple[jax.Array, jax.Array | None]:
+        def forward(c: conditioning.Cond, **kw: Any) -> Forward:
             bias = own_prior_bias(model, c, mask_BxKxS)
-            if bias is None:
-                return model(c, inputs_BxKxS, **kw)
-            logits, attn = model(c, inputs_BxKxS, attn_bias_BxTxS=bias, **kw)
+            out = model.forward(c, inputs_BxKxS, attn_bias_BxTxS=bias, **kw)
+            if bias is None or out.attn is None:
+                return out
             # The attention measured and pictured is the one the model uses: with its prior.
-            return logits, None if attn is None else attn + bias[None, :, None]
+            return out._replace(attn=out.attn + bias[None, :, None])
 
-        logits, attn = forward(cond, with_attention=True)
+        logits, attn, text_BxSxD = forward(cond, with_attention=True)
         sums = {k: v for k, v in ce_sums(logits, targets_BxKxS, mask_BxKxS).items() if k != "zsq"}
         others = [
             ("mismatched", conditioning.mismatched(cond, valid)),
@@ -233,7 +234,7 @@ class EvalStep:
         for name, other in others:
             sums[f"ce_{name}"] = ce_sums(forward(other)[0], targets_BxKxS, mask_BxKxS)["ce"]
         if self.cfg.model.attention_prior is not None:
-            sums.update(length_sums(model, batch))
+            sums.update(length_sums(model, batch, text_BxSxD))
         steps_BxT = mask_BxKxS.any(axis=1) & valid[:, None]
         sums["attention"] = attention_sums(attn, steps_BxT, cond.text_mask_BxS)
         sums["attn_row0"] = jax.nn.softmax(attn[:, 0], axis=-1)

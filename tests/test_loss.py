@@ -15,8 +15,8 @@ from synthetic import (
     xla_cache,  # noqa: F401 (autouse fixture)
 )
 
-from jtts.loss import decoder_io, length_sums, loss_sums, pron_sums
-from jtts.model import build_model
+from jtts.loss import decoder_io, loss_sums
+from jtts.model import Forward, build_model
 from jtts.patterns import get_pattern
 from jtts.train_step import EvalStep
 
@@ -30,12 +30,18 @@ def test_the_length_head_trains_only_itself_and_learns_the_lengths():
     # Input dropout off: the text encoding the head reads would move with the reading it forces.
     cfg = unit_config("align.input_dropout=0", "optim.lr=3e-2", "optim.warmup_steps=1")
     assert cfg.model.attention_prior == 0.5
-    host = random_batch(ROWS, FRAMES, TEXT)
+    host = jax.tree.map(np.asarray, random_batch(ROWS, FRAMES, TEXT))
+    pattern = get_pattern(cfg.model.pattern, cfg.model.n_codebooks, cfg.model.codebook_size)
     model = build_model(cfg.model, nnx.Rngs(0))
     graphdef, params = nnx.split(model, nnx.Param)
 
     def length_loss(p):
-        return length_sums(nnx.merge(graphdef, p), jax.tree.map(np.asarray, host))["length"]
+        return loss_sums(nnx.merge(graphdef, p), host, pattern, cfg=cfg)["length"]
+
+    # The forward's one text encoding gives the lengths decoding gets from its own.
+    rows_B = host["valid"] & host["has_eos"]
+    log_err_B = np.log1p(model.predicted_frames(host["cond"])) - np.log1p(host["lengths"])
+    np.testing.assert_allclose(length_loss(params), np.sum(log_err_B[rows_B] ** 2), rtol=1e-5)
 
     grads = jax.tree_util.tree_flatten_with_path(jax.grad(length_loss)(params))[0]
     moved = {jax.tree_util.keystr(k) for k, g in grads if float(np.abs(g).max()) > 0}
@@ -63,10 +69,13 @@ def test_input_dropout_replaces_that_share_of_decoder_steps_by_pad_but_never_bos
     host = jax.tree.map(np.asarray, random_batch(ROWS, FRAMES, TEXT))
     seen = []
 
-    def model(cond, inputs_BxKxS, **_):
-        seen.append(np.asarray(inputs_BxKxS))
-        b, k, s = inputs_BxKxS.shape
-        return np.zeros((b, s, k, cfg.model.out_vocab_size), np.float32), None
+    class Stub:
+        def forward(self, cond, inputs_BxKxS, **_):
+            seen.append(np.asarray(inputs_BxKxS))
+            b, k, s = inputs_BxKxS.shape
+            return Forward(np.zeros((b, s, k, cfg.model.out_vocab_size), np.float32), None, None)
+
+    model = Stub()
 
     clean_BxKxS = np.asarray(decoder_io(host, pattern)[0])
     loss_sums(model, host, pattern, cfg=cfg)
@@ -83,13 +92,14 @@ def test_input_dropout_replaces_that_share_of_decoder_steps_by_pad_but_never_bos
 
 
 def test_the_phoneme_head_is_a_ctc_loss_on_the_text_encoding_and_learns_its_targets():
-    """`pron_sums` is optax's CTC loss of each fitting row, unpadded, summed; its gradient
+    """`loss_sums`' "pron" (`pron_sums`) is optax's CTC loss of each fitting row, unpadded, summed; its gradient
     reaches the text encoder and the head, never the decoder; training brings it down."""
     cfg = unit_config(*PRON, "optim.lr=3e-2", "optim.warmup_steps=1")
-    host = with_phones(random_batch(ROWS, FRAMES, TEXT))
+    host = jax.tree.map(np.asarray, with_phones(random_batch(ROWS, FRAMES, TEXT)))
+    pattern = get_pattern(cfg.model.pattern, cfg.model.n_codebooks, cfg.model.codebook_size)
     model = build_model(cfg.model, nnx.Rngs(0))
-    got = float(pron_sums(model, jax.tree.map(np.asarray, host)))
-    logits = np.asarray(model.phoneme_logits(host["cond"]))
+    got = float(loss_sums(model, host, pattern, cfg=cfg)["pron"])
+    logits = np.asarray(model.phoneme_logits(model.conditioner(host["cond"]).text_BxSxD))
     want = 0.0
     for j in np.flatnonzero(host["phones_ok"]):
         n, labels = host["cond"].text_mask_BxS[j].sum(), host["phones"][j]
@@ -102,7 +112,7 @@ def test_the_phoneme_head_is_a_ctc_loss_on_the_text_encoding_and_learns_its_targ
     assert got > 0 and abs(got - want) < 1e-3 * want
 
     graphdef, params = nnx.split(model, nnx.Param)
-    loss = lambda p: pron_sums(nnx.merge(graphdef, p), host)  # noqa: E731
+    loss = lambda p: loss_sums(nnx.merge(graphdef, p), host, pattern, cfg=cfg)["pron"]  # noqa: E731
     grads = jax.tree_util.tree_flatten_with_path(jax.grad(loss)(params))[0]
     moved = {jax.tree_util.keystr(k) for k, g in grads if float(np.abs(g).max()) > 0}
     assert any("pron_head" in k for k in moved) and any("conditioner" in k for k in moved)
