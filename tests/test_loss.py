@@ -92,8 +92,9 @@ def test_input_dropout_replaces_that_share_of_decoder_steps_by_pad_but_never_bos
 
 
 def test_the_phoneme_head_is_a_ctc_loss_on_the_text_encoding_and_learns_its_targets():
-    """`loss_sums`' "pron" (`pron_sums`) is optax's CTC loss of each fitting row, unpadded, summed; its gradient
-    reaches the text encoder and the head, never the decoder; training brings it down."""
+    """`loss_sums`' "pron" (`pron_sums`) is optax's CTC loss of each fitting row, unpadded,
+    summed; its gradient reaches the text encoder and the head, never the decoder; training
+    brings it down."""
     cfg = unit_config(*PRON, "optim.lr=3e-2", "optim.warmup_steps=1")
     host = jax.tree.map(np.asarray, with_phones(random_batch(ROWS, FRAMES, TEXT)))
     pattern = get_pattern(cfg.model.pattern, cfg.model.n_codebooks, cfg.model.codebook_size)
