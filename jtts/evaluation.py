@@ -59,8 +59,8 @@ def eval_metrics(
 ) -> dict[str, float]:
     """The `eval/` metrics of `eval_sums`' sums: losses weighted by the codebook weights,
     the unigram baseline `unigram_K`, the condition gains (nats per code), the best head's
-    attention measures (`best_head`) and, for a model with a length head, its mean
-    |predicted / true - 1|."""
+    attention measures (`best_head`), for a model with a length head its mean
+    |predicted / true - 1| and for one with a phoneme head its loss per phoneme."""
     count_K = np.maximum(s["count"], 1.0)
     loss = float((weights_K * s["ce"]).sum() / max((weights_K * s["count"]).sum(), 1))
     gain_K = (s["ce_mismatched"] - s["ce"]) / count_K
@@ -85,4 +85,6 @@ def eval_metrics(
     }
     if "length_rows" in s:  # mean |predicted / true - 1| of the length head
         values["eval/length_error"] = float(s["length_abs_rel"] / max(s["length_rows"], 1))
+    if "pron_labels" in s:  # the phoneme head's CTC loss per phoneme
+        values["eval/pron_loss"] = float(s["pron"] / max(s["pron_labels"], 1))
     return values

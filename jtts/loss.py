@@ -172,6 +172,11 @@ def loss_sums(
     return sums
 
 
+def pron_labels(batch: dict[str, Any]) -> jax.Array:
+    """The phonemes `pron_sums` is summed over: its per-phoneme normaliser."""
+    return jnp.sum((batch["phones"] > 0) & batch["phones_ok"][:, None]).astype(jnp.float32)
+
+
 def pron_sums(model: nnx.Module, batch: dict[str, Any], text_BxSxD: jax.Array) -> jax.Array:
     """The phoneme CTC loss (`model.phoneme_logits` of the forward's text encoding against
     the batch's "phones", 0 after each row's end) summed over the rows whose phonemes fit

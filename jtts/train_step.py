@@ -27,6 +27,8 @@ from jtts.loss import (
     loss_sums,
     own_prior_bias,
     prior_strength,
+    pron_labels,
+    pron_sums,
 )
 from jtts.mesh import batch_sharding, replicated
 from jtts.model import Forward
@@ -120,8 +122,7 @@ class TrainStep:
             ),
         }
         if self.cfg.model.pron_head:
-            labels = jnp.sum((batch["phones"] > 0) & batch["phones_ok"][:, None])
-            norm["pron"] = jnp.maximum(labels, 1).astype(jnp.float32)  # per phoneme
+            norm["pron"] = jnp.maximum(pron_labels(batch), 1.0)  # per phoneme
         n_micro = self.cfg.optim.grad_accum
         if n_micro == 1:
             grads, sums = self._grads(params, batch, key, norm)
@@ -189,10 +190,11 @@ class EvalStep:
     """`sums = eval_step(params, batch)`, no dropout, no training aid: per-codebook
     ce/correct/count with the utterance's own condition, ce with another utterance's text
     ("ce_mismatched"), with another utterance's value of each other attribute NAME
-    ("ce_mismatched_NAME") and with every attribute dropped ("ce_null"), the cross-attention `attention_sums` of every
-    layer and head, and the first row's attention probabilities ("attn_row0": LxHxTxS) for
-    pictures. A model with its own prior (`model.attention_prior`) is measured with it, each
-    condition's prior spread over its own text, and its length head by `length_sums`."""
+    ("ce_mismatched_NAME") and with every attribute dropped ("ce_null"), the cross-attention
+    `attention_sums` of every layer and head, and the first row's attention probabilities
+    ("attn_row0": LxHxTxS) for pictures. A model with its own prior (`model.attention_prior`)
+    is measured with it, each condition's prior spread over its own text, and its length head
+    by `length_sums`; a phoneme head by `pron_sums` over "pron_labels" phonemes."""
 
     def __init__(
         self, cfg: Config, graphdef: nnx.GraphDef, mesh: jax.sharding.Mesh, shardings: Any
@@ -235,6 +237,9 @@ class EvalStep:
             sums[f"ce_{name}"] = ce_sums(forward(other)[0], targets_BxKxS, mask_BxKxS)["ce"]
         if self.cfg.model.attention_prior is not None:
             sums.update(length_sums(model, batch, text_BxSxD))
+        if self.cfg.model.pron_head:  # does the phoneme head hold on text it never trained on?
+            sums["pron"] = pron_sums(model, batch, text_BxSxD)
+            sums["pron_labels"] = pron_labels(batch)
         steps_BxT = mask_BxKxS.any(axis=1) & valid[:, None]
         sums["attention"] = attention_sums(attn, steps_BxT, cond.text_mask_BxS)
         sums["attn_row0"] = jax.nn.softmax(attn[:, 0], axis=-1)

@@ -66,3 +66,6 @@ def test_eval_metrics_weight_codebooks_and_measure_each_condition_s_gain():
     with_length = sums(length_rows=np.float32(4), length_abs_rel=np.float32(1))
     values = eval_metrics(with_length, weights_K, unigram_K, model, elapsed_s=7.0)
     assert values["eval/length_error"] == 0.25
+    with_pron = sums(pron=np.float32(6), pron_labels=np.float32(4))
+    values = eval_metrics(with_pron, weights_K, unigram_K, model, elapsed_s=7.0)
+    assert values["eval/pron_loss"] == 1.5 and "eval/length_error" not in values

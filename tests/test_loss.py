@@ -129,3 +129,7 @@ def test_the_phoneme_head_is_a_ctc_loss_on_the_text_encoding_and_learns_its_targ
     # the first step's metric is the initial parameters' loss per phoneme
     np.testing.assert_allclose(losses[0], got / labels, rtol=1e-4)
     assert losses[-1] < 0.5 * losses[0], losses[::10]
+    ev = EvalStep(cfg, step.graphdef, mesh, jax.tree.map(lambda x: x.sharding, state["params"]))
+    sums = jax.device_get(ev(state["params"], batch))
+    assert sums["pron_labels"] == labels
+    assert sums["pron"] / labels < 0.5 * losses[0]
