@@ -182,11 +182,15 @@ class DataConfig:
     # and 1 gives every speaker about as many as the largest (20 minutes of LJ Speech beside
     # hours of other voices). Coqui TTS's speaker-weighted sampler, made deterministic.
     speaker_balance: float = 0.0
+    # With model.pron_head: a text file of further sentences (one a line) that no recording
+    # speaks, `pron_rows` of them read by the phoneme head every training step (jtts.pron_text).
+    pron_text: str | None = None
+    pron_rows: int = 32
     prefetch: int = 2
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _at_least(self, "data", 1, "batch_frames", "max_frames", "num_buckets")
+        _at_least(self, "data", 1, "batch_frames", "max_frames", "num_buckets", "pron_rows")
         _at_least(self, "data", 0, "prefetch")
         _check(
             self.text_normalizer in NORMALIZERS,
@@ -402,6 +406,11 @@ class Config:
             weights is None or len(weights) == self.model.n_codebooks,
             f"optim.codebook_weights has {0 if weights is None else len(weights)} entries, "
             f"model.n_codebooks={self.model.n_codebooks}",
+        )
+        _check(
+            self.data.pron_text is None or self.model.pron_head,
+            f"data.pron_text={self.data.pron_text!r} needs model.pron_head=true (its rows train "
+            "only the phoneme head)",
         )
         self._check_default_speaker()
 

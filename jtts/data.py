@@ -18,8 +18,9 @@ text_mask bool BxS, each other attribute of `model.conditions` as int32 ids B fr
 field, and no rows dropped), codes int32 BxKxT, lengths int32 B (frames), has_eos bool B,
 valid bool B (False for filler rows that pad the last batch of a bucket); with
 `model.pron_head` also phones int32 BxS (the text's phoneme ids, 0 after them) and phones_ok
-bool B (the row has phonemes CTC can emit from its text). The delay pattern is applied on
-device (jtts.loss).
+bool B (the row has phonemes CTC can emit from its text), and with `data.pron_text` training
+batches have "pron_text": ids int32 RxS', mask bool RxS', phones int32 RxS', phones_ok bool R
+(text-only rows, `jtts.pron_text`). The delay pattern is applied on device (jtts.loss).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import dataclasses
 import queue
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import numpy as np
@@ -40,6 +41,9 @@ from jtts.config import Config
 from jtts.pronounce import ctc_fits, phoneme_ids
 from jtts.spelling import to_units
 from jtts.text import get_tokenizer, normalize
+
+if TYPE_CHECKING:
+    from jtts.pron_text import PronText
 
 TEXT_ROUND = 16  # text lengths are padded to multiples of this
 FRAME_ROUND = 8  # bucket edges (frames) are multiples of this, unless capped by max_frames
@@ -302,7 +306,9 @@ class Loader:
 
     `state()` is the iterator state after the last batch returned by `next`; building a
     Loader with that state continues with exactly the batch that would have come next.
-    `epochs=None` loops forever (training); `epochs=1` is one pass (evaluation).
+    `epochs=None` loops forever (training); `epochs=1` is one pass (evaluation). With
+    `text_rows` each batch also carries "pron_text": that many text-only rows for the phoneme
+    head (`jtts.pron_text`), drawn by the batch's place in the plan.
     """
 
     def __init__(
@@ -315,8 +321,10 @@ class Loader:
         epochs: int | None = None,
         prefetch: int = 2,
         state: dict[str, int] | None = None,
+        text_rows: PronText | None = None,
     ):
         self.corpus, self.split, self.sharding = corpus, split, sharding
+        self.text_rows = text_rows
         self.shuffle, self.epochs = shuffle, epochs
         self._state = {"epoch": 0, "position": 0, **(state or {})}
         self._stop = threading.Event()
@@ -336,15 +344,23 @@ class Loader:
                 bucket = self.corpus.buckets[b]
                 local = rows[process_rows(self.sharding, bucket.rows)]
                 arrays, ids = self.corpus.host_batch(bucket, local, epoch)
-                arrays = jax.tree.map(
-                    lambda v, b=bucket: jax.make_array_from_process_local_data(
-                        self.sharding, v, (b.rows, *v.shape[1:])
-                    ),
-                    arrays,
-                )
+                arrays = self._global(arrays, bucket.rows)
+                if self.text_rows is not None:
+                    t = self.text_rows
+                    lines = t.draw(epoch, position)[process_rows(self.sharding, t.rows)]
+                    arrays["pron_text"] = self._global(t.host_rows(lines), t.rows)
                 position += 1
                 yield Batch(arrays, ids, bucket, {"epoch": epoch, "position": position})
             epoch, position = epoch + 1, 0
+
+    def _global(self, host: dict[str, Any], rows: int) -> dict[str, Any]:
+        """Global arrays of `rows` rows from this process's rows of them."""
+        return jax.tree.map(
+            lambda v: jax.make_array_from_process_local_data(
+                self.sharding, v, (rows, *v.shape[1:])
+            ),
+            host,
+        )
 
     def _put(self, item: Any) -> bool:
         """Blocking put that gives up once `close` was called; False then."""

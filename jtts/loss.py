@@ -159,7 +159,8 @@ def loss_sums(
     if cfg is not None and cfg.model.attention_prior is not None:
         sums["length"] = length_sums(model, batch, text_BxSxD)["length"]
     if cfg is not None and cfg.model.pron_head:
-        sums["pron"] = pron_sums(model, batch, text_BxSxD)
+        text_rng = None if dropout_rng is None else jax.random.fold_in(dropout_rng, 2)
+        sums["pron"] = pron_sums(model, batch, text_BxSxD, text_rng)
     if ctc:
         cond = batch["cond"]
         sums["align"], _ = forward_sum_loss(  # its row count is known before: norm["align"]
@@ -174,18 +175,37 @@ def loss_sums(
 
 def pron_labels(batch: dict[str, Any]) -> jax.Array:
     """The phonemes `pron_sums` is summed over: its per-phoneme normaliser."""
-    return jnp.sum((batch["phones"] > 0) & batch["phones_ok"][:, None]).astype(jnp.float32)
+    rows = [batch, *([batch["pron_text"]] if "pron_text" in batch else [])]
+    labels = sum(jnp.sum((r["phones"] > 0) & r["phones_ok"][:, None]) for r in rows)
+    return labels.astype(jnp.float32)
 
 
-def pron_sums(model: nnx.Module, batch: dict[str, Any], text_BxSxD: jax.Array) -> jax.Array:
+def pron_sums(
+    model: nnx.Module,
+    batch: dict[str, Any],
+    text_BxSxD: jax.Array,
+    dropout_rng: jax.Array | None = None,
+) -> jax.Array:
     """The phoneme CTC loss (`model.phoneme_logits` of the forward's text encoding against
     the batch's "phones", 0 after each row's end) summed over the rows whose phonemes fit
-    their text ("phones_ok")."""
+    their text ("phones_ok"), plus that of the batch's text-only rows ("pron_text"), which
+    the text encoder reads for this head alone."""
     cond = batch["cond"]
-    logits_BxSxP = model.phoneme_logits(text_BxSxD)
-    text_pad_BxS = 1.0 - cond.text_mask_BxS.astype(jnp.float32)
-    phones_BxS = batch["phones"]
+    out = _ctc_sum(model.phoneme_logits(text_BxSxD), cond.text_mask_BxS, batch)
+    if "pron_text" in batch:
+        t = batch["pron_text"]
+        enc_RxSxD = model.conditioner.encode_text(
+            conditioning.Text(t["ids"], t["mask"]), dropout_rng=dropout_rng
+        )
+        out += _ctc_sum(model.phoneme_logits(enc_RxSxD), t["mask"], t)
+    return out
+
+
+def _ctc_sum(logits_BxSxP: jax.Array, mask_BxS: jax.Array, rows: dict[str, Any]) -> jax.Array:
+    """optax's CTC loss of each row with phones_ok, against its "phones" (0 after them)."""
+    text_pad_BxS = 1.0 - mask_BxS.astype(jnp.float32)
+    phones_BxS = rows["phones"]
     per_row_B = optax.ctc_loss(
         logits_BxSxP, text_pad_BxS, phones_BxS, (phones_BxS == 0).astype(jnp.float32)
     )
-    return jnp.sum(jnp.where(batch["phones_ok"], per_row_B, 0.0))
+    return jnp.sum(jnp.where(rows["phones_ok"], per_row_B, 0.0))

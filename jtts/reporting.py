@@ -20,6 +20,7 @@ from jtts.data import Corpus
 from jtts.mesh import describe
 from jtts.metrics import MetricsLogger, flatten, mfu, peak_flops
 from jtts.model import build_model, count_params
+from jtts.pron_text import PronText
 from jtts.rundir import RunDir
 from jtts.sampling import Sampling
 
@@ -37,9 +38,11 @@ def startup_lines(
     store: CodeStore,
     start: int,
     data_state: Any,
+    text_rows: PronText | None = None,
 ) -> list[str]:
     """What a run says before its first step: model size, mesh, MFU reference, data kept and
-    dropped per split, attributes read, batch shapes and where it resumed."""
+    dropped per split (and text-only lines), attributes read, batch shapes and where it
+    resumed."""
     lines = [f"jtts: {cfg.name}, {count_params_of(cfg):,} parameters", f"jtts: {describe(mesh)}"]
     peak = peak_flops(mesh.devices.flat[0])
     lines.append(
@@ -60,6 +63,13 @@ def startup_lines(
                 if "phonemes_unfit" in c
                 else ""
             )
+        )
+    if text_rows is not None:
+        c = text_rows.counts
+        lines.append(
+            f"jtts:   text only ({text_rows.path}): {c['kept']} of {c['lines']} lines, "
+            f"{text_rows.rows} a step for the phoneme head, {c['dropped_text_too_long']} "
+            f"dropped (text too long), {c['phonemes_unfit']} without phoneme targets"
         )
     if s["speaker_repeats"]:
         each = ", ".join(f"{k} x{v}" for k, v in s["speaker_repeats"].items())

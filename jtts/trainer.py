@@ -33,6 +33,7 @@ from jtts.mesh import batch_sharding, make_mesh, state_shardings
 from jtts.metrics import MetricsLogger, plot_losses, unigram_entropy
 from jtts.model import flops_per_step
 from jtts.optim import abstract_model, abstract_state, inference_params, init_state, make_optimizer
+from jtts.pron_text import PronText
 from jtts.reporting import (
     eval_lines,
     save_attention,
@@ -151,6 +152,7 @@ class Trainer:
             self.mesh = make_mesh(cfg.train.mesh, devices)
             rows = self.mesh.devices.size * cfg.optim.grad_accum
             self.corpus = Corpus(self.store, cfg, row_multiple=rows)
+            self.text_rows = PronText(cfg.data.pron_text, cfg, rows) if cfg.data.pron_text else None
         except ValueError as e:
             raise SetupError(str(e)) from e
         self.has_val = len(self.corpus.splits.get("val", ())) > 0
@@ -253,7 +255,7 @@ class Trainer:
     def run(self) -> int:
         cfg = self.cfg
         for line in startup_lines(
-            cfg, self.mesh, self.corpus, self.store, self.start, self.data_state
+            cfg, self.mesh, self.corpus, self.store, self.start, self.data_state, self.text_rows
         ):
             self.log.say(line)
         if self.has_val:
@@ -267,6 +269,7 @@ class Trainer:
             batch_sharding(self.mesh),
             prefetch=cfg.data.prefetch,
             state=self.data_state,
+            text_rows=self.text_rows,
         )
         try:
             while step < steps:

@@ -121,6 +121,37 @@ def audio_hours(out: str | Path) -> float:
     return sum(sf.info(out / "wavs" / f"{r.split('|')[0]}.wav").duration for r in rows) / 3600
 
 
+def _sentences(
+    split: str, source: str, n_heldout: int, n_unseen: int, seed: int
+) -> tuple[sentences_lib.Split, list[str]]:
+    """The source's split and the sentences of `split` in it."""
+    parts = sentences_lib.split(sentences_lib.clean(read_source(source)), n_heldout, n_unseen, seed)
+    return parts, {"train": parts.train, "heldout": parts.heldout, "unseen": parts.unseen}[split]
+
+
+def write_text(
+    out: str | Path,
+    split: str = "train",
+    start: int = 0,
+    n: int | None = None,
+    source: str = "gcide",
+    seed: int = 0,
+    n_heldout: int = 500,
+    n_unseen: int = 250,
+) -> dict:
+    """Sentences ``start`` to ``start + n`` of ``split`` as a text file, one a line, spoken by
+    no voice: text-only rows for a model's phoneme head (jtts's ``data.pron_text``), e.g. the
+    train split past the sentences a corpus speaks (``--start`` its ``--n``)."""
+    if split not in ID_PREFIX:
+        raise ValueError(f"split {split!r} is not one of {', '.join(ID_PREFIX)}")
+    _, chosen = _sentences(split, source, n_heldout, n_unseen, seed)
+    lines = chosen[start : None if n is None else start + n]
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(f"{t}\n" for t in lines), encoding="utf-8")
+    return {"out": str(out), "split": split, "start": start, "sentences": len(lines)}
+
+
 def build_split(
     out: str | Path,
     voice: str,
@@ -165,8 +196,7 @@ def build_split(
         if before != settings:
             raise ValueError(f"{out} holds another corpus ({before}); choose another --out")
     start = time.perf_counter()
-    parts = sentences_lib.split(sentences_lib.clean(read_source(source)), n_heldout, n_unseen, seed)
-    chosen = {"train": parts.train, "heldout": parts.heldout, "unseen": parts.unseen}[split]
+    parts, chosen = _sentences(split, source, n_heldout, n_unseen, seed)
     texts = {f"{ID_PREFIX[split]}-{i:05d}": t for i, t in enumerate(chosen[:n])}
     if grammar:
         from speechcorpus.grammar import sentences as template_sentences  # it imports this module

@@ -214,9 +214,12 @@ def random_batch(
 PRON = ("model.pron_head=true", "model.text_units=bytes")  # a model with the phoneme head
 
 
-def with_phones(host: dict[str, np.ndarray], seed: int = 0) -> dict[str, np.ndarray]:
+def with_phones(
+    host: dict[str, np.ndarray], seed: int = 0, text_rows: int = 0
+) -> dict[str, np.ndarray]:
     """`host` (a `random_batch`) with random phoneme targets for `PRON`: each valid row half
-    as many as its text positions, row 1's flagged as not fitting, as jtts.data flags them."""
+    as many as its text positions, row 1's flagged as not fitting, as jtts.data flags them;
+    with `text_rows`, that many text-only rows ("pron_text", as `jtts.pron_text` makes them)."""
     from jtts.pronounce import N_SYMBOLS
 
     rng = np.random.default_rng(seed)
@@ -226,7 +229,17 @@ def with_phones(host: dict[str, np.ndarray], seed: int = 0) -> dict[str, np.ndar
     ok = host["valid"] & (lens > 0)
     ok[1] = False
     phones[1] = 0
-    return {**host, "phones": phones, "phones_ok": ok}
+    out = {**host, "phones": phones, "phones_ok": ok}
+    if text_rows:
+        s = phones.shape[1]
+        lens = rng.integers(4, s + 1, text_rows)
+        mask = np.arange(s)[None, :] < lens[:, None]
+        ids = rng.integers(1, 256, (text_rows, s)).astype(np.int32) * mask
+        text_phones = rng.integers(1, N_SYMBOLS, (text_rows, s)).astype(np.int32)
+        text_phones *= np.arange(s)[None, :] < (lens // 2)[:, None]
+        ok = np.ones(text_rows, bool)
+        out["pron_text"] = {"ids": ids, "mask": mask, "phones": text_phones, "phones_ok": ok}
+    return out
 
 
 def train_setup(cfg, devices=None):

@@ -12,6 +12,7 @@ from codec_bridge.format import CodeStore, split_of
 from jtts.config import apply_overrides, load_config
 from jtts.data import Corpus, Loader, encode_text, process_rows
 from jtts.mesh import batch_sharding, make_mesh
+from jtts.pron_text import PronText
 from jtts.pronounce import ctc_fits, phoneme_ids
 from jtts.text import get_tokenizer, normalize
 
@@ -249,3 +250,30 @@ def test_phoneme_targets_follow_each_row_and_flag_those_that_cannot_fit(store):
     assert "phones" not in Corpus(store, tiny(), 1).host_batch(corpus.buckets[bucket], rows, 0)[0]
     with pytest.raises(ValueError, match="pron_head needs model.text_units=bytes"):
         tiny("model.pron_head=true")
+
+
+def test_text_only_rows_ride_with_training_batches_by_their_place_in_the_plan(store, tmp_path):
+    """With `data.pron_text` each training batch carries that many text-only rows, sharded
+    like its other rows and drawn by the batch's (epoch, position): a restored loader
+    carries the same ones."""
+    pytest.importorskip("hibari.g2p")
+    path = tmp_path / "lines.txt"
+    path.write_text("The cat sat.\nDogs bark at night.\nA bird sings.\n", encoding="utf-8")
+    cfg = tiny(*PRON, "model.max_text_len=512", f"data.pron_text={path}", "data.pron_rows=5")
+    sharding = batch_sharding(make_mesh(tiny("train.mesh.data=2", "train.mesh.fsdp=4").train.mesh))
+    corpus = Corpus(store, cfg, row_multiple=8)
+    text_rows = PronText(path, cfg, row_multiple=8)
+    batches = take(Loader(corpus, "train", sharding, prefetch=1, text_rows=text_rows), 4)
+    for batch in batches:
+        got = batch.arrays["pron_text"]
+        assert got["ids"].sharding == sharding and len(got["ids"].addressable_shards) == 8
+        epoch, position = batch.state["epoch"], batch.state["position"] - 1
+        want = text_rows.host_rows(text_rows.draw(epoch, position))
+        assert want["ids"].shape[0] == 8
+        for key, value in want.items():
+            np.testing.assert_array_equal(np.asarray(got[key]), value)
+    restored = Loader(corpus, "train", sharding, text_rows=text_rows, state=batches[1].state)
+    again = take(restored, 1)[0].arrays["pron_text"]
+    np.testing.assert_array_equal(np.asarray(again["ids"]), batches[2].arrays["pron_text"]["ids"])
+    val = take(Loader(corpus, "val", sharding, shuffle=False, epochs=1, prefetch=0), 1)[0]
+    assert "pron_text" not in val.arrays

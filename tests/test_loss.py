@@ -15,6 +15,7 @@ from synthetic import (
     xla_cache,  # noqa: F401 (autouse fixture)
 )
 
+from jtts.conditioning import Text
 from jtts.loss import decoder_io, loss_sums
 from jtts.model import Forward, build_model
 from jtts.patterns import get_pattern
@@ -93,23 +94,32 @@ def test_input_dropout_replaces_that_share_of_decoder_steps_by_pad_but_never_bos
 
 def test_the_phoneme_head_is_a_ctc_loss_on_the_text_encoding_and_learns_its_targets():
     """`loss_sums`' "pron" (`pron_sums`) is optax's CTC loss of each fitting row, unpadded,
-    summed; its gradient reaches the text encoder and the head, never the decoder; training
-    brings it down."""
+    summed, the text-only rows' ("pron_text") included; its gradient reaches the text encoder
+    and the head, never the decoder; training brings it down."""
     cfg = unit_config(*PRON, "optim.lr=3e-2", "optim.warmup_steps=1")
-    host = jax.tree.map(np.asarray, with_phones(random_batch(ROWS, FRAMES, TEXT)))
+    host = jax.tree.map(np.asarray, with_phones(random_batch(ROWS, FRAMES, TEXT), text_rows=4))
     pattern = get_pattern(cfg.model.pattern, cfg.model.n_codebooks, cfg.model.codebook_size)
     model = build_model(cfg.model, nnx.Rngs(0))
     got = float(loss_sums(model, host, pattern, cfg=cfg)["pron"])
-    logits = np.asarray(model.phoneme_logits(model.conditioner(host["cond"]).text_BxSxD))
+    text = host["pron_text"]
+    encodings = (  # (the encoder's input, the targets) of the batch rows and the text-only rows
+        (host["cond"].inputs["text"], host),
+        (Text(text["ids"], text["mask"]), text),
+    )
     want = 0.0
-    for j in np.flatnonzero(host["phones_ok"]):
-        n, labels = host["cond"].text_mask_BxS[j].sum(), host["phones"][j]
-        labels = labels[labels > 0]
-        want += float(
-            optax.ctc_loss(
-                logits[j : j + 1, :n], np.zeros((1, n)), labels[None], np.zeros((1, len(labels)))
-            )[0]
-        )
+    for inputs, rows in encodings:
+        logits = np.asarray(model.phoneme_logits(model.conditioner.encode_text(inputs)))
+        for j in np.flatnonzero(rows["phones_ok"]):
+            n, labels = inputs.mask_BxS[j].sum(), rows["phones"][j]
+            labels = labels[labels > 0]
+            want += float(
+                optax.ctc_loss(
+                    logits[j : j + 1, :n],
+                    np.zeros((1, n)),
+                    labels[None],
+                    np.zeros((1, len(labels))),
+                )[0]
+            )
     assert got > 0 and abs(got - want) < 1e-3 * want
 
     graphdef, params = nnx.split(model, nnx.Param)
@@ -121,7 +131,7 @@ def test_the_phoneme_head_is_a_ctc_loss_on_the_text_encoding_and_learns_its_targ
 
     mesh, step, state = train_setup(cfg, jax.devices()[:1])
     batch = device_batch(mesh, host)
-    labels = np.sum((host["phones"] > 0) & host["phones_ok"][:, None])
+    labels = np.sum((host["phones"] > 0) & host["phones_ok"][:, None]) + np.sum(text["phones"] > 0)
     losses = []
     for _ in range(40):
         state, metrics = step(state, batch)

@@ -153,3 +153,15 @@ def test_template_sentences_join_the_train_split(tmp_path, source, monkeypatch):
     assert builder.build_split(out, "tone:test", "train", 3, source, 0, 10, 5)["sentences"] == 3
     with pytest.raises(ValueError, match="train split only"):
         builder.build_split(tmp_path / "h", "tone:test", "heldout", 3, source, 0, 10, 5, grammar=4)
+
+
+def test_text_writes_a_splits_sentences_one_a_line(tmp_path, source, capsys):
+    """`text`: the train split past the sentences a corpus speaks, for a phoneme head."""
+    out = tmp_path / "more" / "text.txt"
+    args = ["--source", source, "--heldout", "10", "--unseen", "5", "--out", str(out)]
+    assert main(["text", *args, "--start", "3", "--n", "4"]) == 0
+    parts = sentences.split(sentences.clean(open(source).read().splitlines()), 10, 5, 0)
+    assert out.read_text().splitlines() == parts.train[3:7]
+    assert json.loads(capsys.readouterr().out)["sentences"] == 4
+    assert main(["text", *args, "--split", "unseen"]) == 0
+    assert out.read_text().splitlines() == parts.unseen

@@ -127,13 +127,16 @@ def test_same_seed_same_losses_and_cond_drop_is_random_per_step(setup):
     assert runs[0][0] != runs[0][1]  # same params (lr 0 at step 0), other cond-drop mask
 
 
-@pytest.mark.parametrize("head", [(), PRON], ids=["codes", "phoneme_head"])
-def test_grad_accumulation_equals_the_full_batch(head):
+@pytest.mark.parametrize(
+    "head, text_rows", [((), 0), (PRON, 0), (PRON, 4)], ids=["codes", "phoneme_head", "text_rows"]
+)
+def test_grad_accumulation_equals_the_full_batch(head, text_rows):
     """Input dropout off: half batches draw other random masks than the whole one. With the
-    phoneme head its loss is normalised by the whole batch's phonemes too."""
+    phoneme head its loss is normalised by the whole batch's phonemes too, text-only rows'
+    included."""
     mesh, step, state1 = train_setup(unit_config("align.input_dropout=0", *head), jax.devices()[:1])
     host = random_batch(ROWS, FRAMES, TEXT, seed=8)
-    batch = device_batch(mesh, with_phones(host) if head else host)
+    batch = device_batch(mesh, with_phones(host, text_rows=text_rows) if head else host)
     _, step2, state2 = train_setup(
         unit_config("align.input_dropout=0", "optim.grad_accum=2", *head), jax.devices()[:1]
     )

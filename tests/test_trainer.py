@@ -13,6 +13,7 @@ import jax
 import numpy as np
 import pytest
 from synthetic import (
+    PRON,
     TRAINER_RUN,
     make_store,
     run_processes,
@@ -249,3 +250,21 @@ def test_a_shard_changed_in_place_is_refused_at_start(tmp_path, store, capsys):
     assert len(err.splitlines()) == 1
     assert err.startswith(f"jtts.train: error: {codes}: checksum mismatch (file is corrupted)")
     assert "python -m codec_bridge verify lists them all" in err
+
+
+def test_a_phoneme_head_reads_text_only_rows_and_reports_them(tmp_path, store, capsys):
+    """`data.pron_text`: the run says what it kept of the file, trains the phoneme head on
+    them beside its batches (train/pron_loss) and measures the head on held-out batches."""
+    pytest.importorskip("hibari.g2p")
+    lines = tmp_path / "lines.txt"
+    lines.write_text("The cat sat.\nDogs bark at night.\nX\n", encoding="utf-8")
+    text = (f"data.pron_text={lines}", "data.pron_rows=3", "model.max_text_len=512")
+    cfg = trainer_config(*PRON, *text, "eval.num_samples=0", "log.tensorboard=false")
+    run_dir = tmp_path / "run"
+    assert train(cfg, store, run_dir, devices=one_device(), progress=False) == 0
+    out = capsys.readouterr().out
+    assert f"text only ({lines}): 2 of 3 lines, 3 a step for the phoneme head" in out
+    assert "1 without phoneme targets" in out
+    records = read_jsonl(RunDir(run_dir).metrics)
+    assert all(np.isfinite(r["train/pron_loss"]) for r in records if "train/loss" in r)
+    assert [np.isfinite(r["eval/pron_loss"]) for r in records if "eval/loss" in r] == [True] * 2

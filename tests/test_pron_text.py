@@ -1,0 +1,86 @@
+"""Text-only rows for the phoneme head: each line's positions and phonemes, bad lines counted
+and skipped, and draws that depend on the loader's state alone."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from synthetic import PRON
+
+from jtts.config import ConfigError, apply_overrides, load_config
+from jtts.data import encode_text
+from jtts.pron_text import PronText
+from jtts.pronounce import phoneme_ids
+from jtts.text import normalize
+
+pytest.importorskip("hibari.g2p")  # the `voices` extra
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+LINES = ["The cat sat on the mat.", "", "  Dogs bark at night.  ", "X", "A whale " * 12, "Hm."]
+
+
+def config(path, *overrides):
+    base = [*PRON, f"data.pron_text={path}", "data.pron_rows=5", "model.max_text_len=64"]
+    return apply_overrides(load_config(CONFIGS / "tiny.yaml"), [*base, *overrides])
+
+
+@pytest.fixture
+def text_file(tmp_path):
+    path = tmp_path / "lines.txt"
+    path.write_text("\n".join(LINES) + "\n", encoding="utf-8")
+    return path
+
+
+def test_lines_become_positions_and_phonemes_and_bad_ones_are_counted(text_file):
+    """Blank lines are no lines; a line too long for the model, or with more phonemes than
+    CTC can emit from its bytes ("X" is three sounds from two positions), is counted and
+    skipped."""
+    cfg = config(text_file)
+    rows = PronText(text_file, cfg, row_multiple=2)
+    assert rows.counts == {
+        "lines": 5,
+        "kept": 3,
+        "dropped_text_too_long": 1,
+        "phonemes_unfit": 1,
+    }
+    assert rows.rows == 6  # 5 rounded up to whole rows per device
+    kept = ["The cat sat on the mat.", "Dogs bark at night.", "Hm."]
+    arrays = rows.host_rows(np.array([2, 0, 0, 1]))
+    assert arrays["ids"].shape == arrays["phones"].shape == (4, rows.text_len)
+    assert rows.text_len % 16 == 0 and rows.text_len <= 64
+    assert arrays["phones_ok"].all()
+    for j, i in enumerate([2, 0, 0, 1]):
+        want = encode_text(kept[i], cfg.data.text_normalizer, "bytes")
+        phones = phoneme_ids(normalize(kept[i], cfg.data.text_normalizer))
+        n, p = len(want), len(phones)
+        np.testing.assert_array_equal(arrays["ids"][j, :n], want)
+        assert arrays["mask"][j].sum() == n and arrays["mask"][j, :n].all()
+        np.testing.assert_array_equal(arrays["phones"][j, :p], phones)
+        assert not arrays["phones"][j, p:].any() and not arrays["ids"][j, n:].any()
+
+
+def test_each_batch_draws_its_rows_from_the_loader_state_alone(text_file):
+    """Two draws at one (epoch, position) agree, so a resumed run reads the same rows; other
+    positions, epochs or seeds draw others."""
+    rows = PronText(text_file, config(text_file), row_multiple=1)
+    first = rows.draw(0, 3)
+    assert first.shape == (5,) and ((first >= 0) & (first < 3)).all()
+    np.testing.assert_array_equal(rows.draw(0, 3), first)
+    draws = [rows.draw(0, p) for p in range(20)] + [rows.draw(e, 3) for e in range(1, 20)]
+    assert any((d != first).any() for d in draws)
+    other = PronText(text_file, config(text_file, "data.seed=1"), row_multiple=1)
+    assert any((other.draw(0, p) != rows.draw(0, p)).any() for p in range(20))
+
+
+def test_a_missing_or_useless_file_is_one_clear_error(tmp_path):
+    missing = tmp_path / "none.txt"
+    with pytest.raises(ValueError, match=r"data.pron_text .*none.txt: .*No such file"):
+        PronText(missing, config(missing), row_multiple=1)
+    useless = tmp_path / "useless.txt"
+    useless.write_text("X\n\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"useless.txt: no usable line"):
+        PronText(useless, config(useless), row_multiple=1)
+
+
+def test_text_rows_need_the_phoneme_head(text_file):
+    with pytest.raises(ConfigError, match="data.pron_text=.* needs model.pron_head=true"):
+        apply_overrides(load_config(CONFIGS / "tiny.yaml"), [f"data.pron_text={text_file}"])
