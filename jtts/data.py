@@ -169,6 +169,10 @@ class Corpus:
         edges[-1] = min(_round_up(top, FRAME_ROUND), d.max_frames)
         return np.unique(edges)
 
+    def token_rows(self, split: str) -> set[tuple[int, ...]]:
+        """The text positions of every utterance of `split`, to keep other text apart from it."""
+        return {tuple(self.tokens[i].tolist()) for i in self.splits.get(split, ())}
+
     def summary(self) -> dict[str, Any]:
         return {
             "utterances": len(self.ids),
@@ -307,8 +311,8 @@ class Loader:
     `state()` is the iterator state after the last batch returned by `next`; building a
     Loader with that state continues with exactly the batch that would have come next.
     `epochs=None` loops forever (training); `epochs=1` is one pass (evaluation). With
-    `text_rows` each batch also carries "pron_text": that many text-only rows for the phoneme
-    head (`jtts.pron_text`), drawn by the batch's place in the plan.
+    `pron_text` each batch also carries "pron_text": its rows of text-only lines for the
+    phoneme head, drawn by the batch's place in the plan.
     """
 
     def __init__(
@@ -321,10 +325,10 @@ class Loader:
         epochs: int | None = None,
         prefetch: int = 2,
         state: dict[str, int] | None = None,
-        text_rows: PronText | None = None,
+        pron_text: PronText | None = None,
     ):
         self.corpus, self.split, self.sharding = corpus, split, sharding
-        self.text_rows = text_rows
+        self.pron_text = pron_text
         self.shuffle, self.epochs = shuffle, epochs
         self._state = {"epoch": 0, "position": 0, **(state or {})}
         self._stop = threading.Event()
@@ -345,8 +349,8 @@ class Loader:
                 local = rows[process_rows(self.sharding, bucket.rows)]
                 arrays, ids = self.corpus.host_batch(bucket, local, epoch)
                 arrays = self._global(arrays, bucket.rows)
-                if self.text_rows is not None:
-                    t = self.text_rows
+                if self.pron_text is not None:
+                    t = self.pron_text
                     lines = t.draw(epoch, position)[process_rows(self.sharding, t.rows)]
                     arrays["pron_text"] = self._global(t.host_rows(lines), t.rows)
                 position += 1

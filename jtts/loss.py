@@ -194,9 +194,7 @@ def pron_sums(
     out = _ctc_sum(model.phoneme_logits(text_BxSxD), cond.text_mask_BxS, batch)
     if "pron_text" in batch:
         t = batch["pron_text"]
-        enc_RxSxD = model.conditioner.encode_text(
-            conditioning.Text(t["ids"], t["mask"]), dropout_rng=dropout_rng
-        )
+        enc_RxSxD = model.encode_text(conditioning.Text(t["ids"], t["mask"]), dropout_rng)
         out += _ctc_sum(model.phoneme_logits(enc_RxSxD), t["mask"], t)
     return out
 

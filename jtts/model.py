@@ -20,7 +20,7 @@ from flax import nnx
 from jax import numpy as jnp
 
 from jtts.alignment import follow_log_prior, log_prior_at
-from jtts.conditioning import TEXT, Cond, Conditioner
+from jtts.conditioning import TEXT, Cond, Conditioner, Text
 from jtts.config import ModelConfig
 from jtts.layers import CrossKV, DecoderLayer, KVCache, LayerStack, RMSNorm, split_rng
 from jtts.patterns import Pattern, get_pattern
@@ -44,7 +44,7 @@ class Forward(NamedTuple):
     and the text encoding the length and phoneme heads read (`Memory.text_BxSxD`)."""
 
     logits_BxTxKxV: jax.Array
-    attn: jax.Array | None
+    attn_LxBxHxTxS: jax.Array | None
     text_BxSxD: jax.Array
 
 
@@ -139,12 +139,13 @@ class TTSModel(nnx.Module):
     ) -> tuple[jax.Array, jax.Array | None]:
         """(logits, attention) of `forward`."""
         out = self.forward(cond, tokens_BxKxT, **kw)
-        return out.logits_BxTxKxV, out.attn
+        return out.logits_BxTxKxV, out.attn_LxBxHxTxS
 
     def frames_of(self, text_BxSxD: jax.Array, text_mask_BxS: jax.Array) -> jax.Array:
         """The codec frames each row's text will take (float32 B), from a length head on its
         text encoding (`Memory.text_BxSxD`); rows dropped for guidance are measured by their
-        text all the same.
+        text all the same. In training the encoding is the forward's own, with the encoder's
+        dropout where `model.dropout` > 0.
 
         The head reads the encoding through a stop-gradient: its loss trains only itself.
         Its unit is `FRAMES_PER_UNIT` frames, so it starts near a spoken token's length
@@ -154,8 +155,12 @@ class TTSModel(nnx.Module):
         return jnp.sum(jnp.where(text_mask_BxS.astype(bool), per_token_BxS, 0.0), axis=1)
 
     def predicted_frames(self, cond: Cond) -> jax.Array:
-        """`frames_of` `cond`'s text, encoded for it (decoding: no forward to share)."""
-        return self.frames_of(self.conditioner.encode_text(cond.inputs[TEXT]), cond.text_mask_BxS)
+        """`frames_of` `cond`'s text, encoded here: decoding asks before any forward."""
+        return self.frames_of(self.encode_text(cond.inputs[TEXT]), cond.text_mask_BxS)
+
+    def encode_text(self, text: Text, dropout_rng: jax.Array | None = None) -> jax.Array:
+        """The text encoding (BxSxD) alone, for the heads that read it without a forward."""
+        return self.conditioner.encode_text(text, dropout_rng=dropout_rng)
 
     def phoneme_logits(self, text_BxSxD: jax.Array) -> jax.Array:
         """float32 logits_BxSxP of the phoneme CTC head (`pron_head`) at every position of a
@@ -225,7 +230,7 @@ class TTSModel(nnx.Module):
         follow_BxT: jax.Array | None = None,
     ) -> tuple[jax.Array, Cache, jax.Array]:
         """Feeds the decoder inputs of steps start .. start + T - 1 through the same layers as
-        `__call__`, writing their K/V into `cache` (filled below `start`): a prompt prefills
+        `forward`, writing their K/V into `cache` (filled below `start`): a prompt prefills
         in one pass, a decode step is T = 1. Returns (float32 logits_BxTxKxV, new cache,
         cross-attention logits_LxBxHxTxS before the bias). `follow_BxT`: see `prior_bias`.
 

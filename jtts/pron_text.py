@@ -13,6 +13,7 @@ state, so a resumed run reads exactly the rows it would have read.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -26,11 +27,13 @@ STREAM = 7  # keeps these draws apart from the loader's other random streams
 
 
 class PronText:
-    """A text file's lines as model positions and phoneme targets, and each batch's draw."""
+    """`data.pron_text`'s lines as model positions and phoneme targets, and each batch's
+    draw. A line whose positions are `held_out` (a validation transcript's) is left out, so
+    validation stays text the model never trained on."""
 
-    def __init__(self, path: str | Path, cfg: Config, row_multiple: int):
+    def __init__(self, cfg: Config, row_multiple: int, held_out: Collection[tuple[int, ...]] = ()):
         d, m = cfg.data, cfg.model
-        self.path, self.seed = Path(path), d.seed
+        self.path, self.seed = Path(d.pron_text), d.seed
         try:
             lines = [s.strip() for s in self.path.read_text(encoding="utf-8").splitlines()]
         except (OSError, UnicodeDecodeError) as e:
@@ -38,26 +41,27 @@ class PronText:
         lines = [s for s in lines if s]
         self.tokens: list[np.ndarray] = []
         self.phones: list[np.ndarray] = []
-        too_long = unfit = 0
+        self.counts = dict.fromkeys(("lines", "kept", "too_long", "unfit", "held_out"), 0)
+        self.counts["lines"] = len(lines)
         for line in lines:
             tokens = encode_text(line, d.text_normalizer, m.text_units)
-            phones = phoneme_ids(normalize(line, d.text_normalizer))
             if len(tokens) > m.max_text_len:
-                too_long += 1
-            elif not ctc_fits(phones, len(tokens)):
-                unfit += 1
-            else:
-                self.tokens.append(tokens)
-                self.phones.append(phones)
-        self.counts = {
-            "lines": len(lines),
-            "kept": len(self.tokens),
-            "dropped_text_too_long": too_long,
-            "phonemes_unfit": unfit,
-        }
+                self.counts["too_long"] += 1
+                continue
+            if tuple(tokens.tolist()) in held_out:
+                self.counts["held_out"] += 1
+                continue
+            phones = phoneme_ids(normalize(line, d.text_normalizer))
+            if not ctc_fits(phones, len(tokens)):
+                self.counts["unfit"] += 1
+                continue
+            self.tokens.append(tokens)
+            self.phones.append(phones)
+        self.counts["kept"] = len(self.tokens)
         if not self.tokens:
             raise ValueError(f"data.pron_text {self.path}: no usable line ({self.counts})")
-        self.rows = -(-d.pron_rows // row_multiple) * row_multiple  # R, whole per device
+        # R rows, whole per device and micro-batch; S' the longest line's positions
+        self.rows = -(-d.pron_rows // row_multiple) * row_multiple
         longest = max(len(t) for t in self.tokens)
         self.text_len = min(-(-longest // TEXT_ROUND) * TEXT_ROUND, m.max_text_len)
 

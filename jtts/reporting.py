@@ -7,7 +7,7 @@ a path `jtts.rundir.RunDir` names.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import numpy as np
@@ -20,9 +20,11 @@ from jtts.data import Corpus
 from jtts.mesh import describe
 from jtts.metrics import MetricsLogger, flatten, mfu, peak_flops
 from jtts.model import build_model, count_params
-from jtts.pron_text import PronText
 from jtts.rundir import RunDir
 from jtts.sampling import Sampling
+
+if TYPE_CHECKING:
+    from jtts.pron_text import PronText
 
 TRAIN_KEYS = ("loss", "acc", "loss_cb", "acc_cb", "grad_norm", "lr", "prior_weight")
 
@@ -38,7 +40,7 @@ def startup_lines(
     store: CodeStore,
     start: int,
     data_state: Any,
-    text_rows: PronText | None = None,
+    pron_text: PronText | None = None,
 ) -> list[str]:
     """What a run says before its first step: model size, mesh, MFU reference, data kept and
     dropped per split (and text-only lines), attributes read, batch shapes and where it
@@ -64,12 +66,14 @@ def startup_lines(
                 else ""
             )
         )
-    if text_rows is not None:
-        c = text_rows.counts
+    if pron_text is not None:
+        c, m = pron_text.counts, cfg.model
         lines.append(
-            f"jtts:   text only ({text_rows.path}): {c['kept']} of {c['lines']} lines, "
-            f"{text_rows.rows} a step for the phoneme head, {c['dropped_text_too_long']} "
-            f"dropped (text too long), {c['phonemes_unfit']} without phoneme targets"
+            f"jtts:   text only ({pron_text.path}): {c['kept']} of {c['lines']} lines used, "
+            f"{pron_text.rows}x{pron_text.text_len}t a step for the phoneme head, "
+            f"{c['too_long']} dropped (text > {m.max_text_len} {m.text_units}), "
+            f"{c['unfit']} dropped (more phonemes than the text's bytes), "
+            f"{c['held_out']} dropped (a validation transcript)"
         )
     if s["speaker_repeats"]:
         each = ", ".join(f"{k} x{v}" for k, v in s["speaker_repeats"].items())

@@ -220,10 +220,10 @@ class EvalStep:
         def forward(c: conditioning.Cond, **kw: Any) -> Forward:
             bias = own_prior_bias(model, c, mask_BxKxS)
             out = model.forward(c, inputs_BxKxS, attn_bias_BxTxS=bias, **kw)
-            if bias is None or out.attn is None:
+            if bias is None or out.attn_LxBxHxTxS is None:
                 return out
             # The attention measured and pictured is the one the model uses: with its prior.
-            return out._replace(attn=out.attn + bias[None, :, None])
+            return out._replace(attn_LxBxHxTxS=out.attn_LxBxHxTxS + bias[None, :, None])
 
         logits, attn, text_BxSxD = forward(cond, with_attention=True)
         sums = {k: v for k, v in ce_sums(logits, targets_BxKxS, mask_BxKxS).items() if k != "zsq"}

@@ -152,7 +152,11 @@ class Trainer:
             self.mesh = make_mesh(cfg.train.mesh, devices)
             rows = self.mesh.devices.size * cfg.optim.grad_accum
             self.corpus = Corpus(self.store, cfg, row_multiple=rows)
-            self.text_rows = PronText(cfg.data.pron_text, cfg, rows) if cfg.data.pron_text else None
+            self.pron_text = (
+                PronText(cfg, rows, held_out=self.corpus.token_rows("val"))
+                if cfg.data.pron_text
+                else None
+            )
         except ValueError as e:
             raise SetupError(str(e)) from e
         self.has_val = len(self.corpus.splits.get("val", ())) > 0
@@ -255,7 +259,7 @@ class Trainer:
     def run(self) -> int:
         cfg = self.cfg
         for line in startup_lines(
-            cfg, self.mesh, self.corpus, self.store, self.start, self.data_state, self.text_rows
+            cfg, self.mesh, self.corpus, self.store, self.start, self.data_state, self.pron_text
         ):
             self.log.say(line)
         if self.has_val:
@@ -269,7 +273,7 @@ class Trainer:
             batch_sharding(self.mesh),
             prefetch=cfg.data.prefetch,
             state=self.data_state,
-            text_rows=self.text_rows,
+            pron_text=self.pron_text,
         )
         try:
             while step < steps:

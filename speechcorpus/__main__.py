@@ -3,7 +3,7 @@
 python -m speechcorpus voices
 python -m speechcorpus split --source gcide
 python -m speechcorpus build --voice hibari:heart --split train --n 2000 --out corpora/hibari_train
-python -m speechcorpus text --split train --start 4000 --out corpora/gcide_text.txt
+python -m speechcorpus text --start 4000 --out corpora/gcide_text.txt
 """
 
 from __future__ import annotations
@@ -40,9 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument(
         "--grammar", type=int, default=0, help="add N template sentences (train split only)"
     )
-    t = sub.add_parser("text", help="write a split's sentences to a text file, one a line")
+    t = sub.add_parser("text", help="write train-split sentences to a text file, one a line")
     _split_args(t)
-    t.add_argument("--split", choices=list(builder.ID_PREFIX), default="train")
     t.add_argument("--start", type=int, default=0, help="skip the first START sentences")
     t.add_argument("--n", type=int, default=None, help="at most N sentences")
     t.add_argument("--out", required=True)
@@ -64,9 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             }
             print(json.dumps(report, indent=1))
         elif a.command == "text":
-            report = builder.write_text(
-                a.out, a.split, a.start, a.n, a.source, a.seed, a.heldout, a.unseen
-            )
+            report = builder.write_text(a.out, a.start, a.n, a.source, a.seed, a.heldout, a.unseen)
             print(json.dumps(report, indent=1))
         else:
             report = builder.build_split(

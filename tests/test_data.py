@@ -262,17 +262,17 @@ def test_text_only_rows_ride_with_training_batches_by_their_place_in_the_plan(st
     cfg = tiny(*PRON, "model.max_text_len=512", f"data.pron_text={path}", "data.pron_rows=5")
     sharding = batch_sharding(make_mesh(tiny("train.mesh.data=2", "train.mesh.fsdp=4").train.mesh))
     corpus = Corpus(store, cfg, row_multiple=8)
-    text_rows = PronText(path, cfg, row_multiple=8)
-    batches = take(Loader(corpus, "train", sharding, prefetch=1, text_rows=text_rows), 4)
+    pron_text = PronText(cfg, row_multiple=8, held_out=corpus.token_rows("val"))
+    batches = take(Loader(corpus, "train", sharding, prefetch=1, pron_text=pron_text), 4)
     for batch in batches:
         got = batch.arrays["pron_text"]
         assert got["ids"].sharding == sharding and len(got["ids"].addressable_shards) == 8
         epoch, position = batch.state["epoch"], batch.state["position"] - 1
-        want = text_rows.host_rows(text_rows.draw(epoch, position))
+        want = pron_text.host_rows(pron_text.draw(epoch, position))
         assert want["ids"].shape[0] == 8
         for key, value in want.items():
             np.testing.assert_array_equal(np.asarray(got[key]), value)
-    restored = Loader(corpus, "train", sharding, text_rows=text_rows, state=batches[1].state)
+    restored = Loader(corpus, "train", sharding, pron_text=pron_text, state=batches[1].state)
     again = take(restored, 1)[0].arrays["pron_text"]
     np.testing.assert_array_equal(np.asarray(again["ids"]), batches[2].arrays["pron_text"]["ids"])
     val = take(Loader(corpus, "val", sharding, shuffle=False, epochs=1, prefetch=0), 1)[0]

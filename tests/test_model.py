@@ -306,3 +306,17 @@ def test_flops_per_step(cfg, model):
     saved *= cfg.resolved_head_dim
     assert one - flops_per_step(gqa, 1, 1, 1) == 6 * saved
     assert flops_per_step(cfg, 4, 10, 50) == pytest.approx(4 * flops_per_step(cfg, 1, 10, 50))
+
+
+def test_the_forwards_text_encoding_is_the_texts_own_even_where_a_row_is_dropped(model, cfg):
+    """The length and phoneme heads read `Forward.text_BxSxD`: each row's encoded text, not
+    the null memory a row dropped for guidance cross-attends; the logits are `__call__`'s."""
+    cond, tokens = make_batch(cfg)
+    dropped = drop(cond, jnp.array([True, False]))
+    out = nnx.jit(lambda m, c, t: m.forward(c, t))(model, dropped, tokens)
+    own = nnx.jit(lambda m, c: m.encode_text(c.inputs["text"]))(model, cond)
+    np.testing.assert_allclose(np.asarray(out.text_BxSxD), np.asarray(own), rtol=1e-5, atol=1e-6)
+    memory = nnx.jit(lambda m, c: m.conditioner(c))(model, dropped).enc_BxSxD
+    assert not np.allclose(np.asarray(memory[0]), np.asarray(own[0]))  # the null row
+    np.testing.assert_array_equal(np.asarray(out.logits_BxTxKxV), forward(model, dropped, tokens))
+    assert out.attn_LxBxHxTxS is None

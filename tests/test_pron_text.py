@@ -35,13 +35,8 @@ def test_lines_become_positions_and_phonemes_and_bad_ones_are_counted(text_file)
     CTC can emit from its bytes ("X" is three sounds from two positions), is counted and
     skipped."""
     cfg = config(text_file)
-    rows = PronText(text_file, cfg, row_multiple=2)
-    assert rows.counts == {
-        "lines": 5,
-        "kept": 3,
-        "dropped_text_too_long": 1,
-        "phonemes_unfit": 1,
-    }
+    rows = PronText(cfg, row_multiple=2)
+    assert rows.counts == {"lines": 5, "kept": 3, "too_long": 1, "unfit": 1, "held_out": 0}
     assert rows.rows == 6  # 5 rounded up to whole rows per device
     kept = ["The cat sat on the mat.", "Dogs bark at night.", "Hm."]
     arrays = rows.host_rows(np.array([2, 0, 0, 1]))
@@ -61,24 +56,35 @@ def test_lines_become_positions_and_phonemes_and_bad_ones_are_counted(text_file)
 def test_each_batch_draws_its_rows_from_the_loader_state_alone(text_file):
     """Two draws at one (epoch, position) agree, so a resumed run reads the same rows; other
     positions, epochs or seeds draw others."""
-    rows = PronText(text_file, config(text_file), row_multiple=1)
+    rows = PronText(config(text_file), row_multiple=1)
     first = rows.draw(0, 3)
     assert first.shape == (5,) and ((first >= 0) & (first < 3)).all()
     np.testing.assert_array_equal(rows.draw(0, 3), first)
     draws = [rows.draw(0, p) for p in range(20)] + [rows.draw(e, 3) for e in range(1, 20)]
     assert any((d != first).any() for d in draws)
-    other = PronText(text_file, config(text_file, "data.seed=1"), row_multiple=1)
+    other = PronText(config(text_file, "data.seed=1"), row_multiple=1)
     assert any((other.draw(0, p) != rows.draw(0, p)).any() for p in range(20))
 
 
 def test_a_missing_or_useless_file_is_one_clear_error(tmp_path):
     missing = tmp_path / "none.txt"
     with pytest.raises(ValueError, match=r"data.pron_text .*none.txt: .*No such file"):
-        PronText(missing, config(missing), row_multiple=1)
+        PronText(config(missing), row_multiple=1)
     useless = tmp_path / "useless.txt"
     useless.write_text("X\n\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"useless.txt: no usable line"):
-        PronText(useless, config(useless), row_multiple=1)
+        PronText(config(useless), row_multiple=1)
+
+
+def test_a_line_that_is_a_validation_transcript_is_left_out(text_file):
+    """Validation then measures the head on text it never trained on."""
+    cfg = config(text_file)
+    held_out = {
+        tuple(encode_text("Dogs bark at night.", cfg.data.text_normalizer, "bytes").tolist())
+    }
+    rows = PronText(cfg, row_multiple=1, held_out=held_out)
+    assert rows.counts["held_out"] == 1 and rows.counts["kept"] == 2
+    assert not any(tuple(t.tolist()) in held_out for t in rows.tokens)
 
 
 def test_text_rows_need_the_phoneme_head(text_file):
