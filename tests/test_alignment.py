@@ -148,8 +148,10 @@ def test_a_model_trained_on_text_determined_codes_reads_its_text(tmp_path, name)
     sets += ["eval.every=10", "eval.batches=2", "eval.num_samples=0", "checkpoint.every=100"]
     cfg = load_config(CONFIGS / f"{name}.yaml", [*sets, "log.tensorboard=false"])
     assert cfg.model.attention_prior is not None and cfg.align.input_dropout > 0
-    if name != "tiny":  # and the open-vocabulary front end: bytes through convolutions
+    if name != "tiny":  # and the open-vocabulary front end: bytes through convolutions, and
+        # the phoneme head on their encoding
         assert cfg.model.text_units == "bytes" and cfg.model.text_conv_layers > 0
+        assert cfg.model.pron_head
     assert Trainer(cfg, store, tmp_path / "run", progress=False).run() == 0
     rows = [json.loads(line) for line in RunDir(tmp_path / "run").metrics.open()]
     evals = {r["step"]: r for r in rows if "eval/text_gain" in r}
