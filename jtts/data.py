@@ -61,7 +61,14 @@ def encode_text(text: str, normalizer: str, units: str = "tokens") -> np.ndarray
     return to_units(ids, units)
 
 
-def _round_up(x: int, m: int) -> int:
+def phoneme_targets(text: str, normalizer: str, positions: int) -> np.ndarray | None:
+    """The phoneme ids a text's `positions` model positions are trained to emit
+    (`model.pron_head`), or None where CTC cannot emit them from that many."""
+    phones = phoneme_ids(normalize(text, normalizer))
+    return phones if ctc_fits(phones, positions) else None
+
+
+def round_up(x: int, m: int) -> int:
     return -(-x // m) * m
 
 
@@ -101,9 +108,9 @@ class Corpus:
         for r in store.records():
             self.tokens.append(encode_text(r["text"], d.text_normalizer, m.text_units))
             if m.pron_head:
-                phones = phoneme_ids(normalize(r["text"], d.text_normalizer))
-                fits = ctc_fits(phones, len(self.tokens[-1]))
-                self.phones.append(phones if fits else None)
+                self.phones.append(
+                    phoneme_targets(r["text"], d.text_normalizer, len(self.tokens[-1]))
+                )
             speakers.append(str(r.get("speaker")))
             for a, _ in attrs:
                 categories[a.name].append(conditioning.lookup(m, a.name, r[a.field]))
@@ -150,7 +157,7 @@ class Corpus:
         for b, edge in enumerate(edges):
             members = kept[self.bucket_of[kept] == b]
             longest = int(text_lens[members].max()) if len(members) else 1
-            text_len = min(_round_up(longest, TEXT_ROUND), m.max_text_len)
+            text_len = min(round_up(longest, TEXT_ROUND), m.max_text_len)
             rows = max(row_multiple, d.batch_frames // edge // row_multiple * row_multiple)
             buckets.append(Bucket(frames=int(edge), text_len=text_len, rows=rows))
         self.buckets = tuple(buckets)
@@ -165,8 +172,8 @@ class Corpus:
             edges.append(min(e for e in (*d.bucket_sizes, d.max_frames) if e >= top))
             return np.array(edges, np.int64)
         qs = np.quantile(lengths, np.arange(1, d.num_buckets + 1) / d.num_buckets)
-        edges = np.minimum([_round_up(int(np.ceil(q)), FRAME_ROUND) for q in qs], d.max_frames)
-        edges[-1] = min(_round_up(top, FRAME_ROUND), d.max_frames)
+        edges = np.minimum([round_up(int(np.ceil(q)), FRAME_ROUND) for q in qs], d.max_frames)
+        edges[-1] = min(round_up(top, FRAME_ROUND), d.max_frames)
         return np.unique(edges)
 
     def token_rows(self, split: str) -> set[tuple[int, ...]]:

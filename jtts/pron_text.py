@@ -19,9 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from jtts.config import Config
-from jtts.data import TEXT_ROUND, encode_text
-from jtts.pronounce import ctc_fits, phoneme_ids
-from jtts.text import normalize
+from jtts.data import TEXT_ROUND, encode_text, phoneme_targets, round_up
 
 STREAM = 7  # keeps these draws apart from the loader's other random streams
 
@@ -51,8 +49,8 @@ class PronText:
             if tuple(tokens.tolist()) in held_out:
                 self.counts["held_out"] += 1
                 continue
-            phones = phoneme_ids(normalize(line, d.text_normalizer))
-            if not ctc_fits(phones, len(tokens)):
+            phones = phoneme_targets(line, d.text_normalizer, len(tokens))
+            if phones is None:
                 self.counts["unfit"] += 1
                 continue
             self.tokens.append(tokens)
@@ -61,9 +59,9 @@ class PronText:
         if not self.tokens:
             raise ValueError(f"data.pron_text {self.path}: no usable line ({self.counts})")
         # R rows, whole per device and micro-batch; S' the longest line's positions
-        self.rows = -(-d.pron_rows // row_multiple) * row_multiple
+        self.rows = round_up(d.pron_rows, row_multiple)
         longest = max(len(t) for t in self.tokens)
-        self.text_len = min(-(-longest // TEXT_ROUND) * TEXT_ROUND, m.max_text_len)
+        self.text_len = min(round_up(longest, TEXT_ROUND), m.max_text_len)
 
     def draw(self, epoch: int, position: int) -> np.ndarray:
         """The R line indices of the batch at (epoch, position) of a training epoch."""
