@@ -35,7 +35,6 @@ from flax import nnx
 from jax import numpy as jnp
 
 from jtts.alignment import FOLLOW_END_TOKENS, follow_position
-from jtts.conditioning import Cond
 from jtts.decode_io import Generation, generation, request
 from jtts.model import Prior
 from jtts.patterns import Pattern
@@ -88,13 +87,6 @@ def init_loop(spec: Spec, valid_B: jax.Array, steps: int, prefix_KxM=None) -> Lo
         dwell_B=jnp.zeros((b,), jnp.int32),
         at_end_B=jnp.zeros((b,), bool),
     )
-
-
-def prior_of(model, spec: Spec, cond: Cond) -> Prior | None:
-    """The model's alignment prior over the length it predicts for each row (guidance rows
-    included: the length of their text), or None."""
-    prior = model.prior(cond, length_scale=spec.length_scale)
-    return None if prior is None else Prior(*(rows(spec.cfg, x) for x in prior))
 
 
 def reached(spec: Spec, loop: Loop, steps_T: jax.Array) -> jax.Array | None:
@@ -180,9 +172,8 @@ def prepare(model, spec, cache_steps, cond, valid_B, prefix_KxM=None):
     A prompt prefills all M steps of its bucketed prefix (PAD past its whole steps): the
     slots past them hold K/V no step reads, as a step sees only the slots up to its own,
     which it has just overwritten. So one program serves every prompt length in a bucket."""
-    prior = prior_of(model, spec, cond)
     cond = cond_rows(spec, cond)
-    ctx = model.decode_context(cond, prior)
+    ctx = model.decode_context(cond, length_scale=spec.length_scale)
     cache = model.init_cache(cond.drop_B.shape[0], cache_steps)
     loop = init_loop(spec, valid_B, cache_steps, prefix_KxM)
     if prefix_KxM is not None:  # inputs of steps 0 .. M-1: BOS, then the steps 0 .. M-2

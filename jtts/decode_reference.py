@@ -25,7 +25,6 @@ from jtts.decode import (
     init_loop,
     merge,
     prepare,
-    prior_of,
     reached,
 )
 from jtts.decode_io import Generation, Request, generation, prefix_bucket, request
@@ -80,9 +79,9 @@ def forward_logits(graphdef, prefix, spec, state, cond, loop):
     b, k = seq_BxKxS.shape[:2]
     bos_BxKx1 = jnp.full((b, k, 1), spec.pattern.bos, jnp.int32)
     inputs_BxKxT = jnp.concatenate([bos_BxKx1, seq_BxKxS[:, :, : prefix - 1]], axis=2)
-    steps_T, prior = jnp.arange(prefix), prior_of(model, spec, cond)
-    bias = model.prior_bias(prior, steps_T, cond.text_BxS.shape[1], reached(spec, loop, steps_T))
     rows_cond = cond_rows(spec, cond)
+    steps_T, prior = jnp.arange(prefix), model.prior(rows_cond, length_scale=spec.length_scale)
+    bias = model.prior_bias(prior, steps_T, cond.text_BxS.shape[1], reached(spec, loop, steps_T))
     logits_BxTxKxV, attn_LxBxHxTxS = model(
         rows_cond, rows(spec.cfg, inputs_BxKxT), attn_bias_BxTxS=bias, with_attention=spec.follow
     )

@@ -154,10 +154,6 @@ class TTSModel(nnx.Module):
         per_token_BxS = FRAMES_PER_UNIT * jax.nn.softplus(self.length_head(enc_BxSxD)[..., 0])
         return jnp.sum(jnp.where(text_mask_BxS.astype(bool), per_token_BxS, 0.0), axis=1)
 
-    def predicted_frames(self, cond: Cond) -> jax.Array:
-        """`frames_of` `cond`'s text, encoded here: decoding asks before any forward."""
-        return self.frames_of(self.encode_text(cond.inputs[TEXT]), cond.text_mask_BxS)
-
     def encode_text(self, text: Text, dropout_rng: jax.Array | None = None) -> jax.Array:
         """The text encoding (BxSxD) alone, for the heads that read it without a forward."""
         return self.conditioner.encode_text(text, dropout_rng=dropout_rng)
@@ -168,15 +164,22 @@ class TTSModel(nnx.Module):
         return self.pron_head(text_BxSxD.astype(jnp.float32))
 
     def prior(
-        self, cond: Cond, steps_B: jax.Array | None = None, length_scale: float = 1.0
+        self,
+        cond: Cond,
+        steps_B: jax.Array | None = None,
+        length_scale: float = 1.0,
+        text_BxSxD: jax.Array | None = None,
     ) -> Prior | None:
         """What the model's own alignment prior (`attention_prior`) is spread over for `cond`;
         None without one. Each row's decoder steps are `steps_B` when known (training: the
-        target's), else the length head's frames times `length_scale`, through the pattern."""
+        target's), else the length head's frames (`frames_of` the text encoding `text_BxSxD`,
+        encoded here when not given) times `length_scale`, through the pattern."""
         if self.cfg.attention_prior is None:
             return None
         if steps_B is None:
-            frames_B = self.predicted_frames(cond) * length_scale
+            if text_BxSxD is None:
+                text_BxSxD = self.encode_text(cond.inputs[TEXT])
+            frames_B = self.frames_of(text_BxSxD, cond.text_mask_BxS) * length_scale
             frames_B = jnp.maximum(jnp.round(frames_B), 1).astype(jnp.int32)
             steps_B = self.pattern.num_steps(frames_B)
         return Prior(steps_B, cond.text_lengths_B)
@@ -211,10 +214,14 @@ class TTSModel(nnx.Module):
             for _ in range(cfg.dec_layers)
         )
 
-    def decode_context(self, cond: Cond, prior: Prior | None = None) -> Context:
-        """The condition's cross-attention K/V for every decoder layer, with `prior` (see
-        `prior`) for the steps to add it to; once per batch."""
+    def decode_context(
+        self, cond: Cond, steps_B: jax.Array | None = None, length_scale: float = 1.0
+    ) -> Context:
+        """The condition's cross-attention K/V for every decoder layer, with the model's
+        `prior` for them (`steps_B`, `length_scale`: see `prior`); once per batch, from one
+        pass of the text encoder (the length head reads the conditioner's own encoding)."""
         mem = self.conditioner(cond)
+        prior = self.prior(cond, steps_B, length_scale, mem.text_BxSxD)
         kv = tuple(
             layer.cross_attn.memory_kv(mem.enc_BxSxD, mem.mask_BxS)
             for layer in self.decoder.unstacked()
@@ -282,21 +289,29 @@ def count_params(model: nnx.Module) -> int:
     return sum(math.prod(x.shape) for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
 
 
-def flops_per_step(cfg: ModelConfig, batch: int, text_len: int, frames: int) -> float:
+def flops_per_step(
+    cfg: ModelConfig,
+    batch: int,
+    text_len: int,
+    frames: int,
+    text_only: tuple[int, int] = (0, 0),
+) -> float:
     """Model FLOPs of one training step (forward + backward), counted as MaxText does.
 
     3 x (2 x matmul-params x tokens + attention score/value matmuls); the causal half of
     decoder self-attention is not counted; embedding lookups are free. `frames` is the
-    decoder length in pattern steps.
+    decoder length in pattern steps; `text_only` the (rows, length) of the text-only rows
+    the encoder also reads for the phoneme head (`data.pron_text`).
     """
     inner = cfg.n_heads * cfg.resolved_head_dim
     self_attn = cfg.d_model * (2 * inner + 2 * cfg.resolved_kv_heads * cfg.resolved_head_dim)
     mlp = (3 if cfg.mlp == "swiglu" else 2) * cfg.d_model * cfg.mlp_dim
-    enc_tokens, dec_tokens = batch * text_len, batch * frames
-    weights = enc_tokens * cfg.enc_layers * (self_attn + mlp)
-    weights += enc_tokens * cfg.dec_layers * 2 * cfg.d_model * inner  # cross-attention K/V
+    dec_tokens = batch * frames
+    weights = batch * text_len * cfg.dec_layers * 2 * cfg.d_model * inner  # cross-attention K/V
     weights += dec_tokens * cfg.dec_layers * (self_attn + 2 * cfg.d_model * inner + mlp)
     weights += dec_tokens * cfg.n_codebooks * cfg.d_model * cfg.out_vocab_size  # heads
-    attention = cfg.enc_layers * 4 * batch * text_len**2 * inner
-    attention += cfg.dec_layers * 4 * batch * (frames**2 / 2 + frames * text_len) * inner
+    attention = cfg.dec_layers * 4 * batch * (frames**2 / 2 + frames * text_len) * inner
+    for rows, length in ((batch, text_len), text_only):  # the text encoder's passes
+        weights += rows * length * cfg.enc_layers * (self_attn + mlp)
+        attention += cfg.enc_layers * 4 * rows * length**2 * inner
     return 3.0 * (2.0 * weights + attention)

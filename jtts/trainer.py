@@ -225,7 +225,9 @@ class Trainer:
             frames = b.frames + self.cfg.model.n_codebooks
             self._interval["tokens"] += float(m["tokens"])
             self._interval["time"] += elapsed
-            self._interval["flops"] += flops_per_step(self.cfg.model, b.rows, b.text_len, frames)
+            text_only = (self.pron_text.rows, self.pron_text.text_len) if self.pron_text else (0, 0)
+            flops = flops_per_step(self.cfg.model, b.rows, b.text_len, frames, text_only)
+            self._interval["flops"] += flops
             self._interval["steps"] += 1
         if p.step % self.cfg.log.every == 0 or p.step == self.cfg.train.steps:
             elapsed_s = time.perf_counter() - self._started

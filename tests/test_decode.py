@@ -10,12 +10,13 @@ from flax import nnx
 from jax import numpy as jnp
 
 from jtts import decode, decode_io
+from jtts.conditioning import TEXT
 from jtts.config import load_config
 from jtts.decode_io import Generation
 from jtts.decode_reference import generate_naive, generate_stepwise
 from jtts.model import build_model
 from jtts.patterns import get_pattern
-from jtts.sampling import Sampling, Spec
+from jtts.sampling import Sampling, Spec, cond_rows
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TEXTS = [[5, 17, 3, 99, 42, 7, 250, 11, 30], [300, 2], [8, 9, 10, 11, 12]]
@@ -72,13 +73,16 @@ def test_length_scale_spreads_the_prior_over_the_predicted_length_times_it():
     through the pattern's frames-to-steps map; all three decoders apply it alike."""
     with_prior = build_model(small_cfg(attention_prior=0.05), nnx.Rngs(0))
     cond = decode_io._batch(TEXTS, with_prior.cfg.max_text_len).cond
-    frames = np.asarray(with_prior.predicted_frames(cond))
+    text_BxSxD = with_prior.encode_text(cond.inputs[TEXT])
+    frames = np.asarray(with_prior.frames_of(text_BxSxD, cond.text_mask_BxS))
     pattern = get_pattern("delay", 4, 64)
     for scale in (1.0, 2.5):
-        spec = Spec.of(with_prior, Sampling(length_scale=scale))
+        spec = Spec.of(with_prior, Sampling(length_scale=scale, cfg_scale=2.0))
         expected = pattern.num_steps(np.maximum(np.round(frames * scale), 1).astype(np.int32))
-        got = decode.prior_of(with_prior, spec, cond).steps_B
-        np.testing.assert_array_equal(np.asarray(got), expected)
+        # Guidance's null rows are spread over the length of their text, like their own rows.
+        guided = cond_rows(spec, cond)
+        got = with_prior.decode_context(guided, length_scale=scale).prior.steps_B
+        np.testing.assert_array_equal(np.asarray(got), np.concatenate([expected, expected]))
     sampling = fixed(12, greedy=True, length_scale=2.5)
     stretched = decode.generate(with_prior, TEXTS, sampling, max_frames=12)
     assert_same_codes(stretched, generate_stepwise(with_prior, TEXTS, sampling, 12))

@@ -9,7 +9,7 @@ import pytest
 from flax import nnx
 from jax import numpy as jnp
 
-from jtts.conditioning import Cond, drop
+from jtts.conditioning import TEXT, Cond, drop
 from jtts.config import load_config
 from jtts.model import TTSModel, build_model, count_params, flops_per_step
 
@@ -122,7 +122,9 @@ def test_decode_step_matches_forward(cfg, scan, mlp, kv_heads):
     model = build_model(dataclasses.replace(cfg, **changes), nnx.Rngs(1))
     cond, tokens = make_batch(cfg, seed=1)
     step_logits, step_attn = incremental(model, cond, tokens)
-    logits, attn = forward_attention(model, cond, tokens)
+    # The decode context spreads the model's own prior over the length it predicts.
+    bias = model.prior_bias(model.prior(cond), jnp.arange(T), cond.text_BxS.shape[1])
+    logits, attn = forward_attention(model, cond, tokens, bias)
     np.testing.assert_allclose(step_logits, logits, atol=1e-5)
     np.testing.assert_allclose(step_attn, attn, atol=1e-4)
 
@@ -137,13 +139,13 @@ def test_prefill_then_steps_match_forward(cfg, n, kv_heads):
     changes = {"attention_prior": 0.5, "n_kv_heads": kv_heads}
     model = build_model(dataclasses.replace(cfg, **changes), nnx.Rngs(5))
     cond, tokens = make_batch(cfg, seed=3)
-    prior = model.prior(cond, jnp.array([T - 2, 4]))  # one row runs past its prior's end
-    bias = model.prior_bias(prior, jnp.arange(T), S)
+    steps = jnp.array([T - 2, 4])  # one row runs past its prior's end
+    bias = model.prior_bias(model.prior(cond, steps), jnp.arange(T), S)
     want_logits, want_attn = forward_attention(model, cond, tokens, bias)
 
     @nnx.jit
     def cached(model, cond, tokens):
-        ctx, cache = model.decode_context(cond, prior), model.init_cache(B, T)
+        ctx, cache = model.decode_context(cond, steps), model.init_cache(B, T)
         logits, attn = [], []
         if n:
             out, cache, a = model.extend(tokens[:, :, :n], jnp.int32(0), cache, ctx)
@@ -269,7 +271,8 @@ def test_every_param_gets_gradient(cfg, scan):
     def grads(model):
         def loss(model):
             logits, _ = model(drop(cond, jnp.array([True, False])), tokens)
-            return jnp.mean(logits**2) + jnp.mean(model.predicted_frames(cond) ** 2)
+            frames_B = model.frames_of(model.encode_text(cond.inputs[TEXT]), cond.text_mask_BxS)
+            return jnp.mean(logits**2) + jnp.mean(frames_B**2)
 
         return nnx.grad(loss)(model)
 
@@ -306,6 +309,15 @@ def test_flops_per_step(cfg, model):
     saved *= cfg.resolved_head_dim
     assert one - flops_per_step(gqa, 1, 1, 1) == 6 * saved
     assert flops_per_step(cfg, 4, 10, 50) == pytest.approx(4 * flops_per_step(cfg, 1, 10, 50))
+    # Text-only rows (the phoneme head's) pass through the encoder's matmuls alone.
+    encoder = params["conditioner"]["encoder"]
+    enc_matmul = sum(
+        x.size
+        for path, x in jax.tree_util.tree_leaves_with_path(encoder)
+        if "norm" not in str(path)
+    )
+    extra = flops_per_step(cfg, 1, 1, 1, text_only=(3, 1)) - one
+    assert 6 * 3 * enc_matmul <= extra <= 1.01 * 6 * 3 * enc_matmul
 
 
 def test_the_forwards_text_encoding_is_the_texts_own_even_where_a_row_is_dropped(model, cfg):
