@@ -140,7 +140,8 @@ def loss_sums(
     `corrupt_rng`, decoder input steps are replaced by PAD with P = align.input_dropout: the
     audio context becomes unreliable, so the text is worth reading (Tacotron's prenet
     dropout, NeMo's decoder input dropout). A model with `pron_head` adds its phoneme CTC
-    loss ("pron", `pron_sums`)."""
+    loss ("pron", `pron_sums`), and that of the batch's text-only rows ("pron_text"), which
+    the text encoder reads for this head alone."""
     inputs_BxKxS, targets_BxKxS, mask_BxKxS = decoder_io(batch, pattern)
     if corrupt_rng is not None and cfg is not None and cfg.align.input_dropout > 0:
         b, _, s = inputs_BxKxS.shape
@@ -159,8 +160,12 @@ def loss_sums(
     if cfg is not None and cfg.model.attention_prior is not None:
         sums["length"] = length_sums(model, batch, text_BxSxD)["length"]
     if cfg is not None and cfg.model.pron_head:
-        text_rng = None if dropout_rng is None else jax.random.fold_in(dropout_rng, 2)
-        sums["pron"] = pron_sums(model, batch, text_BxSxD, text_rng)
+        sums["pron"] = pron_sums(model, text_BxSxD, batch["cond"].text_mask_BxS, batch)
+        if "pron_text" in batch:
+            t = batch["pron_text"]
+            text_rng = None if dropout_rng is None else jax.random.fold_in(dropout_rng, 2)
+            enc_RxSxD = model.encode_text(conditioning.Text(t["ids"], t["mask"]), text_rng)
+            sums["pron_text"] = pron_sums(model, enc_RxSxD, t["mask"], t)
     if ctc:
         cond = batch["cond"]
         sums["align"], _ = forward_sum_loss(  # its row count is known before: norm["align"]
@@ -173,37 +178,23 @@ def loss_sums(
     return sums
 
 
-def pron_labels(batch: dict[str, Any]) -> jax.Array:
-    """The phonemes `pron_sums` is summed over: its per-phoneme normaliser."""
-    rows = [batch, *([batch["pron_text"]] if "pron_text" in batch else [])]
-    labels = sum(jnp.sum((r["phones"] > 0) & r["phones_ok"][:, None]) for r in rows)
-    return labels.astype(jnp.float32)
+def pron_labels(rows: dict[str, Any]) -> jax.Array:
+    """The phonemes `pron_sums` sums over `rows` (a batch, or its "pron_text"): its
+    per-phoneme normaliser."""
+    return jnp.sum((rows["phones"] > 0) & rows["phones_ok"][:, None]).astype(jnp.float32)
 
 
 def pron_sums(
-    model: nnx.Module,
-    batch: dict[str, Any],
-    text_BxSxD: jax.Array,
-    dropout_rng: jax.Array | None = None,
+    model: nnx.Module, text_BxSxD: jax.Array, mask_BxS: jax.Array, rows: dict[str, Any]
 ) -> jax.Array:
-    """The phoneme CTC loss (`model.phoneme_logits` of the forward's text encoding against
-    the batch's "phones", 0 after each row's end) summed over the rows whose phonemes fit
-    their text ("phones_ok"), plus that of the batch's text-only rows ("pron_text"), which
-    the text encoder reads for this head alone."""
-    cond = batch["cond"]
-    out = _ctc_sum(model.phoneme_logits(text_BxSxD), cond.text_mask_BxS, batch)
-    if "pron_text" in batch:
-        t = batch["pron_text"]
-        enc_RxSxD = model.encode_text(conditioning.Text(t["ids"], t["mask"]), dropout_rng)
-        out += _ctc_sum(model.phoneme_logits(enc_RxSxD), t["mask"], t)
-    return out
-
-
-def _ctc_sum(logits_BxSxP: jax.Array, mask_BxS: jax.Array, rows: dict[str, Any]) -> jax.Array:
-    """optax's CTC loss of each row with phones_ok, against its "phones" (0 after them)."""
-    text_pad_BxS = 1.0 - mask_BxS.astype(jnp.float32)
+    """The phoneme CTC loss (optax's, of `model.phoneme_logits` of the text encoding) against
+    `rows`' "phones" (0 after each row's end), summed over the rows whose phonemes fit their
+    text ("phones_ok")."""
     phones_BxS = rows["phones"]
     per_row_B = optax.ctc_loss(
-        logits_BxSxP, text_pad_BxS, phones_BxS, (phones_BxS == 0).astype(jnp.float32)
+        model.phoneme_logits(text_BxSxD),
+        1.0 - mask_BxS.astype(jnp.float32),
+        phones_BxS,
+        (phones_BxS == 0).astype(jnp.float32),
     )
     return jnp.sum(jnp.where(rows["phones_ok"], per_row_B, 0.0))

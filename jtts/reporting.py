@@ -100,7 +100,7 @@ def train_values(
     iv = interval
     values = flatten("train", {k: m[k] for k in TRAIN_KEYS})
     values["train/z_loss"] = float(m["z_loss"])
-    for key in ("align_loss", "length_loss", "pron_loss"):
+    for key in ("align_loss", "length_loss", "pron_loss", "pron_text_loss"):
         if np.isfinite(m[key]):
             values[f"train/{key}"] = float(m[key])
     values["train/skipped"] = int(m["skipped"])

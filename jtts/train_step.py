@@ -90,8 +90,9 @@ class TrainStep:
                 loss += self.cfg.align.ctc_weight * sums["align"] / norm["align"]
             if "length" in sums:
                 loss += sums["length"] / norm["length"]
-            if "pron" in sums:
-                loss += self.cfg.align.pron_weight * sums["pron"] / norm["pron"]
+            if "pron" in sums:  # per phoneme of the speech and text-only rows together
+                pron = sums["pron"] + sums.get("pron_text", 0.0)
+                loss += self.cfg.align.pron_weight * pron / norm["pron"]
             return loss, sums
 
         return jax.grad(loss_fn, has_aux=True)(params)
@@ -121,8 +122,12 @@ class TrainStep:
                 jnp.float32
             ),
         }
+        phones = {}  # the phonemes of the batch's rows ("pron") and of its text-only rows
         if self.cfg.model.pron_head:
-            norm["pron"] = jnp.maximum(pron_labels(batch), 1.0)  # per phoneme
+            phones["pron"] = pron_labels(batch)
+            if "pron_text" in batch:
+                phones["pron_text"] = pron_labels(batch["pron_text"])
+            norm["pron"] = jnp.maximum(sum(phones.values()), 1.0)
         n_micro = self.cfg.optim.grad_accum
         if n_micro == 1:
             grads, sums = self._grads(params, batch, key, norm)
@@ -175,7 +180,10 @@ class TrainStep:
             "z_loss": jnp.sum(sums["zsq"]) / norm["count"],
             "align_loss": sums["align"] / norm["align"] if "align" in sums else jnp.nan,
             "length_loss": sums["length"] / norm["length"] if "length" in sums else jnp.nan,
-            "pron_loss": sums["pron"] / norm["pron"] if "pron" in sums else jnp.nan,
+            **{
+                f"{k}_loss": sums[k] / jnp.maximum(phones[k], 1.0) if k in sums else jnp.nan
+                for k in ("pron", "pron_text")
+            },
             "prior_weight": prior_strength(self.cfg, step),
             "grad_norm": grad_norm,
             "lr": lr,
@@ -238,7 +246,7 @@ class EvalStep:
         if self.cfg.model.attention_prior is not None:
             sums.update(length_sums(model, batch, text_BxSxD))
         if self.cfg.model.pron_head:  # does the phoneme head hold on text it never trained on?
-            sums["pron"] = pron_sums(model, batch, text_BxSxD)
+            sums["pron"] = pron_sums(model, text_BxSxD, cond.text_mask_BxS, batch)
             sums["pron_labels"] = pron_labels(batch)
         steps_BxT = mask_BxKxS.any(axis=1) & valid[:, None]
         sums["attention"] = attention_sums(attn, steps_BxT, cond.text_mask_BxS)
