@@ -299,7 +299,8 @@ def flops_per_step(
     """Model FLOPs of one training step (forward + backward), counted as MaxText does.
 
     3 x (2 x matmul-params x tokens + attention score/value matmuls); the causal half of
-    decoder self-attention is not counted; embedding lookups are free. `frames` is the
+    decoder self-attention is not counted; embedding lookups are free, and so, here, are the
+    text convolutions and the length and phoneme heads (small beside the rest). `frames` is the
     decoder length in pattern steps; `text_only` the (rows, length) of the text-only rows
     the encoder also reads for the phoneme head (`data.pron_text`).
     """

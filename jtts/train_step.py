@@ -122,12 +122,12 @@ class TrainStep:
                 jnp.float32
             ),
         }
-        phones = {}  # the phonemes of the batch's rows ("pron") and of its text-only rows
+        n_phones = {}  # phonemes of the batch's rows ("pron") and of its text-only rows
         if self.cfg.model.pron_head:
-            phones["pron"] = pron_labels(batch)
+            n_phones["pron"] = pron_labels(batch)
             if "pron_text" in batch:
-                phones["pron_text"] = pron_labels(batch["pron_text"])
-            norm["pron"] = jnp.maximum(sum(phones.values()), 1.0)
+                n_phones["pron_text"] = pron_labels(batch["pron_text"])
+            norm["pron"] = jnp.maximum(sum(n_phones.values()), 1.0)
         n_micro = self.cfg.optim.grad_accum
         if n_micro == 1:
             grads, sums = self._grads(params, batch, key, norm)
@@ -181,7 +181,7 @@ class TrainStep:
             "align_loss": sums["align"] / norm["align"] if "align" in sums else jnp.nan,
             "length_loss": sums["length"] / norm["length"] if "length" in sums else jnp.nan,
             **{
-                f"{k}_loss": sums[k] / jnp.maximum(phones[k], 1.0) if k in sums else jnp.nan
+                f"{k}_loss": sums[k] / jnp.maximum(n_phones[k], 1.0) if k in sums else jnp.nan
                 for k in ("pron", "pron_text")
             },
             "prior_weight": prior_strength(self.cfg, step),

@@ -254,7 +254,8 @@ def test_a_shard_changed_in_place_is_refused_at_start(tmp_path, store, capsys):
 
 def test_a_phoneme_head_reads_text_only_rows_and_reports_them(tmp_path, store, capsys):
     """`data.pron_text`: the run says what it kept of the file, trains the phoneme head on
-    them beside its batches (train/pron_loss) and measures the head on held-out batches."""
+    them beside its batches (train/pron_text_loss, apart from the recordings' train/pron_loss)
+    and measures the head on held-out batches."""
     pytest.importorskip("hibari.g2p")
     lines = tmp_path / "lines.txt"
     lines.write_text("The cat sat.\nDogs bark at night.\nX\n", encoding="utf-8")
@@ -266,5 +267,6 @@ def test_a_phoneme_head_reads_text_only_rows_and_reports_them(tmp_path, store, c
     assert f"text only ({lines}): 2 of 3 lines used, 3x32t a step for the phoneme head" in out
     assert "1 dropped (more phonemes than the text's bytes)" in out
     records = read_jsonl(RunDir(run_dir).metrics)
-    assert all(np.isfinite(r["train/pron_loss"]) for r in records if "train/loss" in r)
+    for key in ("train/pron_loss", "train/pron_text_loss"):
+        assert all(np.isfinite(r[key]) for r in records if "train/loss" in r), key
     assert [np.isfinite(r["eval/pron_loss"]) for r in records if "eval/loss" in r] == [True] * 2
