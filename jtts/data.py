@@ -19,8 +19,9 @@ field, and no rows dropped), codes int32 BxKxT, lengths int32 B (frames), has_eo
 valid bool B (False for filler rows that pad the last batch of a bucket); with
 `model.pron_head` also phones int32 BxS (the text's phoneme ids, 0 after them) and phones_ok
 bool B (the row has phonemes CTC can emit from its text), and with `data.pron_text` training
-batches have "pron_text": ids int32 RxS', mask bool RxS', phones int32 RxS', phones_ok bool R
-(text-only rows, `jtts.pron_text`). The delay pattern is applied on device (jtts.loss).
+batches have "pron_text": ids int32 RxS, mask bool RxS, phones int32 RxS, phones_ok bool R
+(text-only rows as long as the batch's text, `jtts.pron_text`). The delay pattern is applied
+on device (jtts.loss).
 """
 
 from __future__ import annotations
@@ -358,8 +359,9 @@ class Loader:
                 arrays = self._global(arrays, bucket.rows)
                 if self.pron_text is not None:
                     t = self.pron_text
-                    lines = t.draw(epoch, position)[process_rows(self.sharding, t.rows)]
-                    arrays["pron_text"] = self._global(t.host_rows(lines), t.rows)
+                    lines = t.draw(epoch, position, bucket.text_len)
+                    lines = lines[process_rows(self.sharding, t.rows)]
+                    arrays["pron_text"] = self._global(t.host_rows(lines, bucket.text_len), t.rows)
                 position += 1
                 yield Batch(arrays, ids, bucket, {"epoch": epoch, "position": position})
             epoch, position = epoch + 1, 0

@@ -68,10 +68,11 @@ def startup_lines(
         )
     if pron_text is not None:
         c, m = pron_text.counts, cfg.model
+        fit = ", ".join(f"{n} fit {s}t" for s, n in pron_text.fit.items())
         lines.append(
             f"jtts:   text only ({pron_text.path}): {c['kept']} of {c['lines']} lines used, "
-            f"{pron_text.rows}x{pron_text.text_len}t a step for the phoneme head, "
-            f"{c['too_long']} dropped (text > {m.max_text_len} {m.text_units}), "
+            f"{pron_text.rows} a step for the phoneme head, as long as the batch's text ({fit}), "
+            f"{c['too_long']} dropped (text > {pron_text.longest} {m.text_units}), "
             f"{c['unfit']} dropped (more phonemes than the text's bytes), "
             f"{c['held_out']} dropped (a validation transcript)"
         )

@@ -153,7 +153,12 @@ class Trainer:
             rows = self.mesh.devices.size * cfg.optim.grad_accum
             self.corpus = Corpus(self.store, cfg, row_multiple=rows)
             self.pron_text = (
-                PronText(cfg, rows, held_out=self.corpus.token_rows("val"))
+                PronText(
+                    cfg,
+                    rows,
+                    [b.text_len for b in self.corpus.buckets],
+                    held_out=self.corpus.token_rows("val"),
+                )
                 if cfg.data.pron_text
                 else None
             )
@@ -225,7 +230,7 @@ class Trainer:
             frames = b.frames + self.cfg.model.n_codebooks
             self._interval["tokens"] += float(m["tokens"])
             self._interval["time"] += elapsed
-            text_only = (self.pron_text.rows, self.pron_text.text_len) if self.pron_text else (0, 0)
+            text_only = (self.pron_text.rows, b.text_len) if self.pron_text else (0, 0)
             flops = flops_per_step(self.cfg.model, b.rows, b.text_len, frames, text_only)
             self._interval["flops"] += flops
             self._interval["steps"] += 1

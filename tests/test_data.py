@@ -253,23 +253,25 @@ def test_phoneme_targets_follow_each_row_and_flag_those_that_cannot_fit(store):
 
 
 def test_text_only_rows_ride_with_training_batches_by_their_place_in_the_plan(store, tmp_path):
-    """With `data.pron_text` each training batch carries that many text-only rows, sharded
-    like its other rows and drawn by the batch's (epoch, position): a restored loader
-    carries the same ones."""
+    """With `data.pron_text` each training batch carries that many text-only rows, as long
+    as its text, sharded like its other rows and drawn by the batch's (epoch, position): a
+    restored loader carries the same ones."""
     pytest.importorskip("hibari.g2p")
     path = tmp_path / "lines.txt"
     path.write_text("The cat sat.\nDogs bark at night.\nA bird sings.\n", encoding="utf-8")
     cfg = tiny(*PRON, "model.max_text_len=512", f"data.pron_text={path}", "data.pron_rows=5")
     sharding = batch_sharding(make_mesh(tiny("train.mesh.data=2", "train.mesh.fsdp=4").train.mesh))
     corpus = Corpus(store, cfg, row_multiple=8)
-    pron_text = PronText(cfg, row_multiple=8, held_out=corpus.token_rows("val"))
+    text_lens = [b.text_len for b in corpus.buckets]
+    pron_text = PronText(cfg, 8, text_lens, held_out=corpus.token_rows("val"))
     batches = take(Loader(corpus, "train", sharding, prefetch=1, pron_text=pron_text), 4)
     for batch in batches:
         got = batch.arrays["pron_text"]
         assert got["ids"].sharding == sharding and len(got["ids"].addressable_shards) == 8
         epoch, position = batch.state["epoch"], batch.state["position"] - 1
-        want = pron_text.host_rows(pron_text.draw(epoch, position))
-        assert want["ids"].shape[0] == 8
+        text_len = batch.arrays["cond"].text_BxS.shape[1]
+        want = pron_text.host_rows(pron_text.draw(epoch, position, text_len), text_len)
+        assert want["ids"].shape == (8, text_len) and want["phones_ok"].all()
         for key, value in want.items():
             np.testing.assert_array_equal(np.asarray(got[key]), value)
     restored = Loader(corpus, "train", sharding, pron_text=pron_text, state=batches[1].state)

@@ -264,7 +264,8 @@ def test_a_phoneme_head_reads_text_only_rows_and_reports_them(tmp_path, store, c
     run_dir = tmp_path / "run"
     assert train(cfg, store, run_dir, devices=one_device(), progress=False) == 0
     out = capsys.readouterr().out
-    assert f"text only ({lines}): 2 of 3 lines used, 3x32t a step for the phoneme head" in out
+    used = f"text only ({lines}): 2 of 3 lines used, 3 a step for the phoneme head, as long as"
+    assert used in out
     assert "1 dropped (more phonemes than the text's bytes)" in out
     records = read_jsonl(RunDir(run_dir).metrics)
     for key in ("train/pron_loss", "train/pron_text_loss"):
