@@ -9,8 +9,8 @@ also learns the sound of spellings the recordings never say.
 
 The rows are as long as their batch's text (its bucket's), so they add no compiled shape and
 no padding to the longest line: a batch draws among the lines that fit it. Which lines a step
-reads is a pure function of (seed, epoch, position), the data loader's state, so a resumed run
-reads exactly the rows it would have read.
+reads is a pure function of (seed, epoch, position) and the batch's text length, the data
+loader's state, so a resumed run reads exactly the rows it would have read.
 """
 
 from __future__ import annotations

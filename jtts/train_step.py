@@ -40,6 +40,12 @@ def _micro_batches(batch: dict[str, Any], n: int) -> dict[str, Any]:
     return jax.tree.map(lambda v: v.reshape(v.shape[0] // n, n, *v.shape[1:]).swapaxes(0, 1), batch)
 
 
+def _per_phone(total: jax.Array, phones: jax.Array) -> jax.Array:
+    """A phoneme loss per phoneme; NaN (not logged) for rows without any, such as the
+    text-only rows of a batch whose text no line fits."""
+    return jnp.where(phones > 0, total / jnp.maximum(phones, 1.0), jnp.nan)
+
+
 class TrainStep:
     """`state, metrics = step(state, batch)`; compiled once per batch shape.
 
@@ -181,7 +187,7 @@ class TrainStep:
             "align_loss": sums["align"] / norm["align"] if "align" in sums else jnp.nan,
             "length_loss": sums["length"] / norm["length"] if "length" in sums else jnp.nan,
             **{
-                f"{k}_loss": sums[k] / jnp.maximum(n_phones[k], 1.0) if k in sums else jnp.nan
+                f"{k}_loss": _per_phone(sums[k], n_phones[k]) if k in sums else jnp.nan
                 for k in ("pron", "pron_text")
             },
             "prior_weight": prior_strength(self.cfg, step),

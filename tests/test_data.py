@@ -265,15 +265,18 @@ def test_text_only_rows_ride_with_training_batches_by_their_place_in_the_plan(st
     text_lens = [b.text_len for b in corpus.buckets]
     pron_text = PronText(cfg, 8, text_lens, held_out=corpus.token_rows("val"))
     batches = take(Loader(corpus, "train", sharding, prefetch=1, pron_text=pron_text), 4)
+    seen = set()  # text lengths: the rows follow their batch's, not one length
     for batch in batches:
         got = batch.arrays["pron_text"]
         assert got["ids"].sharding == sharding and len(got["ids"].addressable_shards) == 8
         epoch, position = batch.state["epoch"], batch.state["position"] - 1
         text_len = batch.arrays["cond"].text_BxS.shape[1]
+        seen.add(text_len)
         want = pron_text.host_rows(pron_text.draw(epoch, position, text_len), text_len)
         assert want["ids"].shape == (8, text_len) and want["phones_ok"].all()
         for key, value in want.items():
             np.testing.assert_array_equal(np.asarray(got[key]), value)
+    assert len(seen) > 1, seen
     restored = Loader(corpus, "train", sharding, pron_text=pron_text, state=batches[1].state)
     again = take(restored, 1)[0].arrays["pron_text"]
     np.testing.assert_array_equal(np.asarray(again["ids"]), batches[2].arrays["pron_text"]["ids"])

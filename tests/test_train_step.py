@@ -5,6 +5,7 @@ import jax
 import numpy as np
 import pytest
 from flax import nnx
+from jax import numpy as jnp
 from synthetic import (
     PRON,
     UNIT_SHAPE,
@@ -150,3 +151,25 @@ def test_grad_accumulation_equals_the_full_batch(head, text_rows):
     np.testing.assert_allclose(g2, g1, rtol=1e-4)
     for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p2), strict=True):
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)  # Adam amplifies noise near 0
+
+
+def test_empty_text_rows_change_nothing_and_log_no_loss():
+    """A batch whose text no line of `data.pron_text` fits carries empty text-only rows
+    (`jtts.pron_text`): its step is the step without them, and no text-rows loss is logged
+    (NaN, which reporting drops) instead of a perfect 0."""
+    cfg = unit_config("align.input_dropout=0", *PRON)
+    mesh, step, state = train_setup(cfg, jax.devices()[:1])
+    host = with_phones(random_batch(ROWS, FRAMES, TEXT, seed=8), text_rows=4)
+    empty = {k: np.zeros_like(v) for k, v in host["pron_text"].items()}
+    results = []
+    for rows in (None, empty):
+        batch = {k: v for k, v in host.items() if k != "pron_text"}
+        batch = device_batch(mesh, batch if rows is None else {**batch, "pron_text": rows})
+        new_state, m = step(jax.tree.map(jnp.copy, state), batch)
+        results.append((m, jax.device_get(new_state["params"])))
+    (m0, p0), (m1, p1) = results
+    assert np.isfinite(float(m1["loss"])) and np.isnan(float(m1["pron_text_loss"]))
+    np.testing.assert_allclose(float(m1["loss"]), float(m0["loss"]), rtol=1e-6)
+    np.testing.assert_allclose(float(m1["pron_loss"]), float(m0["pron_loss"]), rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(p0), jax.tree.leaves(p1), strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-7)
