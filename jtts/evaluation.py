@@ -85,6 +85,6 @@ def eval_metrics(
     }
     if "length_rows" in s:  # mean |predicted / true - 1| of the length head
         values["eval/length_error"] = float(s["length_abs_rel"] / max(s["length_rows"], 1))
-    if "pron_labels" in s:  # the phoneme head's CTC loss per phoneme
-        values["eval/pron_loss"] = float(s["pron"] / max(s["pron_labels"], 1))
+    if s.get("pron_labels", 0) > 0:  # the phoneme head's CTC loss per phoneme, if any
+        values["eval/pron_loss"] = float(s["pron"] / s["pron_labels"])
     return values

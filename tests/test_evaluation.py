@@ -69,3 +69,6 @@ def test_eval_metrics_weight_codebooks_and_measure_each_condition_s_gain():
     with_pron = sums(pron=np.float32(6), pron_labels=np.float32(4))
     values = eval_metrics(with_pron, weights_K, unigram_K, model, elapsed_s=7.0)
     assert values["eval/pron_loss"] == 1.5 and "eval/length_error" not in values
+    no_phonemes = sums(pron=np.float32(0), pron_labels=np.float32(0))
+    values = eval_metrics(no_phonemes, weights_K, unigram_K, model, elapsed_s=7.0)
+    assert "eval/pron_loss" not in values  # a loss over no phonemes is not 0
