@@ -60,8 +60,8 @@ def eval_metrics(
     """The `eval/` metrics of `eval_sums`' sums: losses weighted by the codebook weights,
     the unigram baseline `unigram_K`, the condition gains (nats per code), the best head's
     attention measures (`best_head`), for a model with a length head its mean
-    |predicted / true - 1| and for one with a phoneme head its loss per phoneme (left out when validation holds no
-    phonemes)."""
+    |predicted / true - 1| and for one with a phoneme head its loss per phoneme (left out
+    when validation holds no phonemes)."""
     count_K = np.maximum(s["count"], 1.0)
     loss = float((weights_K * s["ce"]).sum() / max((weights_K * s["count"]).sum(), 1))
     gain_K = (s["ce_mismatched"] - s["ce"]) / count_K
