@@ -60,8 +60,8 @@ def eval_metrics(
     """The `eval/` metrics of `eval_sums`' sums: losses weighted by the codebook weights,
     the unigram baseline `unigram_K`, the condition gains (nats per code), the best head's
     attention measures (`best_head`), for a model with a length head its mean
-    |predicted / true - 1| and for one with a phoneme head its loss per phoneme (left out
-    when validation holds no phonemes)."""
+    |predicted / true - 1| and for one with a phoneme head its loss per phoneme (each left
+    out when validation holds no rows or phonemes to measure)."""
     count_K = np.maximum(s["count"], 1.0)
     loss = float((weights_K * s["ce"]).sum() / max((weights_K * s["count"]).sum(), 1))
     gain_K = (s["ce_mismatched"] - s["ce"]) / count_K
@@ -84,8 +84,8 @@ def eval_metrics(
         **{f"eval/attn_{k}": v for k, v in head.items()},
         "eval/elapsed_s": elapsed_s,
     }
-    if "length_rows" in s:  # mean |predicted / true - 1| of the length head
-        values["eval/length_error"] = float(s["length_abs_rel"] / max(s["length_rows"], 1))
+    if s.get("length_rows", 0) > 0:  # mean |predicted / true - 1| of the length head
+        values["eval/length_error"] = float(s["length_abs_rel"] / s["length_rows"])
     if s.get("pron_labels", 0) > 0:  # the phoneme head's CTC loss per phoneme, if any
         values["eval/pron_loss"] = float(s["pron"] / s["pron_labels"])
     return values

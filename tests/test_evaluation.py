@@ -72,3 +72,6 @@ def test_eval_metrics_weight_codebooks_and_measure_each_condition_s_gain():
     no_phonemes = sums(pron=np.float32(0), pron_labels=np.float32(0))
     values = eval_metrics(no_phonemes, weights_K, unigram_K, model, elapsed_s=7.0)
     assert "eval/pron_loss" not in values  # a loss over no phonemes is not 0
+    no_rows = sums(length_rows=np.float32(0), length_abs_rel=np.float32(0))
+    values = eval_metrics(no_rows, weights_K, unigram_K, model, elapsed_s=7.0)
+    assert "eval/length_error" not in values  # an error over no rows is not 0
